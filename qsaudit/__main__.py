@@ -1,0 +1,5 @@
+"""Allow ``python -m qsaudit``."""
+
+from qsaudit.cli import app
+
+app()

@@ -1,0 +1,70 @@
+"""The CLI shell: instant --help/--version without torch, every command documented."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from qsaudit import __version__
+from qsaudit.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "pandas", "matplotlib", "statsmodels", "open_clip", "nibabel", "scipy")
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    code = (
+        "import sys\n"
+        "from qsaudit.cli import app\n"
+        f"sys.argv = ['qsaudit'] + {args!r}\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return set(proc.stderr.split())
+
+
+def test_help_and_version_do_not_import_heavy_libraries():
+    for args in (["--help"], ["--version"], ["scan", "--help"], ["bias", "--help"]):
+        loaded = _modules_after(args)
+        assert "qsaudit.cli" in loaded
+        heavy = sorted(m for m in HEAVY if m in loaded)
+        assert not heavy, f"qsaudit {' '.join(args)} imported {heavy}"
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"qsaudit {__version__}"
+
+
+def _commands() -> list[str]:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    names = []
+    for line in result.output.splitlines():
+        m = re.match(r"^│ (\S+)\s{2,}", line)
+        if m and not m.group(1).startswith("-"):
+            names.append(m.group(1))
+    return names
+
+
+def test_every_command_is_documented_in_readme_with_an_example():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _commands()
+    assert "scan" in commands and "demo" in commands
+    for name in commands:
+        assert f"qsaudit {name}" in readme, f"README has no example of `qsaudit {name}`"
+
+
+def test_every_command_help_ends_with_an_example():
+    runner = CliRunner()
+    for name in _commands():
+        result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, name
+        assert "qsaudit " + name in result.output.replace("import-paper", "import-paper"), (
+            f"`qsaudit {name} --help` shows no example")
