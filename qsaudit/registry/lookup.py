@@ -1,0 +1,90 @@
+"""Resolve structure names from any vocabulary to one canonical structure.
+
+Unknown names are never rejected: :func:`lookup` returns None for them and
+:func:`canonical_name` / :func:`canonical_key` hand them back unchanged (stripped).
+"""
+
+from __future__ import annotations
+
+from qsaudit.errors import UsageError
+from qsaudit.registry.normalize import normalize_name
+from qsaudit.registry.table import SOURCES, Structure, load_registry
+
+LABEL_PRESETS: tuple[str, ...] = ("btcv", "amos", "totalseg_v1", "totalseg_v2", "dap_atlas")
+
+
+def lookup(name: str) -> Structure | None:
+    """The structure that ``name`` (any known spelling or synonym) denotes; None if unknown."""
+    registry = load_registry()
+    found = registry.by_key.get(name.strip())
+    if found is not None:
+        return found
+    return registry.by_form.get(normalize_name(name))
+
+
+def canonical_name(name: str) -> str:
+    """The canonical human-readable name (e.g. "left kidney"), or ``name`` stripped if unknown."""
+    structure = lookup(name)
+    return structure.name if structure is not None else name.strip()
+
+
+def canonical_key(name: str) -> str:
+    """The snake_case key (e.g. "kidney_left"), or ``name`` stripped if unknown."""
+    structure = lookup(name)
+    return structure.key if structure is not None else name.strip()
+
+
+def all_structures() -> tuple[Structure, ...]:
+    """Every structure of the registry, in the registry's (region-grouped) order."""
+    return load_registry().structures
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise UsageError(f'"{source}": unknown vocabulary (choose from {", ".join(SOURCES)})')
+
+
+def vocabulary(source: str) -> tuple[str, ...]:
+    """The structure names of one source, spelled as that source spells them.
+
+    Sources: "totalseg_v1" (104 names), "totalseg_v2" (117), "abdomenatlas" (25, AbdomenAtlas
+    1.1; its first 9 are AbdomenAtlas 1.0), "btcv" (13), "amos" (15), "dap_atlas" (143, without
+    "Background" and "Left to annotate"), "openkbp" (10). Ordered by label value where the source
+    has label values. Raises UsageError for an unknown source.
+    """
+    _check_source(source)
+    entries = [e for e in load_registry().vocabularies if e.source == source and e.key]
+    return tuple(e.name for e in entries)
+
+
+def preset_labels(preset: str) -> dict[int, str]:
+    """Label value -> name as the dataset spells it, for a dataset with fixed label ids.
+
+    "btcv" gives 1..13, "amos" 1..15; "totalseg_v1" / "totalseg_v2" give TotalSegmentator's
+    multi-label ids (1..104 / 1..117); "dap_atlas" gives the atlas' structures 2..144. Background
+    and other non-structure labels are not included. Raises UsageError for an unknown preset.
+    """
+    if preset not in LABEL_PRESETS:
+        raise UsageError(
+            f'"{preset}": unknown label preset (choose from {", ".join(LABEL_PRESETS)})'
+        )
+    entries = load_registry().vocabularies
+    return {e.label: e.name for e in entries
+            if e.source == preset and e.key and e.label is not None}
+
+
+def dap_atlas_labels() -> dict[int, str]:
+    """The paper's training atlas: label value (0..144) -> name as in the atlas' label table.
+
+    Includes 0 "Background" and 1 "Left to annotate", which are not structures.
+    """
+    entries = load_registry().vocabularies
+    return {e.label: e.name for e in entries if e.source == "dap_atlas" and e.label is not None}
+
+
+def contralateral(name: str) -> Structure | None:
+    """The structure on the other side (left kidney -> right kidney); None if unpaired/unknown."""
+    structure = lookup(name)
+    if structure is None or structure.pair is None:
+        return None
+    return load_registry().by_key[structure.pair]
