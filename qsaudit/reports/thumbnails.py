@@ -1,0 +1,170 @@
+"""Thumbnails of the worst slices of a label: CT in a soft-tissue window with the mask outlined.
+
+Slices arrive as 2D arrays indexed ``(x, y)`` in canonical RAS+ orientation (``+x`` = towards the
+patient's right, ``+y`` = anterior). They are shown in the radiological convention: anterior at the
+top and the patient's right on the left of the image, so row 0 is the largest ``y`` and column 0 the
+largest ``x``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+# Outline colour (RGB) and the gap between tiled slices, in display pixels.
+OUTLINE_RGB = (255, 48, 48)
+_GAP_PX = 4
+_GAP_RGB = (255, 255, 255)
+
+
+@dataclass
+class ThumbnailInputs:
+    """What a scan keeps, per label, to draw its thumbnail.
+
+    ``ct_slices``: 2D float arrays ``(X, Y)`` in HU (RAS orientation); ``mask_slices``: matching 2D
+    bool arrays of the same shapes; ``slice_indices``: the axial index (RAS z) of each slice;
+    ``spacing``: in-plane voxel size ``(x, y)`` in mm, used for the aspect ratio.
+    """
+
+    ct_slices: list[np.ndarray]
+    mask_slices: list[np.ndarray]
+    slice_indices: list[int]
+    spacing: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        n = len(self.ct_slices)
+        if n == 0:
+            raise ValueError("ThumbnailInputs: no slice given")
+        if len(self.mask_slices) != n or len(self.slice_indices) != n:
+            raise ValueError(
+                f"ThumbnailInputs: {n} CT slices but {len(self.mask_slices)} masks and "
+                f"{len(self.slice_indices)} slice indices"
+            )
+        for ct, mask in zip(self.ct_slices, self.mask_slices, strict=True):
+            if np.ndim(ct) != 2 or np.shape(ct) != np.shape(mask):
+                raise ValueError(
+                    f"ThumbnailInputs: CT slice of shape {np.shape(ct)} and mask of shape "
+                    f"{np.shape(mask)} must be the same 2D shape"
+                )
+        sx, sy = (float(s) for s in self.spacing)
+        if not (sx > 0 and sy > 0):
+            raise ValueError(f"ThumbnailInputs: spacing {self.spacing} must be positive (mm)")
+
+
+def select_thumbnail_slices(slice_table_for_label: pd.DataFrame, k: int = 3) -> list[int]:
+    """The ``k`` slices with the lowest predicted slice Dice, worst first.
+
+    ``slice_table_for_label`` has at least ``slice_index`` and ``slice_dsc`` (``SLICE_COLUMNS``) for
+    one label; slices without a prediction are ignored, ties go to the lower slice index. Returns
+    fewer than ``k`` indices when the table is shorter, and ``[]`` for an empty table.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    table = slice_table_for_label[["slice_index", "slice_dsc"]].dropna()
+    table = table.drop_duplicates("slice_index")
+    ordered = table.sort_values(["slice_dsc", "slice_index"], kind="mergesort")
+    return [int(i) for i in ordered["slice_index"].head(k)]
+
+
+def make_thumbnail(
+    inputs: ThumbnailInputs,
+    *,
+    window: tuple[float, float] = (-160.0, 240.0),
+    size_px: int = 160,
+    margin_mm: float = 25.0,
+    min_fov_mm: float = 90.0,
+) -> str:
+    """Render the slices side by side as one PNG and return it as a ``data:image/png`` URI.
+
+    The CT is shown in grey through ``window`` (HU, low/high), the mask as a coloured outline. All
+    slices are cropped to the same square-ish field around the union of their masks (``margin_mm``
+    around it, at least ``min_fov_mm`` wide) so small organs stay visible; the longer side of each
+    tile is ``size_px`` display pixels, with the in-plane spacing respected.
+    """
+    low, high = float(window[0]), float(window[1])
+    if not high > low:
+        raise ValueError(f"window {window}: high must exceed low (HU)")
+    sx, sy = (float(s) for s in inputs.spacing)
+    x0, x1, y0, y1 = _crop_box(inputs.mask_slices, (sx, sy), margin_mm, min_fov_mm)
+    tiles = []
+    for ct, mask in zip(inputs.ct_slices, inputs.mask_slices, strict=True):
+        ct_crop = np.asarray(ct, dtype=np.float32)[x0:x1, y0:y1]
+        mask_crop = np.asarray(mask, dtype=bool)[x0:x1, y0:y1]
+        tiles.append(_render_tile(ct_crop, mask_crop, (sx, sy), low, high, size_px))
+    height = max(t.shape[0] for t in tiles)
+    parts = []
+    for i, tile in enumerate(tiles):
+        if i:
+            parts.append(np.full((height, _GAP_PX, 3), _GAP_RGB, dtype=np.uint8))
+        pad = np.full((height, tile.shape[1], 3), _GAP_RGB, dtype=np.uint8)
+        pad[: tile.shape[0]] = tile
+        parts.append(pad)
+    return png_data_uri(np.concatenate(parts, axis=1))
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """Encode an ``(H, W, 3)`` uint8 image as a base64 ``data:image/png`` URI."""
+    from matplotlib.image import imsave
+
+    buf = io.BytesIO()
+    imsave(buf, np.ascontiguousarray(rgb, dtype=np.uint8), format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _crop_box(
+    masks: list[np.ndarray], spacing: tuple[float, float], margin_mm: float, min_fov_mm: float
+) -> tuple[int, int, int, int]:
+    """Voxel bounds ``(x0, x1, y0, y1)`` around the union of the masks (whole slice if empty)."""
+    shape = np.shape(masks[0])
+    union = np.zeros(shape, dtype=bool)
+    for m in masks:
+        if np.shape(m) == shape:
+            union |= np.asarray(m, dtype=bool)
+    if not union.any():
+        return 0, shape[0], 0, shape[1]
+    bounds = []
+    for axis, (n, sp) in enumerate(zip(shape, spacing, strict=True)):
+        hits = np.flatnonzero(union.any(axis=1 - axis))
+        lo, hi = float(hits[0]), float(hits[-1] + 1)
+        half = max((hi - lo) * sp / 2 + margin_mm, min_fov_mm / 2) / sp
+        centre = (lo + hi) / 2
+        a, b = int(np.floor(centre - half)), int(np.ceil(centre + half))
+        bounds += [max(a, 0), min(b, n)]
+    return bounds[0], bounds[1], bounds[2], bounds[3]
+
+
+def _render_tile(
+    ct: np.ndarray, mask: np.ndarray, spacing: tuple[float, float], low: float, high: float,
+    size_px: int,
+) -> np.ndarray:
+    """One ``(H, W, 3)`` uint8 tile in radiological orientation."""
+    # (x, y) RAS -> image rows = y with anterior up, columns = x with the patient's right on the left
+    ct_img = ct.T[::-1, ::-1]
+    mask_img = mask.T[::-1, ::-1]
+    sx, sy = spacing
+    height_mm, width_mm = ct_img.shape[0] * sy, ct_img.shape[1] * sx
+    scale = size_px / max(height_mm, width_mm)
+    out_h = max(1, round(height_mm * scale))
+    out_w = max(1, round(width_mm * scale))
+    rows = np.minimum((np.arange(out_h) + 0.5) / out_h * ct_img.shape[0], ct_img.shape[0] - 1)
+    cols = np.minimum((np.arange(out_w) + 0.5) / out_w * ct_img.shape[1], ct_img.shape[1] - 1)
+    ri, ci = rows.astype(int)[:, None], cols.astype(int)[None, :]
+    grey = np.clip((ct_img[ri, ci] - low) / (high - low), 0.0, 1.0)
+    grey = np.nan_to_num(grey, nan=0.0)
+    rgb = np.repeat((grey * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    edge = _outline(mask_img[ri, ci])
+    rgb[edge] = OUTLINE_RGB
+    return rgb
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with at least one 4-neighbour outside it (image borders count as out)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    inner = (
+        padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    )
+    return mask & ~inner

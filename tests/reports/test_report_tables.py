@@ -1,0 +1,105 @@
+"""Report numbers and tables: normalisation, summary, worst labels, JSON payloads, figures."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsaudit.columns import RESULT_COLUMNS, names
+from qsaudit.errors import ResultsError
+from qsaudit.reports import worst_labels
+from qsaudit.reports.plots import dsc_distribution_png, sparkline_svg
+from qsaudit.reports.tables import (
+    FLAGS_FIELD,
+    TABLE_COLUMNS,
+    case_payload,
+    normalise_results,
+    summarise,
+    table_payload,
+)
+
+
+def test_normalise_adds_missing_columns_and_requires_ids():
+    out = normalise_results(pd.DataFrame({"case_id": ["a"], "label": ["liver"],
+                                          "predicted_dsc": ["0.5"]}))
+    assert list(out.columns) == names(RESULT_COLUMNS)
+    assert out.loc[0, "predicted_dsc"] == 0.5 and out.loc[0, "status"] == "ok"
+    assert out.loc[0, "n_flags"] == 0
+    with pytest.raises(ResultsError, match="label"):
+        normalise_results(pd.DataFrame({"case_id": ["a"]}))
+
+
+def test_summary_counts_match_the_table(scan_tables):
+    results, _ = scan_tables
+    s = summarise(normalise_results(results))
+    ok = results[results.status == "ok"]["predicted_dsc"]
+    assert (s.n_cases, s.n_labels, s.n_structures, s.n_ok) == (5, 20, 4, 19)
+    assert s.status_counts == {"ok": 19, "unreadable": 1}
+    assert s.flag_counts["edge"] == 1 and s.flag_counts["hu"] == 0 and s.n_flagged == 1
+    assert s.mean_dsc == pytest.approx(ok.mean()) and s.median_dsc == pytest.approx(ok.median())
+    assert s.below == {0.5: int((ok < 0.5).sum()), 0.8: int((ok < 0.8).sum())}
+    assert s.below[0.5] == 1
+
+
+def test_summary_of_an_empty_table():
+    s = summarise(normalise_results(pd.DataFrame(columns=names(RESULT_COLUMNS))))
+    assert (s.n_cases, s.n_labels, s.n_ok, s.n_flagged) == (0, 0, 0, 0)
+    assert math.isnan(s.mean_dsc) and s.below == {0.5: 0, 0.8: 0}
+
+
+def test_worst_labels_finds_the_planted_label_and_skips_problems(scan_tables):
+    results, _ = scan_tables
+    worst = worst_labels(results, 40)
+    assert worst[0] == ("case1", "spleen")
+    assert ("case3", "liver") not in worst and len(worst) == 19
+    assert worst_labels(results, 2) == worst[:2]
+    assert worst_labels(results, 0) == []
+
+
+def test_table_payload_has_one_row_per_label_with_flags(scan_tables):
+    results, _ = scan_tables
+    payload = table_payload(normalise_results(results))
+    assert payload["columns"] == list(TABLE_COLUMNS) + [FLAGS_FIELD]
+    assert len(payload["rows"]) == len(results)
+    rows = {(r[0], r[1]): dict(zip(payload["columns"], r, strict=True)) for r in payload["rows"]}
+    assert rows[("case2", "aorta")][FLAGS_FIELD] == "edge"
+    assert rows[("case3", "liver")]["predicted_dsc"] is None
+    assert rows[("case3", "liver")]["status"] == "unreadable"
+    assert rows[("case1", "spleen")]["predicted_dsc"] == 0.12
+
+
+def test_case_payload_one_row_per_case(scan_tables):
+    results, _ = scan_tables
+    payload = case_payload(normalise_results(results))
+    rows = {r[0]: dict(zip(payload["columns"], r, strict=True)) for r in payload["rows"]}
+    assert sorted(rows) == [f"case{i}" for i in range(5)]
+    assert rows["case1"]["worst_dsc"] == 0.12 and rows["case1"]["worst_label"] == "spleen"
+    assert rows["case3"]["problems"] == 1 and rows["case3"]["labels"] == 4
+    assert rows["case2"]["flagged"] == 1
+
+
+def test_distribution_png_and_empty(scan_tables):
+    results, _ = scan_tables
+    uri = dsc_distribution_png(results)
+    assert uri.startswith("data:image/png;base64,")
+    assert base64.b64decode(uri.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert dsc_distribution_png(results.iloc[:0]) is None
+    assert dsc_distribution_png(results.assign(predicted_dsc=np.nan)) is None
+
+
+def test_sparkline_marks_the_lowest_slice():
+    svg = sparkline_svg(np.array([30, 10, 20]), np.array([0.9, 0.8, 0.2]), width=100, height=40)
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and "http" not in svg
+    points = re.search(r'points="([^"]+)"', svg).group(1).split()
+    xs = [float(p.split(",")[0]) for p in points]
+    assert xs == sorted(xs) and len(xs) == 3  # drawn in slice order
+    cx, cy = (float(v) for v in re.search(r'<circle cx="([\d.]+)" cy="([\d.]+)"', svg).groups())
+    assert cx == pytest.approx(50.0) and cy > 20  # slice 20 (the middle) is low on the chart
+    assert "lowest 0.20 at slice 20" in svg
+    assert sparkline_svg(np.array([]), np.array([])) == ""
+    assert "<polyline" not in sparkline_svg(np.array([5]), np.array([0.5]))
