@@ -1,0 +1,122 @@
+"""Model files: save -> load gives identical predictions; unknown names embedded on demand."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qsaudit.errors import ModelError
+from qsaudit.model.checkpoint import (
+    default_weights_path,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
+from qsaudit.model.config import ModelConfig
+from qsaudit.model.network import QualityNet
+from qsaudit.model.text import get_text_encoder
+
+CFG = ModelConfig(backbone="resnet10", width=4, input_size=32, embed_dim=384, hidden=8)
+
+
+def _randomise_batchnorm(net: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    net = QualityNet(CFG)
+    _randomise_batchnorm(net, 0)
+    net.eval()
+    enc = get_text_encoder("minilm")
+    vocab = dict(zip(["liver", "kidney_left"], enc.encode(["liver", "kidney_left"]), strict=True))
+    path = save_checkpoint(tmp_path / "m.pt", net, CFG, encoder_spec="minilm", vocabulary=vocab,
+                           meta={"seed": 0, "note": "test"})
+    return path, net, enc
+
+
+def test_round_trip_identical_predictions(saved):
+    path, net, enc = saved
+    pred = load_checkpoint(path, device="cpu")
+    assert pred.config == CFG and pred.encoder_spec == "minilm"
+    assert pred.meta == {"seed": 0, "note": "test"}
+    assert sorted(pred.vocabulary) == ["left kidney", "liver"]
+    assert pred.fingerprint == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    x = np.random.default_rng(0).normal(size=(5, 2, 32, 32)).astype(np.float32)
+    names = ["liver", "Kidney-L", "liver", "spleen", "left kidney"]
+    clipped, raw = pred.predict(x, names, batch_size=2)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x), torch.from_numpy(enc.encode(names))).numpy()
+    assert clipped.dtype == np.float64 and raw.shape == (5,)
+    np.testing.assert_allclose(raw, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(clipped, raw)  # bounded model
+    again = load_checkpoint(path, device="cpu").predict(x, names)[1]
+    np.testing.assert_array_equal(raw, again)
+
+
+def test_unknown_name_is_embedded_on_demand(saved):
+    path, _, enc = saved
+    pred = load_checkpoint(path, device="cpu")
+    assert "spleen" not in pred.vocabulary
+    np.testing.assert_allclose(pred.embeddings(["spleen"])[0], enc.encode(["spleen"])[0],
+                               atol=1e-6)
+    np.testing.assert_array_equal(pred.embeddings(["kidney_left"]),
+                                  pred.embeddings(["left kidney"]))
+    assert pred.embeddings([]).shape == (0, 384)
+
+
+def test_unbounded_model_raw_and_clipped(tmp_path):
+    cfg = CFG.replace(bounded=False, embed_dim=4)
+    net = QualityNet(cfg)
+    with torch.no_grad():
+        net.fc2.bias.fill_(50.0)
+    path = save_checkpoint(tmp_path / "u.pt", net, cfg, encoder_spec="minilm",
+                           vocabulary={"liver": np.ones(4)}, meta={})
+    x = np.zeros((2, 2, 32, 32), dtype=np.float32)
+    clipped, raw = load_checkpoint(path, device="cpu").predict(x, ["liver", "liver"])
+    assert np.all(raw > 1) and np.all(clipped == 1.0)
+
+
+def test_bad_inputs_and_files(saved, tmp_path):
+    path, _, _ = saved
+    pred = load_checkpoint(path, device="cpu")
+    with pytest.raises(ModelError, match="inputs must be"):
+        pred.predict(np.zeros((1, 2, 16, 16), np.float32), ["liver"])
+    with pytest.raises(ModelError, match="names"):
+        pred.predict(np.zeros((2, 2, 32, 32), np.float32), ["liver"])
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "absent.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="junk.pt"):
+        load_checkpoint(junk)
+    raw_state = tmp_path / "paper.pth"
+    torch.save({"attention1.weight": torch.zeros(2, 2)}, raw_state)
+    with pytest.raises(ModelError, match="import-paper"):
+        load_checkpoint(raw_state)
+    with pytest.raises(ModelError, match="384"):
+        save_checkpoint(tmp_path / "x.pt", QualityNet(CFG), CFG, encoder_spec="minilm",
+                        vocabulary={"liver": np.ones(3)}, meta={})
+
+
+def test_devices_and_default_path():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ModelError, match="device"):
+        resolve_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="CUDA"):
+            resolve_device("cuda")
+    path = default_weights_path()
+    assert path.name == "qsaudit-default.pt" and path.parent.name == "weights"
+    assert (path.parents[1] / "pyproject.toml").is_file()
