@@ -1,0 +1,125 @@
+"""Per-label checks on one mask: size, edge contact, connected components, HU plausibility."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AIR_HU = -500.0             # below: air (or lung) rather than soft tissue
+AIR_FRACTION = 0.4          # soft-tissue mask with more air than this is flagged
+COMPONENT_MIN_FRACTION = 0.05  # a component counts when it holds at least this share of the voxels
+
+
+@dataclass(frozen=True)
+class MaskStats:
+    """Geometry of one 3D mask (array axes are canonical RAS x, y, z).
+
+    ``bbox``: ((x0, x1), (y0, y1), (z0, z1)) half-open voxel ranges, None when the mask is empty;
+    ``centroid``: voxel coordinates (x, y, z) of the centre of mass (NaN when empty);
+    ``mask_slices``: number of axial (z) slices containing the mask.
+    """
+
+    voxels: int
+    bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None
+    centroid: tuple[float, float, float]
+    mask_slices: int
+
+    @property
+    def empty(self) -> bool:
+        """True when the mask has no voxel."""
+        return self.voxels == 0
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        """``array`` (same shape as the mask) cut to the mask's bounding box (a view)."""
+        if self.bbox is None:
+            return array[:0, :0, :0]
+        (x0, x1), (y0, y1), (z0, z1) = self.bbox
+        return array[x0:x1, y0:y1, z0:z1]
+
+
+def _extent(flags: np.ndarray) -> tuple[int, int]:
+    idx = np.flatnonzero(flags)
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def mask_stats(mask: np.ndarray) -> MaskStats:
+    """Voxel count, bounding box, centroid and number of axial slices of a boolean (X, Y, Z) mask."""
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be 3D, got shape {mask.shape}")
+    per_z = mask.sum(axis=(0, 1), dtype=np.int64)
+    voxels = int(per_z.sum())
+    if voxels == 0:
+        nan = float("nan")
+        return MaskStats(voxels=0, bbox=None, centroid=(nan, nan, nan), mask_slices=0)
+    per_x = mask.any(axis=(1, 2))
+    per_y = mask.any(axis=(0, 2))
+    bbox = (_extent(per_x), _extent(per_y), _extent(per_z > 0))
+    sub = mask[bbox[0][0]:bbox[0][1], bbox[1][0]:bbox[1][1], bbox[2][0]:bbox[2][1]]
+    centroid = []
+    for axis, (lo, _hi) in enumerate(bbox):
+        other = tuple(a for a in range(3) if a != axis)
+        counts = sub.sum(axis=other, dtype=np.int64)
+        centroid.append(float(lo + (counts * np.arange(counts.size)).sum() / voxels))
+    return MaskStats(voxels=voxels, bbox=bbox, centroid=tuple(centroid),
+                     mask_slices=int((per_z > 0).sum()))
+
+
+def flag_edge(stats: MaskStats, shape: tuple[int, int, int], *, z_ends: bool = True) -> bool:
+    """True when the mask touches the border of the field of view.
+
+    In-plane (x, y) borders always count; the first and last axial slices count when ``z_ends``.
+    A mask cut by the field of view is incomplete (or spills outside the body).
+    """
+    if stats.bbox is None:
+        return False
+    axes = (0, 1, 2) if z_ends else (0, 1)
+    return any(stats.bbox[a][0] == 0 or stats.bbox[a][1] == shape[a] for a in axes)
+
+
+def count_components(mask: np.ndarray, *,
+                     min_fraction: float = COMPONENT_MIN_FRACTION) -> tuple[int, int]:
+    """(all, significant) 3D connected components of a boolean mask (26-connectivity).
+
+    A component is significant when it holds at least ``min_fraction`` of the mask's voxels, so
+    that a few stray voxels do not count. Pass a bounding-box crop for speed.
+    """
+    from scipy import ndimage
+
+    if not mask.any():
+        return 0, 0
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    significant = int((sizes >= min_fraction * sizes.sum()).sum())
+    return int(n), significant
+
+
+def flag_components(significant: int, *, expected: int | None = 1) -> bool:
+    """True when a mask has more significant components than the structure should have.
+
+    ``expected``: the registry's expected number of components (None = variable: never flagged).
+    """
+    if expected is None or significant == 0:
+        return False
+    return significant > expected
+
+
+def flag_hu(values: np.ndarray, *, hu_range: tuple[float, float] | None,
+            air_hu: float = AIR_HU, air_fraction: float = AIR_FRACTION) -> bool:
+    """True when most voxels of a mask have implausible HU for its structure.
+
+    ``values``: HU of the voxels inside the mask (1D). ``hu_range``: the registry's plausible
+    range for the structure (None = unknown structure: never flagged). Flagged when the median lies
+    outside ``hu_range`` (i.e. most voxels do), or when a soft-tissue structure (range above
+    ``air_hu``) has more than ``air_fraction`` of its voxels below ``air_hu`` (an esophagus half
+    air, a liver mask spilling into the lung).
+    """
+    if hu_range is None or values.size == 0:
+        return False
+    lo, hi = float(hu_range[0]), float(hu_range[1])
+    median = float(np.median(values))
+    if median < lo or median > hi:
+        return True
+    if lo > air_hu:
+        return bool(np.count_nonzero(values < air_hu) > air_fraction * values.size)
+    return False

@@ -1,0 +1,82 @@
+"""``qsaudit scan``: predict the Dice of every label of a dataset (see qsaudit.inference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qsaudit.cli import app
+from qsaudit.commands._common import DEFAULT_RESULTS_DIR, run_command, set_quiet, stdout_console
+
+
+@app.command("scan")
+@run_command
+def scan_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any supported layout).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Results folder; an interrupted scan there is resumed.")
+    ] = DEFAULT_RESULTS_DIR,
+    model: Annotated[Path | None, typer.Option(
+        "--model", "-m", help="Model file (default: the shipped weights).")] = None,
+    slices: Annotated[int, typer.Option(
+        "--slices", "-k", min=1, help="Slices scored per label (evenly spaced).")] = 10,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto (CUDA with mixed precision when present), cpu or cuda.")
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", "-b", min=1, help="Slices per forward pass.")] = 64,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", min=0, help="Reader processes (default min(2, cores); 0 = none).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the slice sampling.")] = 0,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", help="Scan only shard I of N (0-based, e.g. 0/4) of the sorted cases; "
+        "join shards with qsaudit merge.")] = None,
+    layout: Annotated[str | None, typer.Option(
+        "--layout", "-l", help="Force the dataset layout (default: detected).")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Label table for label maps: CSV with columns value,name.")] = None,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="Known label table for label maps, e.g. btcv, amos.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace results made with another model or other settings.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Predict the Dice score of every label of DATASET, with model-free flags and a report.
+
+    Writes results.csv/.parquet (one row per case and label), slices.parquet, report.html and
+    scan.json to --out. Safe to interrupt: run the same command again to finish.
+
+    Example: qsaudit scan data/dataset --out qsaudit-report --slices 10
+    """
+    from qsaudit.inference import ScanSettings, parse_shard, scan_dataset
+
+    set_quiet(quiet)
+    settings = ScanSettings(model=model, slices=slices, device=device, batch_size=batch_size,
+                            workers=workers, seed=seed,
+                            shard=parse_shard(shard) if shard else None, layout=layout,
+                            labels_table=labels, preset=preset, force=force)
+    summary = scan_dataset(dataset, out, settings=settings)
+    print_summary(summary)
+
+
+def print_summary(summary) -> None:
+    """Render a ScanSummary on stdout (and a report problem as a warning on stderr)."""
+    from qsaudit.commands._common import error_line
+
+    console = stdout_console()
+    statuses = ", ".join(f"{k} {v}" for k, v in summary.status_counts.items())
+    console.print(f"Cases: {summary.cases}  Labels: {summary.labels} ({statuses})")
+    if summary.resumed_cases:
+        console.print(f"Resumed: {summary.resumed_cases} case(s) were already done")
+    console.print(f"Mean predicted Dice: {summary.mean_dsc:.3f}  "
+                  f"Labels with model-free flags: {summary.flagged}")
+    console.print(f"Results: {summary.results_csv}")
+    if summary.report is not None:
+        console.print(f"Report:  {summary.report}")
+    else:
+        error_line(f"report not written: {summary.report_error}")
+    console.print(f"Next: qsaudit budget --results {summary.out_dir}")

@@ -1,0 +1,228 @@
+"""Worker side of a scan: read one case and turn every label into compact arrays.
+
+Runs in reader processes (numpy/scipy/nibabel only, never torch): reads the CT once, decodes each
+label (a shared label map once), computes the model-free flags and statistics, picks the slices to
+score and crops them into model inputs, and keeps small thumbnails. Only these compact arrays go
+back to the main process, which batches crops across labels and cases into the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qsaudit.errors import DatasetError
+
+THUMB_SIZE = 96  # longest side (pixels) of the thumbnail crops kept per scored slice
+PER_LABEL_FLAGS = ("flag_empty", "flag_edge", "flag_components", "flag_hu", "flag_side")
+
+
+@dataclass(frozen=True)
+class PrepareSpec:
+    """What a worker needs to prepare a case: the model's crop settings and the sampling."""
+
+    model_config: Any  # qsaudit.model.config.ModelConfig (input_size, margin, hu_window, ...)
+    slices: int = 10
+    sampling: str = "even"
+    seed: int = 0
+    thumb_size: int = THUMB_SIZE
+
+
+@dataclass
+class LabelWork:
+    """One label of one case, ready for the model.
+
+    ``crops``: (n, 2, S, S) float32 model inputs of the ``n`` scored slices (None unless ok);
+    ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
+    ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
+    mask, with in-plane spacing ``thumb_spacing`` (mm). ``row`` holds the results-table fields
+    known before prediction (statistics, per-label flags, status, error, paths).
+    """
+
+    label: str
+    row: dict[str, Any]
+    crops: np.ndarray | None = None
+    slice_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    slice_areas: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    thumb_ct: np.ndarray | None = None
+    thumb_mask: np.ndarray | None = None
+    thumb_spacing: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def n_slices(self) -> int:
+        """Number of crops to score."""
+        return 0 if self.crops is None else int(self.crops.shape[0])
+
+
+@dataclass
+class PreparedCase:
+    """Every label of one case; ``body_area_mm2`` normalises volumes (NaN if the CT is bad)."""
+
+    case_id: str
+    labels: list[LabelWork]
+    body_area_mm2: float
+    seconds: float
+
+
+def prepare_case(case: Any, spec: PrepareSpec) -> PreparedCase:
+    """Read ``case`` (a ``qsaudit.datasets.Case``) and prepare all its labels; never raises.
+
+    A CT that cannot be read gives every label status ``missing_image`` or ``unreadable``; a
+    label that cannot be read gives that label its problem as status; an unexpected error gives
+    status ``error`` with the exception text. The scan goes on in every case.
+    """
+    start = time.perf_counter()
+    try:
+        labels, area = _prepare(case, spec)
+    except Exception as exc:  # noqa: BLE001 - one bad case must never stop a scan
+        labels = [_failed(case, ref, "error", f"{type(exc).__name__}: {exc}")
+                  for ref in case.labels]
+        area = float("nan")
+    return PreparedCase(case_id=case.case_id, labels=labels, body_area_mm2=area,
+                        seconds=time.perf_counter() - start)
+
+
+def exit_with_parent(parent_pid: int, *, poll_seconds: float = 0.5) -> None:
+    """Reader-process initializer: exit when the scan process dies (even by ``kill -9``).
+
+    Without it a reader blocked on a full result pipe would outlive a killed scan.
+    """
+    import os
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
+    from qsaudit.checks import body_profile
+    from qsaudit.datasets import LabelProblem, read_image, read_mask
+
+    try:
+        volume = read_image(case)
+    except DatasetError as exc:
+        missing = case.image is None or not case.image.exists()
+        status = "missing_image" if missing else "unreadable"
+        return [_failed(case, ref, status, str(exc)) for ref in case.labels], float("nan")
+    body = body_profile(volume.array, volume.spacing)
+    label_maps: dict = {}
+    works: list[LabelWork] = []
+    offsets: dict[str, tuple[str, float]] = {}  # structure key -> (label, centroid x in mm)
+    for ref in case.labels:
+        try:
+            mask = read_mask(ref, volume, label_maps=label_maps)
+        except LabelProblem as problem:
+            status = "missing_label" if problem.status == "missing" else problem.status
+            works.append(_failed(case, ref, status, str(problem)))
+            continue
+        work, key_x = _prepare_label(case, ref, volume, mask, body.midline_x, spec)
+        works.append(work)
+        if key_x is not None:
+            offsets[key_x[0]] = (ref.name, key_x[1])
+    _flag_swapped(works, offsets)
+    return works, body.area_mm2
+
+
+def _base_row(case: Any, ref: Any) -> dict[str, Any]:
+    from qsaudit.registry import canonical_name
+
+    return {
+        "case_id": case.case_id,
+        "label": ref.name,
+        "structure": canonical_name(ref.name),
+        "image_path": str(case.image) if case.image is not None else None,
+        "label_path": str(ref.path),
+        "label_value": ref.value,
+    }
+
+
+def _failed(case: Any, ref: Any, status: str, error: str) -> LabelWork:
+    row = _base_row(case, ref)
+    row.update(status=status, error=error)
+    return LabelWork(label=ref.name, row=row)
+
+
+def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x: float,
+                   spec: PrepareSpec) -> tuple[LabelWork, tuple[str, float] | None]:
+    from qsaudit import checks
+    from qsaudit.inference.sampling import choose_slices
+    from qsaudit.model.preprocess import crop_slice
+    from qsaudit.registry import lookup
+
+    row = _base_row(case, ref)
+    stats = checks.mask_stats(mask)
+    row.update(voxels=stats.voxels, mask_slices=stats.mask_slices,
+               volume_ml=stats.voxels * float(np.prod(volume.spacing)) / 1000.0)
+    if stats.empty:
+        row.update(status="empty", error="the mask has no voxel", flag_empty=True,
+                   mean_hu=float("nan"))
+        return LabelWork(label=ref.name, row=row), None
+    structure = lookup(ref.name)
+    ct = volume.array
+    values = stats.crop(ct)[stats.crop(mask)]
+    _total, significant = checks.count_components(stats.crop(mask))
+    offset = checks.side_offset_mm(stats.centroid[0], midline_x, volume.spacing[0])
+    side = structure.side if structure is not None else None
+    row.update(
+        status="ok", error=None, mean_hu=float(values.mean()),
+        flag_empty=False,
+        flag_edge=checks.flag_edge(stats, mask.shape),
+        flag_components=checks.flag_components(
+            significant, expected=structure.components if structure is not None else 1),
+        flag_hu=checks.flag_hu(values, hu_range=structure.hu_range if structure else None),
+        flag_side=checks.flag_side(offset, side),
+    )
+    index = choose_slices(mask, spec.slices, seed=spec.seed, case_id=case.case_id,
+                          label=ref.name, mode=spec.sampling)
+    crops = np.stack([crop_slice(ct[:, :, z], mask[:, :, z], config=spec.model_config)
+                      for z in index]).astype(np.float32, copy=False)
+    areas = mask[:, :, index].sum(axis=(0, 1), dtype=np.int64)
+    thumb_ct, thumb_mask, thumb_spacing = _thumbnails(ct, mask, stats, index, volume.spacing,
+                                                      spec.thumb_size)
+    work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index,
+                     slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
+                     thumb_spacing=thumb_spacing)
+    key_x = None
+    if side is not None and structure is not None and structure.pair:
+        key_x = (structure.key, offset)
+    return work, key_x
+
+
+def _thumbnails(ct: np.ndarray, mask: np.ndarray, stats: Any, index: np.ndarray,
+                spacing: tuple[float, float, float], size: int
+                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Strided crops of the scored slices around the mask (context margin: half the box)."""
+    (x0, x1), (y0, y1), _ = stats.bbox
+    pad = max(10, (max(x1 - x0, y1 - y0) + 1) // 2)
+    x0, x1 = max(0, x0 - pad), min(ct.shape[0], x1 + pad)
+    y0, y1 = max(0, y0 - pad), min(ct.shape[1], y1 + pad)
+    step = max(1, math.ceil(max(x1 - x0, y1 - y0) / size))
+    sub_ct = ct[x0:x1:step, y0:y1:step][:, :, index]
+    sub_mask = mask[x0:x1:step, y0:y1:step][:, :, index]
+    thumb_ct = np.clip(np.rint(sub_ct), -32768, 32767).astype(np.int16).transpose(2, 0, 1)
+    thumb_mask = np.ascontiguousarray(sub_mask.transpose(2, 0, 1))
+    return (np.ascontiguousarray(thumb_ct), thumb_mask,
+            (float(spacing[0]) * step, float(spacing[1]) * step))
+
+
+def _flag_swapped(works: list[LabelWork], offsets: dict[str, tuple[str, float]]) -> None:
+    """Flag both members of a left/right pair whose centroids are on each other's side."""
+    from qsaudit.checks import swapped_pairs
+    from qsaudit.registry import lookup
+
+    sides, pairs, xs = {}, {}, {}
+    for key, (label, x) in offsets.items():
+        structure = lookup(label)
+        sides[key], pairs[key], xs[key] = structure.side, structure.pair, x
+    swapped = {offsets[key][0] for key in swapped_pairs(xs, sides, pairs)}
+    for work in works:
+        if work.label in swapped:
+            work.row["flag_side"] = True

@@ -1,0 +1,62 @@
+"""Per-label mask checks on planted arrays."""
+
+import numpy as np
+
+from qsaudit.checks import count_components, flag_components, flag_edge, flag_hu, mask_stats
+
+
+def _box(shape=(32, 32, 16), lo=(10, 10, 4), hi=(20, 20, 12)):
+    m = np.zeros(shape, dtype=bool)
+    m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+    return m
+
+
+def test_mask_stats_geometry():
+    stats = mask_stats(_box())
+    assert stats.voxels == 10 * 10 * 8
+    assert stats.bbox == ((10, 20), (10, 20), (4, 12))
+    assert np.allclose(stats.centroid, (14.5, 14.5, 7.5))
+    assert stats.mask_slices == 8
+    empty = mask_stats(np.zeros((4, 4, 4), bool))
+    assert empty.empty and empty.bbox is None and empty.mask_slices == 0
+
+
+def test_flag_edge_in_plane_and_z_ends():
+    shape = (32, 32, 16)
+    assert not flag_edge(mask_stats(_box()), shape)
+    assert flag_edge(mask_stats(_box(lo=(0, 10, 4))), shape)
+    assert flag_edge(mask_stats(_box(hi=(20, 32, 12))), shape)
+    z_end = mask_stats(_box(hi=(20, 20, 16)))
+    assert flag_edge(z_end, shape)
+    assert not flag_edge(z_end, shape, z_ends=False)
+
+
+def test_components_ignore_small_specks():
+    m = _box()
+    m[25, 25, 14] = True  # one stray voxel: 1/801 of the mask
+    assert count_components(m) == (2, 1)
+    m[0:8, 0:8, 0:8] = True  # a second large piece
+    total, significant = count_components(m)
+    assert (total, significant) == (3, 2)
+    assert flag_components(significant, expected=1)
+    assert not flag_components(significant, expected=2)
+    assert not flag_components(significant, expected=None)
+
+
+def test_diagonal_neighbours_are_one_component():
+    m = np.zeros((4, 4, 4), bool)
+    m[0, 0, 0] = m[1, 1, 1] = True
+    assert count_components(m) == (1, 1)
+
+
+def test_flag_hu_median_outside_range_and_air_rule():
+    rng = np.random.default_rng(0)
+    liver = rng.normal(60, 15, 1000)
+    assert not flag_hu(liver, hu_range=(0, 200))
+    assert flag_hu(liver - 200, hu_range=(0, 200))
+    half_air = np.concatenate([rng.normal(30, 10, 550), np.full(450, -950.0)])
+    assert flag_hu(half_air, hu_range=(-300, 150))       # median fine, 45 % air
+    assert not flag_hu(half_air[:700], hu_range=(-300, 150))  # ~21 % air
+    lung = rng.normal(-850, 30, 1000)
+    assert not flag_hu(lung, hu_range=(-1000, -500))     # air rule is for soft tissue only
+    assert not flag_hu(liver - 500, hu_range=None)

@@ -1,0 +1,37 @@
+"""`qsaudit scan` and `qsaudit merge` through the CLI: exit codes, output, files."""
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from qsaudit.cli import app
+
+
+def _scan(*args):
+    return CliRunner().invoke(app, ["scan", *map(str, args), "--workers", "0", "--device",
+                                    "cpu", "--quiet", "--slices", "3"])
+
+
+def test_scan_merge_and_errors(make_dataset, tiny_model, tmp_path):
+    dataset = make_dataset(cases=4, plants={"c001": "empty"})
+    (dataset / "c002" / "ct.nii.gz").write_bytes(b"\x1f\x8b broken")
+    out = tmp_path / "out"
+    result = _scan(dataset, "--out", out, "--model", tiny_model)
+    assert result.exit_code == 0, result.output
+    assert "Cases: 4" in result.output and "Report:" in result.output
+    table = pd.read_csv(out / "results.csv")
+    assert set(table.loc[table.case_id == "c002", "status"]) == {"unreadable"}
+    refused = _scan(dataset, "--out", out, "--model", tiny_model, "--seed", "3")
+    assert refused.exit_code == 1 and "seed was 0, now 3" in refused.output
+    assert "Traceback" not in refused.output
+    assert _scan(dataset, "--out", out, "--model", tiny_model, "--shard", "2/2").exit_code == 2
+    assert _scan(dataset, "--model", tmp_path / "none.pt", "--out", out).exit_code == 1
+    for i in range(2):
+        r = _scan(dataset, "--out", tmp_path / f"s{i}", "--model", tiny_model, "--shard", f"{i}/2")
+        assert r.exit_code == 0, r.output
+    merged = CliRunner().invoke(app, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"),
+                                      "--out", str(tmp_path / "m")])
+    assert merged.exit_code == 0, merged.output
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"),
+                                  pd.read_parquet(tmp_path / "m" / "results.parquet"))
+    bad = CliRunner().invoke(app, ["merge", str(tmp_path / "s0"), "--out", str(tmp_path / "m")])
+    assert bad.exit_code == 1 and "missing" in bad.output

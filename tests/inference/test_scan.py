@@ -1,0 +1,155 @@
+"""scan_dataset end to end on tiny generated datasets with a tiny real model file."""
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsaudit.columns import RESULT_COLUMNS, SLICE_COLUMNS, names
+from qsaudit.errors import ResultsError
+from qsaudit.inference import ScanSettings, scan_dataset
+from qsaudit.progress import set_quiet
+
+set_quiet(True)
+
+
+def _settings(model, **kw):
+    return ScanSettings(model=model, workers=0, device="cpu", batch_size=16, **kw)
+
+
+def _tables(out):
+    return pd.read_parquet(out / "results.parquet"), pd.read_parquet(out / "slices.parquet")
+
+
+def _assert_same(out_a, out_b):
+    for a, b in zip(_tables(out_a), _tables(out_b), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    csv_a = (out_a / "results.csv").read_text().replace(str(out_a), "")
+    assert csv_a == (out_b / "results.csv").read_text().replace(str(out_b), "")
+
+
+def test_rows_columns_and_files(tiny_dataset, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    summary = scan_dataset(tiny_dataset, out, settings=_settings(tiny_model, slices=4))
+    results, slices = _tables(out)
+    assert list(results.columns) == names(RESULT_COLUMNS)
+    assert list(slices.columns) == names(SLICE_COLUMNS)
+    assert len(results) == 6 * 6 and summary.labels == 36 and summary.cases == 6
+    assert (results["status"] == "ok").all()
+    assert results["predicted_dsc"].between(0, 1).all()
+    assert (results["n_slices"] == results["mask_slices"].clip(upper=4)).all()
+    assert len(slices) == results["n_slices"].sum()
+    assert results["structure"][results["label"] == "kidney_left"].eq("left kidney").all()
+    assert (results["volume_ml"] == results["voxels"] * 16 / 1000).all()
+    assert results[["case_id", "label"]].equals(
+        results[["case_id", "label"]].sort_values(["case_id", "label"]))
+    meta = json.loads((out / "scan.json").read_text())
+    assert meta["state"] == "complete" and meta["counts"]["labels"] == 36
+    assert meta["model_fingerprint"] and meta["settings"]["slices"] == 4
+    assert (out / "results.csv").is_file() and (out / "report.html").is_file()
+
+
+def test_two_scans_identical_and_workers_do_not_matter(tiny_dataset, tiny_model, tmp_path):
+    scan_dataset(tiny_dataset, tmp_path / "a", settings=_settings(tiny_model))
+    scan_dataset(tiny_dataset, tmp_path / "b", settings=_settings(tiny_model))
+    _assert_same(tmp_path / "a", tmp_path / "b")
+    scan_dataset(tiny_dataset, tmp_path / "c",
+                 settings=_settings(tiny_model).replace(workers=2, batch_size=16))
+    _assert_same(tmp_path / "a", tmp_path / "c")
+
+
+def test_resume_after_interruption_gives_identical_results(tiny_dataset, tiny_model, tmp_path):
+    scan_dataset(tiny_dataset, tmp_path / "full", settings=_settings(tiny_model))
+    committed = []
+
+    def crash_after_two(case_id):
+        committed.append(case_id)
+        if len(committed) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        scan_dataset(tiny_dataset, out, settings=_settings(tiny_model),
+                     on_case_committed=crash_after_two)
+    assert not (out / "results.csv").exists()
+    assert json.loads((out / "scan.json").read_text())["state"] == "running"
+    summary = scan_dataset(tiny_dataset, out, settings=_settings(tiny_model))
+    assert summary.resumed_cases == 2 and summary.scanned_cases == 4
+    _assert_same(tmp_path / "full", out)
+
+
+def test_changed_settings_or_model_refused_unless_force(tiny_dataset, tiny_model, other_model,
+                                                        tmp_path):
+    out = tmp_path / "out"
+    scan_dataset(tiny_dataset, out, settings=_settings(tiny_model))
+    with pytest.raises(ResultsError, match="slices was 10, now 5"):
+        scan_dataset(tiny_dataset, out, settings=_settings(tiny_model, slices=5))
+    with pytest.raises(ResultsError, match="model changed"):
+        scan_dataset(tiny_dataset, out, settings=_settings(other_model))
+    summary = scan_dataset(tiny_dataset, out, settings=_settings(tiny_model, slices=5, force=True))
+    assert summary.resumed_cases == 0
+    assert _tables(out)[0]["n_slices"].max() == 5
+    # Speed settings may change between runs of one scan.
+    again = scan_dataset(tiny_dataset, out, settings=_settings(tiny_model, slices=5)
+                         .replace(batch_size=3))
+    assert again.resumed_cases == 6
+
+
+def test_every_flag_on_its_planted_case(make_dataset, tiny_model, tmp_path):
+    plants = {"c001": "side", "c002": "hu", "c003": "components", "c004": "edge",
+              "c005": "volume", "c006": "empty"}
+    dataset = make_dataset(cases=8, plants=plants)
+    scan_dataset(dataset, tmp_path / "out", settings=_settings(tiny_model, slices=3))
+    results = _tables(tmp_path / "out")[0].set_index(["case_id", "label"])
+    expected = {
+        "flag_side": {("c001", "kidney_left"), ("c001", "kidney_right")},
+        "flag_hu": {("c002", "esophagus")},
+        "flag_components": {("c003", "liver")},
+        "flag_edge": {("c004", "aorta")},
+        "flag_empty": {("c006", "spleen")},
+    }
+    for flag, keys in expected.items():
+        raised = set(results.index[results[flag].fillna(False).astype(bool)])
+        assert raised == keys, flag
+    volume = set(results.index[results["flag_volume"].fillna(False).astype(bool)])
+    assert ("c005", "spleen") in volume
+    assert volume <= {("c005", "spleen"), ("c004", "aorta")}  # the over-long aorta may count
+    empty = results.loc[("c006", "spleen")]
+    assert empty["status"] == "empty" and pd.isna(empty["predicted_dsc"])
+    assert empty["n_flags"] == 1
+    clean = results.loc["c000"]
+    assert (clean["n_flags"] == 0).all()
+
+
+def test_bad_files_get_status_rows(make_dataset, tiny_model, tmp_path):
+    dataset = make_dataset(cases=6)
+    (dataset / "c000" / "ct.nii.gz").write_bytes(
+        (dataset / "c000" / "ct.nii.gz").read_bytes()[:200])            # truncated CT
+    (dataset / "c001" / "ct.nii.gz").unlink()                          # missing CT
+    (dataset / "c002" / "segmentations" / "liver.nii.gz").write_bytes(
+        gzip.compress(b"not a nifti at all"))                           # corrupt label
+    affine = np.diag([2.0, 2.0, 4.0, 1.0])
+    nib.save(nib.Nifti1Image(np.ones((30, 32, 16), np.uint8), affine),
+             dataset / "c003" / "segmentations" / "spleen.nii.gz")       # wrong shape
+    shifted = affine.copy()
+    shifted[0, 3] = 7.0
+    mask = np.zeros((32, 32, 16), np.uint8)
+    mask[10:14, 10:14, 5:9] = 1
+    nib.save(nib.Nifti1Image(mask, shifted),
+             dataset / "c004" / "segmentations" / "aorta.nii.gz")        # wrong affine
+    summary = scan_dataset(dataset, tmp_path / "out", settings=_settings(tiny_model))
+    results = _tables(tmp_path / "out")[0].set_index(["case_id", "label"])
+    assert set(results.loc["c000", "status"]) == {"unreadable"}
+    assert set(results.loc["c001", "status"]) == {"missing_image"}
+    assert results.loc[("c002", "liver"), "status"] == "unreadable"
+    assert results.loc[("c003", "spleen"), "status"] == "shape_mismatch"
+    assert results.loc[("c004", "aorta"), "status"] == "affine_mismatch"
+    assert "ct.nii.gz" in results.loc[("c000", "liver"), "error"]
+    bad = results[results["status"] != "ok"]
+    assert bad["predicted_dsc"].isna().all() and bad["error"].str.len().gt(0).all()
+    assert (results.loc["c005", "status"] == "ok").all()
+    assert (results.loc[("c002", "spleen"), "status"]) == "ok"
+    assert summary.status_counts["ok"] == 6 + 5 + 5 + 5
