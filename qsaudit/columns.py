@@ -53,8 +53,9 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column("flag_hu", "boolean", "Most mask voxels have implausible HU for the structure (e.g. "
            "an esophagus half air)."),
     Column("n_flags", "Int64", "Number of model-free flags raised."),
-    Column("status", "string", "'ok', or the problem that stopped the prediction (unreadable, "
-           "missing_image, shape_mismatch, affine_mismatch, empty)."),
+    Column("status", "string", "'ok', or the problem that stopped the prediction: unreadable, "
+           "missing_image, missing_label, shape_mismatch, affine_mismatch, empty, or error (an "
+           "unexpected failure, text in the error column)."),
     Column("error", "string", "Human-readable detail of the problem, empty when ok."),
     Column("image_path", "string", "CT file the label was scored against."),
     Column("label_path", "string", "Label file (per-structure mask or label map)."),

@@ -1,0 +1,114 @@
+"""Label-level accuracy of a qsaudit model on data it never saw (issue 3's benchmark).
+
+Two test sets, each with degraded labels, network-snapshot labels and perfect labels, scored the
+way ``qsaudit scan`` scores them (evenly spaced slices, fixed crop margin, area-weighted mean):
+
+* phantoms from a seed stream that training never uses;
+* OpenKBP patients held out from training (the ``excluded_cases`` and ``validation_patients``
+  recorded in the model's meta), cropped to their main CT block like the training data.
+
+Prints Pearson r, Spearman rho, MAE and AUROC (true Dice < 0.8) per test set and candidate kind.
+Targets: phantoms r >= 0.95 and MAE <= 0.05; OpenKBP held-out r >= 0.90.
+
+    python benchmarks/accuracy.py [--model weights/qsaudit-default.pt] [--phantoms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qsaudit.analyses.evaluate import quality_metrics
+from qsaudit.training.cases import (
+    PHANTOM_BENCHMARK_STREAM,
+    dataset_specs,
+    phantom_specs,
+)
+from qsaudit.training.config import SampleConfig
+
+
+def kind_of(source: str) -> str:
+    """Candidate family: perfect, snapshot or degraded."""
+    if source == "perfect":
+        return "perfect"
+    return "snapshot" if source.startswith("snapshot-") else "degraded"
+
+
+def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, workers: int,
+                aggregation: str = "area_weighted"):
+    """Predicted and true label Dice (+ candidate kinds) for every candidate of ``specs``."""
+    from qsaudit.training.build import build_samples
+    from qsaudit.training.trainer import label_scores
+
+    patients = {s.patient_id for s in specs}
+    _, val = build_samples(specs, patients, model_config=predictor.config,
+                           sample_config=sample_config, seed=seed, workers=workers)
+    pred, _ = predictor.predict(val.inputs.astype(np.float32), list(val.names))
+    label_pred, label_true = label_scores(val, pred, method=aggregation)
+    groups = sorted(set(val.groups.tolist()))
+    kinds = np.array([kind_of(val.group_table[g]["source"]) for g in groups])
+    return label_pred, label_true, kinds
+
+
+def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray) -> None:
+    print(f"\n{title}")
+    print(f"{'subset':<10}{'labels':>8}{'bad':>6}{'r':>8}{'rho':>8}{'MAE':>8}{'AUROC':>8}")
+    for name in ("all", "degraded", "snapshot", "perfect"):
+        keep = np.ones(len(pred), bool) if name == "all" else kinds == name
+        if not keep.any():
+            continue
+        m = quality_metrics(pred[keep], true[keep])
+        print(f"{name:<10}{m['n']:>8}{m['n_bad']:>6}{m['pearson']:>8.3f}{m['spearman']:>8.3f}"
+              f"{m['mae']:>8.3f}{m['auroc']:>8.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "weights" / "qsaudit-default.pt")
+    parser.add_argument("--phantoms", type=int, default=20)
+    parser.add_argument("--openkbp", type=Path, default=ROOT.parent / "shared" / "data" / "openkbp")
+    parser.add_argument("--max-cases", type=int, default=0, help="Cap on OpenKBP cases (0 = all).")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    from qsaudit.model.checkpoint import load_checkpoint
+
+    predictor = load_checkpoint(args.model, device=args.device)
+    meta = predictor.meta
+    sample_kw = dict(meta.get("train_config", {}).get("samples", {}))
+    sample_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in sample_kw.items()}
+    sample_config = SampleConfig(**sample_kw)
+    print(f"model {args.model} (trained {meta.get('command') or '?'})")
+
+    if args.phantoms > 0:
+        specs = phantom_specs(args.phantoms, seed=args.seed, stream=PHANTOM_BENCHMARK_STREAM,
+                              shape=sample_config.phantom_shape)
+        p, t, k = score_specs(predictor, specs, sample_config=sample_config, seed=args.seed,
+                              workers=args.workers)
+        report(f"phantoms (benchmark seed stream, {args.phantoms} patients)", p, t, k)
+
+    held = set(meta.get("excluded_cases", [])) | set(meta.get("validation_patients", []))
+    if args.openkbp.is_dir():
+        specs = [s for s in dataset_specs(args.openkbp) if s.patient_id in held]
+        if args.max_cases:
+            specs = specs[:args.max_cases]
+        if specs:
+            p, t, k = score_specs(predictor, specs, sample_config=sample_config,
+                                  seed=args.seed, workers=args.workers)
+            report(f"OpenKBP patients held out from training ({len(specs)})", p, t, k)
+        else:
+            print("\nOpenKBP: the model's meta names no held-out OpenKBP patient")
+    else:
+        print(f"\nOpenKBP: {args.openkbp} not found, skipped")
+
+
+if __name__ == "__main__":
+    main()

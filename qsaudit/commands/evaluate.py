@@ -1,0 +1,84 @@
+"""``qsaudit evaluate``: compare predicted label quality with the true Dice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qsaudit.cli import app
+from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+
+
+@app.command("evaluate")
+@run_command
+def evaluate(
+    results: Path = ResultsOption,
+    truth: Annotated[Path | None, typer.Option(
+        "--truth", "-t", help="Table of true Dice (truth.csv of `qsaudit demo`): case_id, "
+        "label, true_dsc[, error].")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="Reference (expert) masks, same layout and names as the dataset; "
+        "the true Dice is recomputed. Needs --dataset.")] = None,
+    dataset: Annotated[Path | None, typer.Option(
+        "--dataset", "-d", help="The scanned dataset (with --reference).")] = None,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", help="A label is bad when its true Dice is below this (for AUROC).")
+    ] = 0.8,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output folder (default: the results folder).")] = None,
+    quiet: bool = QuietOption,
+) -> None:
+    """Pearson r, Spearman rho, MAE and AUROC of predicted vs true Dice, per structure and
+    per error type, and the scatter plot (the paper's Fig. 3).
+
+    Writes evaluation.csv, evaluation.json and evaluation.png.
+
+    Example: qsaudit evaluate --results qsaudit-report --truth demo/truth.csv
+    """
+    set_quiet(quiet)
+    from qsaudit.analyses.evaluate import (
+        evaluate_predictions,
+        truth_from_reference,
+        write_evaluation,
+    )
+    from qsaudit.analyses.results import load_results, load_truth, results_dir
+    from qsaudit.errors import UsageError
+
+    if (truth is None) == (reference is None):
+        raise UsageError("give either --truth FILE or --reference DIR (with --dataset DIR)")
+    if not 0 < threshold <= 1:
+        raise UsageError(f"--threshold {threshold}: must be in (0, 1]")
+    table = load_results(results)
+    if truth is not None:
+        truth_table = load_truth(truth)
+    else:
+        if dataset is None:
+            raise UsageError("--reference needs --dataset DIR (the scanned dataset)")
+        truth_table = truth_from_reference(dataset, reference)
+    result = evaluate_predictions(table, truth_table, threshold=threshold)
+    paths = write_evaluation(result, out or results_dir(results))
+    _render(result)
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+def _render(result) -> None:
+    import math
+
+    from rich.table import Table
+
+    from qsaudit.commands._common import stdout_console
+
+    def f(v: float) -> str:
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    t = Table(title=f"Predicted vs true Dice (bad = true Dice < {result.threshold:g})",
+              title_justify="left")
+    for name in ("scope", "group", "labels", "bad", "Pearson r", "Spearman ρ", "MAE", "AUROC"):
+        t.add_column(name, justify="left" if name in ("scope", "group") else "right")
+    for row in result.groups.itertuples(index=False):
+        t.add_row(row.scope, row.group, str(row.n), str(row.n_bad), f(row.pearson),
+                  f(row.spearman), f(row.mae), f(row.auroc))
+    stdout_console().print(t)

@@ -1,0 +1,144 @@
+"""Build the training and validation sample sets from trusted cases, on several processes.
+
+Cases are grouped into *units* of ``SampleConfig.snapshot_group`` cases of one split; a unit is
+loaded, cleaned, given its candidates (degradations + network snapshots) and cut into samples by
+one worker process. Training units draw ``slices_per_candidate`` random scorable slices per
+candidate with a random crop margin; validation units score each candidate the way a scan does
+(``eval_slices`` evenly spaced slices, the model's fixed margin) so that label-level metrics
+after aggregation mean what they will mean in use. Training targets are then rebalanced over
+DSC bins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from qsaudit.training.cases import CaseSpec, load_case
+from qsaudit.training.config import SampleConfig
+from qsaudit.training.samples import SampleSet, candidate_samples, rebalance, scorable_slices
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A group of cases built together by one worker (``validation``: scan-like sampling)."""
+
+    specs: tuple[CaseSpec, ...]
+    seed: tuple[int, ...]
+    validation: bool
+
+
+def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleSet:
+    """Load the cases of ``unit``, make their candidates and cut them into samples."""
+    from qsaudit.model.preprocess import sample_slices
+    from qsaudit.training.candidates import degraded_candidates, snapshot_group_candidates
+
+    rng = np.random.default_rng(list(unit.seed))
+    cases = []
+    for spec in unit.specs:
+        case = load_case(spec, min_inside_fraction=sample_config.min_inside_fraction,
+                         min_label_voxels=sample_config.min_label_voxels)
+        if case.masks:
+            cases.append(case)
+    if not cases:
+        return SampleSet.empty(model_config.input_size)
+    snaps = snapshot_group_candidates(cases, steps=tuple(sample_config.snapshot_steps),
+                                      size=sample_config.snapshot_size,
+                                      seed=int(rng.integers(2**31)))
+    lo, hi = sample_config.margin_range
+    parts: list[SampleSet] = []
+    for case, snap in zip(cases, snaps, strict=True):
+        cands = degraded_candidates(case, rng, per_label=sample_config.degraded_per_label,
+                                    include_perfect=sample_config.include_perfect) + snap
+        for cand in cands:
+            truth = case.masks[cand.structure]
+            if unit.validation:
+                slices = sample_slices(cand.mask, sample_config.eval_slices, mode="even")
+                margins = None
+            else:
+                valid = scorable_slices(cand.mask)
+                k = min(sample_config.slices_per_candidate, valid.size)
+                slices = np.sort(rng.choice(valid, size=k, replace=False)) if k else valid
+                margins = rng.integers(lo, hi + 1, size=len(slices))
+            if len(slices) == 0:
+                continue
+            inputs, targets, areas = candidate_samples(case.ct, cand.mask, truth, slices=slices,
+                                                       model_config=model_config,
+                                                       margins=margins)
+            group = {"case_id": case.case_id, "patient_id": case.patient_id,
+                     "structure": cand.structure, "source": cand.source,
+                     "severity": cand.severity, "true_dsc": cand.true_dsc}
+            parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),
+                                                             dtype=object),
+                                   np.zeros(len(slices), np.int64), areas, [group]))
+    return SampleSet.concat(parts, size=model_config.input_size)
+
+
+def make_units(specs: list[CaseSpec], validation_patients: set[str], *, group: int,
+               seed: int) -> list[Unit]:
+    """Group ``specs`` into units of at most ``group`` cases, never mixing the two splits."""
+    units: list[Unit] = []
+    for is_val in (False, True):
+        chosen = [s for s in specs if (s.patient_id in validation_patients) == is_val]
+        for start in range(0, len(chosen), max(1, group)):
+            units.append(Unit(tuple(chosen[start:start + group]),
+                              (seed, 3301, int(is_val), start), is_val))
+    return units
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def default_workers() -> int:
+    """Worker processes to use by default: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model_config,
+                  sample_config: SampleConfig, seed: int, workers: int = 0,
+                  on_unit: Callable[[int, int], None] | None = None
+                  ) -> tuple[SampleSet, SampleSet]:
+    """Build (train, validation) sample sets; training targets rebalanced over DSC bins.
+
+    ``workers`` processes (0 = all cores; 1 = in this process). ``on_unit(done, total)`` is
+    called after each unit, for progress display.
+    """
+    units = make_units(specs, validation_patients, group=sample_config.snapshot_group, seed=seed)
+    workers = default_workers() if workers <= 0 else workers
+    workers = min(workers, max(1, len(units)))
+    results: list[SampleSet | None] = [None] * len(units)
+    if workers == 1:
+        for i, unit in enumerate(units):
+            results[i] = build_unit(unit, model_config, sample_config)
+            if on_unit:
+                on_unit(i + 1, len(units))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(build_unit, u, model_config, sample_config): i
+                       for i, u in enumerate(units)}
+            for done, fut in enumerate(as_completed(futures), start=1):
+                results[futures[fut]] = fut.result()
+                if on_unit:
+                    on_unit(done, len(units))
+    size = model_config.input_size
+    train = SampleSet.concat([r for r, u in zip(results, units, strict=True)
+                              if r is not None and not u.validation], size=size)
+    val = SampleSet.concat([r for r, u in zip(results, units, strict=True)
+                            if r is not None and u.validation], size=size)
+    keep = rebalance(train.targets, np.random.default_rng([seed, 4401]),
+                     bins=sample_config.bins, max_ratio=sample_config.max_bin_ratio)
+    return train.subset(keep), val

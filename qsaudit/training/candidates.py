@@ -1,0 +1,82 @@
+"""Candidate masks for one trusted label: perfect, degraded, and network snapshots.
+
+A candidate is what a dataset might hold instead of the trusted label; its true 3D Dice against
+the trusted label is known, and so is the Dice of each of its slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qsaudit.training.cases import TrustedCase
+from qsaudit.training.samples import volume_dice
+
+
+@dataclass
+class Candidate:
+    """One candidate mask: ``mask`` bool (X, Y, Z) for structure ``structure``; ``source`` is
+    ``"perfect"``, a degradation name or ``"snapshot-<steps>"``; ``true_dsc`` in [0, 1]."""
+
+    structure: str
+    mask: np.ndarray
+    source: str
+    severity: float
+    true_dsc: float
+
+
+def body_mask(ct: np.ndarray, *, body_hu: float = -500.0) -> np.ndarray:
+    """Voxels above ``body_hu`` HU: a rough body mask that degradations must stay inside."""
+    return ct > body_hu
+
+
+def degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_label: int,
+                        include_perfect: bool = True) -> list[Candidate]:
+    """``per_label`` random degradations of every label of ``case`` (plus the label itself).
+
+    Error types are drawn uniformly from :data:`qsaudit.degrade.ERRORS` (except ``empty``: the
+    scan cannot score an empty mask) and severities uniformly from [0.05, 1]. A degradation that
+    leaves an empty mask is skipped.
+    """
+    from qsaudit.degrade import ERRORS, degrade
+
+    errors = [e for e in ERRORS if e not in ("none", "empty")]
+    body = body_mask(case.ct)
+    out: list[Candidate] = []
+    for name, truth in case.masks.items():
+        if include_perfect:
+            out.append(Candidate(name, truth, "perfect", 0.0, 1.0))
+        neighbours = {k: v for k, v in case.masks.items() if k != name}
+        for _ in range(per_label):
+            error = errors[int(rng.integers(len(errors)))]
+            severity = float(rng.uniform(0.05, 1.0))
+            result = degrade(truth, error, severity, rng, spacing=case.spacing,
+                             neighbours=neighbours, body=body)
+            mask = np.asarray(result.mask, dtype=bool)
+            if not mask.any():
+                continue
+            out.append(Candidate(name, mask, str(result.error), float(result.severity),
+                                 volume_dice(mask, truth)))
+    return out
+
+
+def snapshot_group_candidates(cases: list[TrustedCase], *, steps: tuple[int, ...], size: int,
+                              seed: int) -> list[list[Candidate]]:
+    """Candidates from :func:`qsaudit.training.snapshots.snapshot_candidates`, per case
+    (the network trains on CUDA when there is one)."""
+    import torch
+
+    from qsaudit.training.snapshots import snapshot_candidates
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    per_case = snapshot_candidates(cases, steps=steps, size=size, seed=seed, device=device)
+    out: list[list[Candidate]] = []
+    for case, found in zip(cases, per_case, strict=True):
+        cands = []
+        for name, items in found.items():
+            truth = case.masks[name]
+            for source, mask in items:
+                cands.append(Candidate(name, mask, source, float("nan"), volume_dice(mask, truth)))
+        out.append(cands)
+    return out

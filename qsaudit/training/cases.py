@@ -1,0 +1,174 @@
+"""Trusted cases for training: where they come from and how they are cleaned before use.
+
+A training case is a CT with labels we trust (phantoms, OpenKBP, a user's TotalSegmentator
+download). Before any sample is drawn, :func:`prepare_case` clips HU to -1024..3071, crops the
+volume in z to its main CT block (OpenKBP keeps CT outside that block only as a thin margin
+around the true contours, which would let a model read the answer off the CT's edge), and drops
+labels that lie mostly outside the CT or are too small to learn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qsaudit.errors import DatasetError, UsageError
+
+HU_MIN, HU_MAX = -1024.0, 3071.0
+# Phantom seeds are (stream, seed, index): training and the benchmarks use different streams
+# so that a benchmark never meets a phantom seen in training.
+PHANTOM_TRAIN_STREAM = 7101
+PHANTOM_BENCHMARK_STREAM = 9307
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """A picklable recipe for one trusted case (worker processes load it themselves).
+
+    ``kind`` is ``"dataset"`` (``case`` is a :class:`qsaudit.datasets.Case`) or ``"phantom"``
+    (``seed`` feeds :func:`numpy.random.default_rng`, ``shape`` the phantom size or None).
+    """
+
+    kind: str
+    case_id: str
+    patient_id: str
+    case: Any = None
+    seed: tuple[int, ...] = ()
+    shape: tuple[int, int, int] | None = None
+
+
+@dataclass
+class TrustedCase:
+    """A cleaned case: ``ct`` float32 HU (X, Y, Z) cropped to the main block, ``masks`` bool
+    arrays of the same shape keyed by canonical structure name, ``spacing`` in mm."""
+
+    case_id: str
+    patient_id: str
+    ct: np.ndarray
+    masks: dict[str, np.ndarray]
+    spacing: tuple[float, float, float]
+    z_range: tuple[int, int] = (0, 0)
+    dropped: list[str] = field(default_factory=list)
+
+
+def structure_name(label: str) -> str:
+    """Canonical structure name of ``label`` (registry), or the label itself when unknown."""
+    from qsaudit.registry import canonical_name
+
+    return canonical_name(label) or label
+
+
+def prepare_case(case_id: str, ct: np.ndarray, masks: dict[str, np.ndarray],
+                 spacing: tuple[float, float, float], *, patient_id: str | None = None,
+                 min_inside_fraction: float = 0.5, min_label_voxels: int = 20) -> TrustedCase:
+    """Clip, crop to the main CT block and filter labels (see the module docstring).
+
+    ``ct`` is HU (X, Y, Z); ``masks`` name -> bool (X, Y, Z). A label is kept when at least
+    ``min_inside_fraction`` of its voxels lie inside the block on real CT (above -1020 HU) and
+    at least ``min_label_voxels`` remain there.
+    """
+    from qsaudit.datasets import ct_main_block
+
+    ct = np.clip(np.asarray(ct, dtype=np.float32), HU_MIN, HU_MAX)
+    z0, z1 = ct_main_block(ct)
+    z0, z1 = int(z0), int(z1)
+    block = ct[:, :, z0:z1]
+    kept: dict[str, np.ndarray] = {}
+    dropped: list[str] = []
+    for name, mask in masks.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != ct.shape:
+            raise DatasetError(f'case "{case_id}" label "{name}": mask shape {mask.shape} differs '
+                               f"from CT shape {ct.shape}")
+        total = int(mask.sum())
+        inside = mask[:, :, z0:z1]
+        on_ct = int((inside & (block > HU_MIN + 4)).sum())
+        if total == 0 or on_ct < max(min_label_voxels, min_inside_fraction * total):
+            dropped.append(name)
+            continue
+        kept[name] = np.ascontiguousarray(inside)
+    return TrustedCase(case_id=case_id, patient_id=patient_id or case_id,
+                       ct=np.ascontiguousarray(block), masks=kept,
+                       spacing=tuple(float(s) for s in spacing), z_range=(z0, z1),
+                       dropped=dropped)
+
+
+def dataset_specs(root: str | Path) -> list[CaseSpec]:
+    """One :class:`CaseSpec` per case with an image in the dataset at ``root`` (any layout)."""
+    from qsaudit.datasets import list_cases
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f'"{root}": no such dataset folder')
+    specs = [CaseSpec(kind="dataset", case_id=c.case_id, patient_id=c.case_id, case=c)
+             for c in list_cases(root) if c.image is not None and c.labels]
+    if not specs:
+        raise DatasetError(f'"{root}": no case with a CT image and labels')
+    return specs
+
+
+def phantom_specs(count: int, *, seed: int, stream: int = PHANTOM_TRAIN_STREAM,
+                  shape: tuple[int, int, int] | None = None) -> list[CaseSpec]:
+    """``count`` phantom recipes; seeds ``(stream, seed, i)`` never overlap between streams."""
+    return [CaseSpec(kind="phantom", case_id=f"phantom_{stream}_{seed}_{i:04d}",
+                     patient_id=f"phantom_{stream}_{seed}_{i:04d}", seed=(stream, seed, i),
+                     shape=shape)
+            for i in range(count)]
+
+
+def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
+              min_label_voxels: int = 20) -> TrustedCase:
+    """Load (or generate) the case of ``spec`` and clean it with :func:`prepare_case`.
+
+    Labels that cannot be read are dropped (their names land in ``dropped``).
+    """
+    if spec.kind == "phantom":
+        from qsaudit.phantoms import make_phantom
+
+        rng = np.random.default_rng(list(spec.seed))
+        sex = "F" if rng.random() < 0.5 else "M"
+        age = int(rng.integers(25, 85))
+        ph = make_phantom(rng, sex=sex, age=age, shape=spec.shape)
+        masks = {structure_name(k): v for k, v in ph.masks.items()}
+        return prepare_case(spec.case_id, ph.ct, masks, ph.spacing, patient_id=spec.patient_id,
+                            min_inside_fraction=min_inside_fraction,
+                            min_label_voxels=min_label_voxels)
+    if spec.kind != "dataset":
+        raise UsageError(f"unknown case kind {spec.kind!r}")
+    from qsaudit.datasets import read_image, read_mask
+
+    image = read_image(spec.case)
+    masks: dict[str, np.ndarray] = {}
+    unreadable: list[str] = []
+    cache: dict = {}
+    for label in spec.case.labels:
+        try:
+            masks[structure_name(label.name)] = read_mask(label, image, label_maps=cache)
+        except DatasetError:  # LabelProblem: such a label cannot be trusted
+            unreadable.append(label.name)
+    case = prepare_case(spec.case_id, image.array, masks, tuple(image.spacing),
+                        patient_id=spec.patient_id, min_inside_fraction=min_inside_fraction,
+                        min_label_voxels=min_label_voxels)
+    case.dropped.extend(unreadable)
+    return case
+
+
+def split_patients(patients: list[str], *, fraction: float, seed: int,
+                   forced: set[str] | None = None) -> set[str]:
+    """Seeded patient-level validation split: about ``fraction`` of the distinct patients.
+
+    At least one patient is held out when ``fraction`` > 0 and there are two or more patients.
+    ``forced`` ids are held out in addition (e.g. ids the user wants kept out of training).
+    """
+    unique = sorted(set(patients))
+    held = set(forced or ()) & set(unique)
+    if fraction <= 0 or len(unique) < 2:
+        return held
+    rng = np.random.default_rng([seed, 5501])
+    order = [unique[i] for i in rng.permutation(len(unique))]
+    n_val = max(1, round(fraction * len(unique)))
+    n_val = min(n_val, len(unique) - 1)
+    return held | set(order[:n_val])

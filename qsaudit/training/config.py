@@ -1,0 +1,116 @@
+"""Training settings: one frozen dataclass with the defaults in one place, and the presets.
+
+``default`` suits a CPU or a short GPU run; ``paper`` reproduces the hyper-parameters of the
+Quality Sentinel paper (ResNet-50 at 256 px, Adam lr 1e-3 wd 1e-4, cosine, 30 epochs, batch 128).
+The model's own settings (backbone, input size, HU window) live in
+:class:`qsaudit.model.ModelConfig`; the preset names match its ``PRESETS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from qsaudit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How training samples (slice crops with a slice-Dice target) are made from trusted labels.
+
+    ``degraded_per_label``: candidates per label from the degradation library (plus the perfect
+    label itself when ``include_perfect``). ``snapshot_steps``: training steps after which a
+    small U-Net, trained on a group of ``snapshot_group`` cases, is snapshotted; each snapshot's
+    prediction is a candidate. ``slices_per_candidate``: training slices drawn per candidate;
+    validation candidates are scored on ``eval_slices`` evenly spaced slices like a scan.
+    ``bins``/``max_bin_ratio``: slice targets are rebalanced over ``bins`` equal bins of [0, 1]
+    so that no bin holds more than ``max_bin_ratio`` times the median bin. ``margin_range``:
+    crop margin (pixels of the original slice) drawn per training sample.
+    """
+
+    degraded_per_label: int = 4
+    include_perfect: bool = True
+    snapshot_steps: tuple[int, ...] = (5, 30, 100, 300)
+    snapshot_size: int = 64
+    snapshot_group: int = 6
+    slices_per_candidate: int = 8
+    eval_slices: int = 10
+    bins: int = 10
+    max_bin_ratio: float = 2.0
+    margin_range: tuple[int, int] = (4, 24)
+    min_inside_fraction: float = 0.5
+    min_label_voxels: int = 20
+    phantom_shape: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of ``qsaudit train``.
+
+    ``max_minutes``: stop gracefully after this wall time (None = no limit) and keep the best
+    checkpoint. ``holdout_fraction``: fraction of patients held out for validation.
+    ``workers``: processes that build samples (0 = all cores). ``validate_every``: epochs
+    between validations (the last epoch is always validated).
+    """
+
+    preset: str = "default"
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    mse: bool = True
+    opr: bool = True
+    opr_weight: float = 1.0
+    holdout_fraction: float = 0.15
+    seed: int = 0
+    max_minutes: float | None = None
+    workers: int = 0
+    device: str = "auto"
+    validate_every: int = 1
+    samples: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (tuples become lists)."""
+        return asdict(self)
+
+    def with_overrides(self, **changes: Any) -> TrainConfig:
+        """A copy with the non-None ``changes`` applied (CLI flags override presets)."""
+        kept = {k: v for k, v in changes.items() if v is not None}
+        sample_keys = {k for k in kept if k in SampleConfig.__dataclass_fields__}
+        samples = replace(self.samples, **{k: kept.pop(k) for k in sample_keys})
+        cfg = replace(self, samples=samples, **kept)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise :class:`UsageError` for values that cannot work."""
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise UsageError(f"--batch-size must be at least 2, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise UsageError(f"--holdout-fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise UsageError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
+        if not (self.mse or self.opr):
+            raise UsageError("--no-mse and --no-opr together leave no loss to train with")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UsageError(f"--max-minutes must be positive, got {self.max_minutes}")
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    "paper": TrainConfig(preset="paper", epochs=30, batch_size=128, lr=1e-3, weight_decay=1e-4,
+                         optimizer="adam"),
+}
+
+
+def train_preset(name: str) -> TrainConfig:
+    """The training preset ``name`` (``default`` or ``paper``)."""
+    try:
+        return TRAIN_PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r} (choose {', '.join(TRAIN_PRESETS)})") from None

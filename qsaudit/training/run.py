@@ -1,0 +1,213 @@
+"""``qsaudit train`` as one library call: data -> samples -> training -> model file + log.
+
+Files written beside ``out`` (``model.pt``): ``model.log.jsonl`` (one JSON line per epoch),
+``model.state.pt`` (resumable training state) and ``model.samples/`` (the built sample sets, so
+that ``--resume`` does not rebuild them). The model file's ``meta`` records the data, command
+line, seed, time taken, validation metrics and the held-out patient ids.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qsaudit.errors import UsageError
+from qsaudit.training.cases import CaseSpec, dataset_specs, phantom_specs, split_patients
+from qsaudit.training.config import TrainConfig
+from qsaudit.training.samples import SampleSet
+
+
+@dataclass
+class TrainReport:
+    """Outcome of :func:`train_model`: paths written, sizes, best metrics and timings (s)."""
+
+    checkpoint: Path
+    log: Path
+    n_train: int
+    n_val: int
+    train_patients: list[str]
+    validation_patients: list[str]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_done: int
+    stopped_early: bool
+    build_seconds: float
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def side_paths(out: Path) -> dict[str, Path]:
+    """The files kept beside the model file ``out``."""
+    stem = out.with_suffix("")
+    return {"log": Path(f"{stem}.log.jsonl"), "state": Path(f"{stem}.state.pt"),
+            "samples": Path(f"{stem}.samples")}
+
+
+def read_case_ids(path: str | Path) -> set[str]:
+    """Case/patient ids from a text file: one per line (or comma-separated), ``#`` comments."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f'"{path}": no such file of case ids')
+    ids: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0]
+        ids.update(part.strip() for part in line.replace(",", " ").split() if part.strip())
+    return ids
+
+
+def collect_specs(data_dirs: list[Path], *, phantoms: int, seed: int,
+                  phantom_shape: tuple[int, int, int] | None = None) -> list[CaseSpec]:
+    """Case recipes from every ``--data`` folder plus ``phantoms`` generated phantoms."""
+    specs: list[CaseSpec] = []
+    for root in data_dirs:
+        specs.extend(dataset_specs(root))
+    specs.extend(phantom_specs(phantoms, seed=seed, shape=phantom_shape))
+    if not specs:
+        raise UsageError("no training data: give --data DIR and/or --phantoms N")
+    return specs
+
+
+def _build_or_load(specs, val_patients, *, model_config, config: TrainConfig, cache: Path,
+                   fingerprint: dict, resume: bool) -> tuple[SampleSet, SampleSet]:
+    from qsaudit.progress import progress_bar
+    from qsaudit.training.build import build_samples
+
+    stamp = cache / "fingerprint.json"
+    if resume and stamp.is_file() and json.loads(stamp.read_text()) == fingerprint:
+        return SampleSet.load(cache / "train.npz"), SampleSet.load(cache / "val.npz")
+    with progress_bar() as bar:
+        task = bar.add_task("building samples", total=None, info="")
+
+        def on_unit(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, info=f"{done}/{total} case groups")
+
+        train, val = build_samples(specs, val_patients, model_config=model_config,
+                                   sample_config=config.samples, seed=config.seed,
+                                   workers=config.workers, on_unit=on_unit)
+    from qsaudit.atomic import write_json
+
+    train.save(cache / "train.npz")
+    val.save(cache / "val.npz")
+    write_json(stamp, fingerprint)
+    return train, val
+
+
+def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int = 0,
+                config: TrainConfig | None = None, model_config: Any = None,
+                exclude_cases: set[str] | None = None, resume: bool = False,
+                encoder: str = "minilm", embeddings_file: str | Path | None = None,
+                command: str | None = None) -> TrainReport:
+    """Build samples, train a QualityNet and write the model file ``out`` (see module doc).
+
+    ``model_config`` defaults to the model preset named by ``config.preset`` with the text
+    encoder's embedding size. ``exclude_cases`` (case or patient ids) are used neither for
+    training nor for validation. ``embeddings_file`` (see :mod:`qsaudit.training.embeddings`)
+    replaces the text encoder on machines that lack it. Raises :class:`UsageError` for
+    unusable inputs.
+    """
+    import torch
+
+    from qsaudit.model.checkpoint import save_checkpoint
+    from qsaudit.model.config import get_preset
+    from qsaudit.model.network import QualityNet
+    from qsaudit.progress import progress_bar
+    from qsaudit.training.embeddings import lookup_embeddings, read_embeddings
+    from qsaudit.training.trainer import fit
+
+    started = time.monotonic()
+    config = config or TrainConfig()
+    config.validate()
+    out = Path(out)
+    paths = side_paths(out)
+    if model_config is None:
+        model_config = get_preset(config.preset)
+    table = None
+    if embeddings_file is not None:
+        encoder, table = read_embeddings(embeddings_file)
+        dim = len(next(iter(table.values())))
+    else:
+        from qsaudit.model.text import encoder_dim
+
+        dim = encoder_dim(encoder)
+    model_config = model_config.replace(embed_dim=dim)
+    data_dirs = [Path(d) for d in data_dirs]
+    specs = collect_specs(data_dirs, phantoms=phantoms, seed=config.seed,
+                          phantom_shape=config.samples.phantom_shape)
+    excluded = set(exclude_cases or ())
+    specs = [s for s in specs if s.case_id not in excluded and s.patient_id not in excluded]
+    patients = sorted({s.patient_id for s in specs})
+    val_patients = split_patients(patients, fraction=config.holdout_fraction, seed=config.seed)
+    fingerprint = {"data": [str(d.resolve()) for d in data_dirs], "phantoms": phantoms,
+                   "excluded": sorted(excluded), "seed": config.seed,
+                   "samples": json.loads(json.dumps(config.to_dict()["samples"])),
+                   "holdout_fraction": config.holdout_fraction,
+                   "model": model_config.to_dict()}
+    train, val = _build_or_load(specs, val_patients, model_config=model_config, config=config,
+                                cache=paths["samples"], fingerprint=fingerprint, resume=resume)
+    build_seconds = time.monotonic() - started
+    if len(train) < 2:
+        raise UsageError(f"only {len(train)} training sample(s) could be made: give more data")
+
+    names = sorted(set(train.names.tolist()) | set(val.names.tolist()))
+    embeddings = lookup_embeddings(names, encoder=encoder, table=table)
+    torch.manual_seed(config.seed)
+    model = QualityNet(model_config)
+    if not resume:
+        paths["log"].unlink(missing_ok=True)
+    log_fh = open(paths["log"], "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("training", total=None, info="")
+
+            def on_step(step: int, total: int, info: dict) -> None:
+                bar.update(task, completed=step, total=total,
+                           info=f"epoch {info['epoch']} loss {info['loss']:.4f}")
+
+            def on_epoch(record: dict) -> None:
+                log_fh.write(json.dumps(record) + "\n")
+                log_fh.flush()
+
+            result = fit(model, train, val, config=config, embeddings=embeddings,
+                         state_path=paths["state"], resume=resume, on_step=on_step,
+                         on_epoch=on_epoch, fingerprint=fingerprint)
+    finally:
+        log_fh.close()
+    model.load_state_dict(result.best_state)
+    train_patients = sorted(set(patients) - val_patients)
+    meta = {
+        "trained_with": "qsaudit train",
+        "command": command,
+        "data": [str(d) for d in data_dirs],
+        "phantoms": phantoms,
+        "phantom_seed_stream": "(7101, seed, index)",
+        "seed": config.seed,
+        "train_config": config.to_dict(),
+        "encoder": encoder,
+        "n_train_samples": len(train),
+        "n_validation_samples": len(val),
+        "train_patients": train_patients,
+        "validation_patients": sorted(val_patients),
+        "excluded_cases": sorted(excluded),
+        "best_epoch": result.best_epoch,
+        "epochs_done": result.epochs_done,
+        "stopped_early": result.stopped_early,
+        "validation": result.best_metrics,
+        "build_seconds": round(build_seconds, 1),
+        "train_seconds": round(result.seconds, 1),
+        "device": str(next(model.parameters()).device),
+        "target_histogram": np.histogram(train.targets, bins=config.samples.bins,
+                                         range=(0, 1))[0].tolist(),
+    }
+    model.cpu()
+    save_checkpoint(out, model, model_config, encoder_spec=encoder, vocabulary=embeddings,
+                    meta=meta)
+    return TrainReport(checkpoint=out, log=paths["log"], n_train=len(train), n_val=len(val),
+                       train_patients=train_patients, validation_patients=sorted(val_patients),
+                       best_epoch=result.best_epoch, best_metrics=result.best_metrics,
+                       epochs_done=result.epochs_done, stopped_early=result.stopped_early,
+                       build_seconds=build_seconds, train_seconds=result.seconds)

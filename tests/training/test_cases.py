@@ -1,0 +1,77 @@
+"""Cleaning trusted cases: OpenKBP-style islands are cut away; patient-level split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qsaudit.training.cases import (
+    CaseSpec,
+    load_case,
+    phantom_specs,
+    prepare_case,
+    split_patients,
+)
+from tests.training.conftest import make_volume
+
+
+def _islands_volume():
+    """Body block on z 4..19; above it, CT only in a 2-voxel margin around the labels."""
+    ct = np.full((40, 40, 30), -1024.0, np.float32)
+    ct[2:38, 2:38, 4:20] = 20.0
+    cord = np.zeros_like(ct, bool)
+    cord[13:17, 13:17, 2:24] = True
+    margin = np.zeros_like(ct, bool)
+    margin[11:19, 11:19, 20:24] = True
+    ct[margin] = 30.0
+    ct[23:31, 23:31, 24:30] = 30.0  # the margin around the stray label
+    stray = np.zeros_like(ct, bool)
+    stray[25:29, 25:29, 24:29] = True  # a label that lives only on the islands
+    return ct, {"spinal cord": cord, "stray": stray}
+
+
+def test_islands_are_cropped_and_island_labels_dropped():
+    ct, masks = _islands_volume()
+    case = prepare_case("pt", ct, masks, (3.0, 3.0, 2.5))
+    assert case.z_range == (4, 20)
+    assert case.ct.shape == (40, 40, 16)
+    assert set(case.masks) == {"spinal cord"} and case.dropped == ["stray"]
+    assert case.masks["spinal cord"].shape == case.ct.shape
+    # no slice left where CT exists only around the contour
+    body_area = (case.ct > -900).sum((0, 1))
+    assert body_area.min() >= 0.5 * body_area.max()
+
+
+def test_hu_is_clipped():
+    ct, masks = make_volume(0)
+    ct[0, 0, :] = 30000.0
+    case = prepare_case("c", ct, masks, (1.0, 1.0, 1.0))
+    assert case.ct.max() <= 3071.0 and case.ct.min() >= -1024.0
+
+
+def test_split_is_seeded_and_patient_level():
+    patients = [f"p{i}" for i in range(20)]
+    a = split_patients(patients, fraction=0.2, seed=3)
+    b = split_patients(patients, fraction=0.2, seed=3)
+    c = split_patients(patients, fraction=0.2, seed=4)
+    assert a == b and len(a) == 4 and a != c
+    assert split_patients(["x"], fraction=0.5, seed=0) == set()
+    assert "p1" in split_patients(patients, fraction=0.0, seed=0, forced={"p1", "zz"})
+
+
+def test_dataset_case_loads_through_qsaudit_datasets(tmp_path):
+    from qsaudit.datasets import list_cases
+    from tests.training.conftest import write_dataset
+
+    write_dataset(tmp_path / "ds", [5])
+    case = list_cases(tmp_path / "ds")[0]
+    loaded = load_case(CaseSpec("dataset", case.case_id, case.case_id, case=case))
+    assert loaded.case_id == "case_05"
+    assert {"liver", "spleen"} <= set(loaded.masks)
+    assert loaded.spacing == (2.0, 2.0, 3.0)
+
+
+def test_phantom_seeds_differ_between_streams():
+    train = phantom_specs(3, seed=0)
+    bench = phantom_specs(3, seed=0, stream=1)
+    assert {s.seed for s in train}.isdisjoint({s.seed for s in bench})
+    assert len({s.case_id for s in train}) == 3

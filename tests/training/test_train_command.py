@@ -1,0 +1,62 @@
+"""``qsaudit train`` end to end on a tiny dataset: model file, log, meta, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from qsaudit.cli import app
+from tests.training.conftest import write_dataset
+
+TINY = ["--backbone", "resnet10", "--width", "8", "--input-size", "32", "--workers", "1",
+        "--snapshot-steps", "3,20", "--slices-per-candidate", "4", "--batch-size", "16",
+        "--device", "cpu", "--quiet"]
+
+
+def test_train_writes_a_loadable_model_and_resumes(tmp_path):
+    from qsaudit.model.checkpoint import load_checkpoint
+
+    data = write_dataset(tmp_path / "ds", [21, 22, 23, 24])
+    (tmp_path / "exclude.txt").write_text("case_24  # benchmark patient\n")
+    out = tmp_path / "m.pt"
+    args = ["train", "--data", str(data), "--out", str(out), "--epochs", "2",
+            "--exclude-cases", str(tmp_path / "exclude.txt"), "--holdout-fraction", "0.34",
+            *TINY]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert "wrote" in run.output and "validation: label r" in run.output
+    predictor = load_checkpoint(out, device="cpu")
+    meta = predictor.meta
+    assert meta["excluded_cases"] == ["case_24"]
+    assert len(meta["validation_patients"]) == 1
+    assert "case_24" not in meta["train_patients"] + meta["validation_patients"]
+    assert meta["seed"] == 0 and meta["command"].startswith("qsaudit train")
+    assert {"label_r", "label_mae", "slice_r"} <= set(meta["validation"])
+    assert {"liver", "spleen"} <= set(predictor.vocabulary)
+    log = tmp_path / "m.log.jsonl"
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+    assert (tmp_path / "m.state.pt").is_file()
+
+    again = CliRunner().invoke(app, [*args[:-len(TINY)], *TINY, "--resume"]
+                               + ["--epochs", "3"])
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "0"], "--epochs"),
+    (["--no-mse", "--no-opr"], "no loss"),
+    (["--preset", "huge"], "unknown preset"),
+])
+def test_train_rejects_bad_options(tmp_path, extra, message):
+    run = CliRunner().invoke(app, ["train", "--phantoms", "1", "--out", str(tmp_path / "m.pt"),
+                                   *extra])
+    assert run.exit_code == 2
+    assert message in run.output
+
+
+def test_train_without_data_is_a_usage_error(tmp_path):
+    run = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m.pt")])
+    assert run.exit_code == 2 and "no training data" in run.output
