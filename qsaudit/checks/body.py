@@ -7,6 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 BODY_HU = -500.0  # voxels above this are tissue (or the table), below are air / lung
+# Slices with less body than this share of the fullest slice are left out of the size estimate.
+# On OpenKBP (CT kept only around contours) the plain median over all slices made the volume
+# check flag 16 % of labels; over the main block 0.5 %.
+MAIN_BLOCK_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,9 @@ class BodyProfile:
     """Where and how large the body is in one CT volume (canonical RAS array).
 
     ``midline_x``: body centroid along array axis 0 (RAS x, voxel units, fractional);
-    ``area_mm2``: median axial cross-section area of the body over slices that contain body, mm²;
+    ``area_mm2``: median axial cross-section area of the body over the slices whose area is at
+    least half the largest (the main CT block: end slices that graze the shoulders, or OpenKBP's
+    contour-only "islands", do not pull it down), mm²;
     NaN for both when no voxel is above the body threshold.
     """
 
@@ -37,5 +43,5 @@ def body_profile(ct: np.ndarray, spacing: tuple[float, float, float], *,
         return BodyProfile(midline_x=float("nan"), area_mm2=float("nan"))
     midline = float((per_x * np.arange(per_x.size)).sum() / total)
     per_z = body.sum(axis=(0, 1), dtype=np.int64)
-    areas = per_z[per_z > 0] * float(spacing[0]) * float(spacing[1])
+    areas = per_z[per_z >= MAIN_BLOCK_SHARE * per_z.max()] * float(spacing[0]) * float(spacing[1])
     return BodyProfile(midline_x=midline, area_mm2=float(np.median(areas)))

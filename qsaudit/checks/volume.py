@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Z_THRESHOLD = 3.5
-MIN_CASES = 5
+MIN_CASES = 8  # a robust z over fewer labels is mostly noise
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviation for normal data
 
 

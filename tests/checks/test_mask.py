@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from qsaudit.checks import count_components, flag_components, flag_edge, flag_hu, mask_stats
+from qsaudit.checks import count_components, flag_components, flag_hu, mask_stats
 
 
 def _box(shape=(32, 32, 16), lo=(10, 10, 4), hi=(20, 20, 12)):
@@ -21,16 +21,6 @@ def test_mask_stats_geometry():
     assert empty.empty and empty.bbox is None and empty.mask_slices == 0
 
 
-def test_flag_edge_in_plane_and_z_ends():
-    shape = (32, 32, 16)
-    assert not flag_edge(mask_stats(_box()), shape)
-    assert flag_edge(mask_stats(_box(lo=(0, 10, 4))), shape)
-    assert flag_edge(mask_stats(_box(hi=(20, 32, 12))), shape)
-    z_end = mask_stats(_box(hi=(20, 20, 16)))
-    assert flag_edge(z_end, shape)
-    assert not flag_edge(z_end, shape, z_ends=False)
-
-
 def test_components_ignore_small_specks():
     m = _box()
     m[25, 25, 14] = True  # one stray voxel: 1/801 of the mask
@@ -43,10 +33,19 @@ def test_components_ignore_small_specks():
     assert not flag_components(significant, expected=None)
 
 
+def test_components_need_a_minimum_volume_in_ml():
+    m = _box()                      # 800 voxels
+    m[24:27, 24:27, 13:15] = True   # 18 voxels: 2.2 % of the mask
+    assert count_components(m) == (2, 2)                        # voxel size unknown
+    assert count_components(m, min_fraction=0.05)[1] == 1
+    assert count_components(m, min_fraction=0.01, voxel_ml=0.1)[1] == 2     # 1.8 ml
+    assert count_components(m, min_fraction=0.01, voxel_ml=0.01)[1] == 1    # 0.18 ml < 0.5 ml
+
+
 def test_diagonal_neighbours_are_one_component():
     m = np.zeros((4, 4, 4), bool)
     m[0, 0, 0] = m[1, 1, 1] = True
-    assert count_components(m) == (1, 1)
+    assert count_components(m)[0] == 1
 
 
 def test_flag_hu_median_outside_range_and_air_rule():
@@ -60,3 +59,5 @@ def test_flag_hu_median_outside_range_and_air_rule():
     lung = rng.normal(-850, 30, 1000)
     assert not flag_hu(lung, hu_range=(-1000, -500))     # air rule is for soft tissue only
     assert not flag_hu(liver - 500, hu_range=None)
+    assert not flag_hu(liver - 70, hu_range=(0, 200))    # median -10 HU: within the margin
+    assert flag_hu(liver - 70, hu_range=(0, 200), margin=0)

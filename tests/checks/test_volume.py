@@ -21,14 +21,17 @@ def test_flag_volume_plants_and_normalisation():
     flags = flag_volume(vol, area, names)
     assert flags.tolist() == [i == 3 for i in range(12)]
     # A big patient with a proportionally big liver is not flagged.
-    area2 = np.append(area[:5], 2.5e5)
-    vol2 = np.append(1500 * (area[:5] / 7e4) ** 1.5, 1500 * (2.5e5 / 7e4) ** 1.5)
-    assert not flag_volume(vol2, area2, ["liver"] * 6).any()
+    area2 = np.append(area[:9], 2.5e5)
+    vol2 = np.append(1500 * (area[:9] / 7e4) ** 1.5 * rng.uniform(0.95, 1.05, 9),
+                     1500 * (2.5e5 / 7e4) ** 1.5)
+    assert not flag_volume(vol2, area2, ["liver"] * 10).any()
+    vol2[-1] *= 4.0
+    assert flag_volume(vol2, area2, ["liver"] * 10)[-1]
 
 
 def test_flag_volume_needs_enough_cases_and_skips_unusable():
-    flags = flag_volume([1.0, 1.0, 1.0, 50.0], [1e4] * 4, ["x"] * 4)
-    assert not flags.any()   # fewer than 5 cases
-    flags = flag_volume([1.0, 1.1, 0.9, 1.0, 1.05, 50.0, 0.0, np.nan],
-                        [1e4] * 6 + [1e4, 1e4], ["x"] * 8)
-    assert flags.tolist() == [False] * 5 + [True, False, False]
+    base = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.02]
+    flags = flag_volume(base + [50.0, 0.0, np.nan], [1e4] * 10, ["x"] * 10)
+    assert flags.tolist() == [False] * 7 + [True, False, False]
+    flags = flag_volume(base[:6] + [50.0, 0.0, np.nan], [1e4] * 9, ["x"] * 9)
+    assert not flags.any()   # 7 usable labels: fewer than 8
