@@ -11,8 +11,13 @@ Prints, in one run:
    same number of processes);
 3. peak memory (scan process + reader processes) at two dataset sizes.
 
-Usage: python benchmarks/scan_speed.py [--cases 20] [--labels 20] [--size 192] [--depth 96]
-       [--baseline-cases 2] [--r50-cases 4] [--workers 2] [--device auto] [--keep DIR]
+The data are ``qsaudit demo`` phantoms (noisy int16 CT, so decompression costs what it costs on
+real scans) on a realistic grid (default 256 x 256 x 150 voxels, 37 masks of which --labels kept).
+
+Usage: python benchmarks/scan_speed.py [--cases 20] [--labels 20] [--shape 256 256 150]
+       [--unique 2] [--baseline-cases 1] [--r50-cases 4] [--workers 2] [--device auto|cpu|cuda]
+       [--profile] [--keep DIR]
+CUDA (~90 s): python benchmarks/scan_speed.py --device cuda --cases 10 --labels 15
 Timings depend on the machine; run on an idle one.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,44 +40,39 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LABEL_NAMES = ("liver", "spleen", "kidney_left", "kidney_right", "aorta", "inferior_vena_cava",
-               "pancreas", "stomach", "gallbladder", "esophagus", "adrenal_gland_left",
-               "adrenal_gland_right", "vertebrae_L1", "vertebrae_L2", "vertebrae_L3",
-               "vertebrae_T12", "lung_left", "lung_right", "urinary_bladder", "duodenum",
-               "colon", "small_bowel", "portal_vein_and_splenic_vein", "heart")
+def make_dataset(root: Path, *, cases: int, labels: int, shape: tuple[int, int, int],
+                 unique: int = 2, seed: int = 0) -> Path:
+    """Write ``cases`` TotalSegmentator-layout cases of ``labels`` masks each under ``root``.
 
+    The volumes are ``qsaudit demo`` phantoms (int16 CT with scanner-like noise, so gzip costs
+    what it costs on real CT) on a ``shape`` grid (default 256 x 256 x 150, ~1.3 x 1.3 x 2.7 mm).
+    Only ``unique`` distinct phantoms are generated (they are slow to make); the other cases are
+    byte copies of them, which read exactly as slowly as distinct files. Each case keeps the
+    first ``labels`` mask files in name order.
+    """
+    from qsaudit.phantoms import make_demo
 
-def make_dataset(root: Path, *, cases: int, labels: int, size: int, depth: int,
-                 seed: int = 0) -> Path:
-    """Write ``cases`` cases of ``labels`` ellipsoid organs (TotalSegmentator layout)."""
-    import nibabel as nib
-
-    rng = np.random.default_rng(seed)
-    names = LABEL_NAMES[:labels]
-    affine = np.diag([1.5, 1.5, 3.0, 1.0])
-    grid = np.ogrid[:size, :size, :depth]
+    source = root.parent / "phantoms"  # shared by every dataset of one run
+    if not source.is_dir():
+        make_demo(source, cases=min(unique, cases), seed=seed, shape=shape,
+                  workers=min(unique, cases, os.cpu_count() or 1))
+    originals = sorted((source / "dataset").iterdir())
+    root.mkdir(parents=True, exist_ok=True)
     for c in range(cases):
-        ct = np.full((size, size, depth), -1000, np.int16)
-        body = ((grid[0] - size / 2) / (0.45 * size)) ** 2 + ((grid[1] - size / 2) /
-                                                             (0.38 * size)) ** 2 <= 1
-        ct[np.broadcast_to(body, ct.shape)] = 40
-        folder = root / f"s{c:04d}" / "segmentations"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, name in enumerate(names):
-            center = rng.uniform([0.3 * size, 0.3 * size, 0.2 * depth],
-                                 [0.7 * size, 0.7 * size, 0.8 * depth])
-            radii = rng.uniform([0.04 * size, 0.04 * size, 0.08 * depth],
-                                [0.12 * size, 0.12 * size, 0.25 * depth])
-            mask = sum(((g - m) / r) ** 2 for g, m, r in zip(grid, center, radii,
-                                                            strict=True)) <= 1
-            ct[mask] = 30 + 10 * i
-            nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), folder / f"{name}.nii.gz")
-        ct = ct + rng.normal(0, 10, ct.shape).astype(np.int16)
-        nib.save(nib.Nifti1Image(ct, affine), root / f"s{c:04d}" / "ct.nii.gz")
+        src, dst = originals[c % len(originals)], root / f"s{c:04d}"
+        (dst / "segmentations").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / "ct.nii.gz", dst / "ct.nii.gz")
+        for mask in sorted((src / "segmentations").iterdir())[:labels]:
+            shutil.copyfile(mask, dst / "segmentations" / mask.name)
     return root
 
 
-def make_model(path: Path, backbone: str, width: int, size: int) -> Path:
+def label_names(dataset: Path) -> list[str]:
+    """Every mask name (file name without ``.nii.gz``) found in ``dataset``."""
+    return sorted({p.name.removesuffix(".nii.gz") for p in dataset.glob("*/segmentations/*")})
+
+
+def make_model(path: Path, backbone: str, width: int, size: int, names: list[str]) -> Path:
     """A randomly initialised model file knowing every label name (timing only)."""
     import torch
 
@@ -82,7 +83,7 @@ def make_model(path: Path, backbone: str, width: int, size: int) -> Path:
     torch.manual_seed(0)
     config = ModelConfig(backbone=backbone, width=width, input_size=size)
     rng = np.random.default_rng(0)
-    vocabulary = {n: rng.normal(size=config.embed_dim).astype(np.float32) for n in LABEL_NAMES}
+    vocabulary = {n: rng.normal(size=config.embed_dim).astype(np.float32) for n in names}
     return save_checkpoint(path, QualityNet(config), config, encoder_spec="minilm",
                            vocabulary=vocabulary, meta={"benchmark": True})
 
@@ -110,8 +111,11 @@ def io_floor(dataset: Path, workers: int) -> float:
 
 
 def naive_baseline(dataset: Path, model: Path, out_csv: Path, *, cases: int, slices: int,
-                   device: str) -> tuple[float, int]:
-    """The paper-style loop; returns (seconds, labels scored)."""
+                   device: str) -> dict:
+    """The paper-style loop over the first ``cases`` cases.
+
+    Returns seconds in all, seconds spent reading (CT and mask, per label) and labels scored.
+    """
     import nibabel as nib
 
     from qsaudit.model.checkpoint import load_checkpoint
@@ -120,106 +124,136 @@ def naive_baseline(dataset: Path, model: Path, out_csv: Path, *, cases: int, sli
     predictor = load_checkpoint(model, device=device)
     rows: list[dict] = []
     start = time.perf_counter()
-    n = 0
+    read = 0.0
     for case in sorted(p for p in dataset.iterdir() if p.is_dir())[:cases]:
         for label_path in sorted((case / "segmentations").iterdir()):
+            t = time.perf_counter()
             ct = nib.load(str(case / "ct.nii.gz")).get_fdata(dtype=np.float32)
             mask = nib.load(str(label_path)).get_fdata(dtype=np.float32) > 0.5
+            read += time.perf_counter() - t
             name = label_path.name.removesuffix(".nii.gz")
             scores = []
             for z in sample_slices(mask, slices):
                 x = crop_slice(ct[:, :, z], mask[:, :, z], config=predictor.config)[None]
                 scores.append(float(predictor.predict(x, [name], batch_size=1)[0][0]))
-            rows.append({"case": case.name, "label": name, "dsc": float(np.mean(scores))})
-            n += 1
+            dsc = float(np.mean(scores)) if scores else float("nan")  # empty mask: no slice
+            rows.append({"case": case.name, "label": name, "dsc": dsc})
         with open(out_csv, "w", newline="") as fh:  # rewritten after every case
             writer = csv.DictWriter(fh, fieldnames=["case", "label", "dsc"])
             writer.writeheader()
             writer.writerows(rows)
-    return time.perf_counter() - start, n
+    return {"seconds": time.perf_counter() - start, "read_seconds": read, "labels": len(rows)}
 
 
 def timed_scan(dataset: Path, out: Path, model: Path, *, workers: int, device: str,
-               slices: int, batch_size: int) -> dict:
-    """Run ``qsaudit scan`` in a fresh process; seconds and peak memory (MiB)."""
+               slices: int, batch_size: int, profile: Path | None = None) -> dict:
+    """Run ``qsaudit scan`` in a fresh process; seconds and peak memory (MiB).
+
+    With ``profile`` the scan runs under cProfile (main process only) and the statistics are
+    dumped there; the timing then includes the profiler's overhead.
+    """
+    call = (f"scan_dataset({str(dataset)!r}, {str(out)!r}, settings=ScanSettings("
+            f"model={str(model)!r}, workers={workers}, device={device!r}, slices={slices}, "
+            f"batch_size={batch_size}, force=True))")
+    stmt = f"s = {call}"
+    if profile is not None:
+        stmt = f"cProfile.runctx({stmt!r}, globals(), globals(), {str(profile)!r})"
     code = (
-        "import json, resource, sys, time\n"
+        "import cProfile, json, resource, sys, time\n"
         "from qsaudit.inference import ScanSettings, scan_dataset\n"
         "from qsaudit.progress import set_quiet\n"
         "set_quiet(True)\n"
         "t = time.perf_counter()\n"
-        f"s = scan_dataset({str(dataset)!r}, {str(out)!r}, settings=ScanSettings("
-        f"model={str(model)!r}, workers={workers}, device={device!r}, slices={slices}, "
-        f"batch_size={batch_size}, force=True))\n"
+        f"{stmt}\n"
         "dt = time.perf_counter() - t\n"
         "me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps({'seconds': dt, 'labels': s.labels, 'main_mib': me, "
         "'reader_mib': kids}))\n"
     )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-                          check=False)
+                          cwd=ROOT, env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"scan failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def print_profile(path: Path, top: int = 25) -> None:
+    """Print the ``top`` functions by cumulative time of a cProfile dump."""
+    import pstats
+
+    pstats.Stats(str(path)).sort_stats("cumulative").print_stats(top)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--labels", type=int, default=20)
-    parser.add_argument("--size", type=int, default=192, help="in-plane voxels")
-    parser.add_argument("--depth", type=int, default=96, help="axial slices")
+    parser.add_argument("--labels", type=int, default=20, help="masks per case (of 37)")
+    parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 150),
+                        metavar=("X", "Y", "Z"), help="voxels of every CT")
+    parser.add_argument("--unique", type=int, default=2,
+                        help="distinct phantoms generated; other cases are copies of them")
     parser.add_argument("--slices", type=int, default=10)
     parser.add_argument("--baseline-cases", type=int, default=1)
     parser.add_argument("--r50-cases", type=int, default=4,
                         help="cases scanned with the ResNet-50 (CPU is slow)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the default-model scan (cProfile, main process)")
     parser.add_argument("--keep", type=Path, default=None, help="keep files in this folder")
     args = parser.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="qsaudit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    shape = tuple(args.shape)
     try:
         t = time.perf_counter()
-        big = make_dataset(work / "big", cases=args.cases, labels=args.labels, size=args.size,
-                           depth=args.depth)
-        small = make_dataset(work / "small", cases=max(1, args.cases // 2), labels=args.labels,
-                             size=args.size, depth=args.depth)
-        r50_data = work / "r50"
-        r50_data.mkdir(exist_ok=True)
-        for case in sorted(big.iterdir())[:args.r50_cases]:
-            if not (r50_data / case.name).exists():
-                shutil.copytree(case, r50_data / case.name)
-        print(f"dataset: {args.cases} cases x {args.labels} labels, {args.size}x{args.size}x"
-              f"{args.depth} voxels (made in {time.perf_counter() - t:.1f} s)")
-        r50 = make_model(work / "r50.pt", "resnet50", 64, 256)
+        common = {"labels": args.labels, "shape": shape, "unique": args.unique}
+        big = make_dataset(work / "big", cases=args.cases, **common)
+        small = make_dataset(work / "small", cases=max(1, args.cases // 2), **common)
+        r50_data = make_dataset(work / "r50", cases=args.r50_cases, **common)
+        ct_mib = sum(p.stat().st_size for p in big.glob("*/ct.nii.gz")) / 2**20 / args.cases
+        mask_mib = sum(p.stat().st_size for p in big.glob("*/segmentations/*")) / 2**20
+        print(f"dataset: {args.cases} cases x {args.labels} labels, CT {'x'.join(map(str, shape))}"
+              f" int16 phantoms ({args.unique} distinct), {ct_mib:.1f} MiB per CT.gz, "
+              f"{mask_mib / args.cases:.1f} MiB of masks per case (made in "
+              f"{time.perf_counter() - t:.1f} s)")
+        print(f"machine: {os.cpu_count()} CPU cores, load average {_load()} at the start")
+        names = label_names(big)
+        r50 = make_model(work / "r50.pt", "resnet50", 64, 256, names)
         from qsaudit.model.checkpoint import default_weights_path
 
         default = default_weights_path()
         if not default.is_file():
-            default = make_model(work / "default.pt", "resnet18", 32, 96)
+            default = make_model(work / "default.pt", "resnet18", 32, 96, names)
             print("default model: shipped weights absent, random ModelConfig() used")
 
         if args.r50_cases > 0 and args.baseline_cases > 0:
-            print("\n1. ResNet-50 at 256 px, K =", args.slices, "slices per label")
-            base_s, base_n = naive_baseline(r50_data, r50, work / "naive.csv",
-                                            cases=args.baseline_cases, slices=args.slices,
-                                            device=args.device)
-            base_rate = base_n / base_s
-            print(f"   naive baseline: {base_n} labels in {base_s:.1f} s = {base_rate:.2f} labels/s "
-                  f"(ran on {args.baseline_cases} case(s); rate extrapolated per label)")
+            print(f"\n1. ResNet-50 at 256 px, K = {args.slices} slices per label, "
+                  f"device {args.device}")
+            base = naive_baseline(r50_data, r50, work / "naive.csv", cases=args.baseline_cases,
+                                  slices=args.slices, device=args.device)
+            base_rate = base["labels"] / base["seconds"]
+            print(f"   naive baseline: {base['labels']} labels in {base['seconds']:.1f} s = "
+                  f"{base_rate:.2f} labels/s, of which re-reading CT+mask per label "
+                  f"{base['read_seconds']:.1f} s (ran on {args.baseline_cases} case(s); "
+                  "rate extrapolated per label)")
             fast = timed_scan(r50_data, work / "out-r50", r50, workers=args.workers,
                               device=args.device, slices=args.slices, batch_size=args.batch_size)
             fast_rate = fast["labels"] / fast["seconds"]
             print(f"   qsaudit scan:   {fast['labels']} labels in {fast['seconds']:.1f} s = "
-                  f"{fast_rate:.2f} labels/s ({args.r50_cases} cases)")
+                  f"{fast_rate:.2f} labels/s ({args.r50_cases} cases, {args.workers} readers)")
             print(f"   speed-up: {fast_rate / base_rate:.1f}x (target >= 10x)")
 
-        print("\n2. default model vs the I/O floor,", args.workers, "processes")
+        print(f"\n2. default model vs the I/O floor, {args.workers} processes, device "
+              f"{args.device}")
         floor = io_floor(big, args.workers)
         scan = timed_scan(big, work / "out-big", default, workers=args.workers,
                           device=args.device, slices=args.slices, batch_size=args.batch_size)
@@ -229,7 +263,8 @@ def main() -> None:
               "(target <= 1.5x)")
         print(f"   of which set-up (listing, model load) {loop['setup_seconds']:.1f} s, "
               f"read+score loop {loop['loop_seconds']:.1f} s = "
-              f"{loop['loop_seconds'] / floor:.2f}x the floor, tables+report "
+              f"{loop['loop_seconds'] / floor:.2f}x the floor (model "
+              f"{loop['model_seconds']:.1f} s in the main process), tables+report "
               f"{loop['total_seconds'] - loop['setup_seconds'] - loop['loop_seconds']:.1f} s")
 
         print("\n3. peak memory (MiB): scan process / largest reader process")
@@ -237,6 +272,14 @@ def main() -> None:
                           device=args.device, slices=args.slices, batch_size=args.batch_size)
         for n, run in ((len(list(small.iterdir())), half), (args.cases, scan)):
             print(f"   {n:4d} cases: {run['main_mib']:.0f} / {run['reader_mib']:.0f}")
+
+        if args.profile:
+            print("\n4. profile of the default-model scan (main process, cumulative time)")
+            timed_scan(big, work / "out-prof", default, workers=args.workers,
+                       device=args.device, slices=args.slices, batch_size=args.batch_size,
+                       profile=work / "scan.prof")
+            print_profile(work / "scan.prof")
+        print(f"\nload average {_load()} at the end (other processes skew the timings)")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
