@@ -4,6 +4,13 @@ Runs in reader processes (numpy/scipy/nibabel only, never torch): reads the CT o
 label (a shared label map once), computes the model-free flags and statistics, picks the slices to
 score and crops them into model inputs, and keeps small thumbnails. Only these compact arrays go
 back to the main process, which batches crops across labels and cases into the model.
+
+Volumes are read in canonical RAS orientation, except for the crops of a model with the paper's
+protocol (``preprocessing == "paper"`` or ``sampling == "paper"``): the released Quality Sentinel
+read files with SimpleITK, i.e. in each file's own voxel order, so its slices are picked and
+cropped in that order (:class:`FileOrder`), after the same CT/mask shape and affine checks. The
+flags, statistics and thumbnails stay in RAS, and reported slice indices are RAS axial indices
+whenever the file's slice axis is the axial one.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +110,62 @@ def exit_with_parent(parent_pid: int, *, poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+@dataclass(frozen=True)
+class FileOrder:
+    """How to view a canonical (RAS) array in the CT file's own voxel order.
+
+    ``to_file``: nibabel orientation transform from RAS back to the file's axes; ``spacing``:
+    the file's voxel sizes (mm) in its own axis order; ``slice_axis``/``slice_flip``: the RAS
+    axis (0..2) that the file's third (slice) axis runs along and whether it runs backwards.
+    """
+
+    to_file: np.ndarray
+    spacing: tuple[float, float, float]
+    slice_axis: int
+    slice_flip: bool
+
+    @classmethod
+    def from_affine(cls, affine: np.ndarray) -> FileOrder:
+        """The file order of a file with voxel-to-world ``affine`` (4x4, mm)."""
+        from nibabel import orientations
+
+        file_ornt = orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+        ras = orientations.axcodes2ornt(("R", "A", "S"))
+        spacing = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+        return cls(to_file=orientations.ornt_transform(ras, file_ornt),
+                   spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+                   slice_axis=int(file_ornt[2, 0]), slice_flip=bool(file_ornt[2, 1] < 0))
+
+    def view(self, ras_array: np.ndarray) -> np.ndarray:
+        """``ras_array`` (X, Y, Z) re-laid in the file's voxel order (a view, no copy)."""
+        from nibabel import orientations
+
+        return orientations.apply_orientation(ras_array, self.to_file)
+
+    def ras_slices(self, index: np.ndarray, n_slices: int) -> np.ndarray | None:
+        """RAS axial indices of the file's slices ``index`` (None if its slices are not axial)."""
+        if self.slice_axis != 2:
+            return None
+        index = np.asarray(index, dtype=np.int64)
+        return n_slices - 1 - index if self.slice_flip else index
+
+
+def file_order(path: str | Path) -> FileOrder:
+    """The :class:`FileOrder` of the NIfTI file at ``path`` (reads its header only)."""
+    import nibabel as nib
+
+    try:
+        return FileOrder.from_affine(nib.load(str(path)).affine)
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise DatasetError(f'"{path}": cannot read the NIfTI header ({exc})') from None
+
+
+def uses_file_order(spec: PrepareSpec) -> bool:
+    """True when ``spec`` follows the paper's protocol (slices in the file's voxel order)."""
+    return (getattr(spec.model_config, "preprocessing", None) == "paper"
+            or spec.sampling == "paper")
+
+
 def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
     from qsaudit.checks import body_profile
     from qsaudit.datasets import LabelProblem, read_image, read_mask
@@ -112,6 +176,7 @@ def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
         missing = case.image is None or not case.image.exists()
         status = "missing_image" if missing else "unreadable"
         return [_failed(case, ref, status, str(exc)) for ref in case.labels], float("nan")
+    order = file_order(volume.path) if uses_file_order(spec) else None
     body = body_profile(volume.array, volume.spacing)
     label_maps: dict = {}
     works: list[LabelWork] = []
@@ -123,7 +188,7 @@ def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
             status = "missing_label" if problem.status == "missing" else problem.status
             works.append(_failed(case, ref, status, str(problem)))
             continue
-        work, key_x = _prepare_label(case, ref, volume, mask, body.midline_x, spec)
+        work, key_x = _prepare_label(case, ref, volume, mask, body.midline_x, spec, order)
         works.append(work)
         if key_x is not None:
             offsets[key_x[0]] = (ref.name, key_x[1])
@@ -151,10 +216,9 @@ def _failed(case: Any, ref: Any, status: str, error: str) -> LabelWork:
 
 
 def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x: float,
-                   spec: PrepareSpec) -> tuple[LabelWork, tuple[str, float] | None]:
+                   spec: PrepareSpec, order: FileOrder | None = None
+                   ) -> tuple[LabelWork, tuple[str, float] | None]:
     from qsaudit import checks
-    from qsaudit.inference.sampling import choose_slices
-    from qsaudit.model.preprocess import crop_slice
     from qsaudit.registry import lookup
 
     row = _base_row(case, ref)
@@ -180,13 +244,21 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
         flag_hu=checks.flag_hu(values, hu_range=structure.hu_range if structure else None),
         flag_side=checks.flag_side(offset, side),
     )
-    index = choose_slices(mask, spec.slices, seed=spec.seed, case_id=case.case_id,
-                          label=ref.name, mode=spec.sampling)
-    crops = np.stack([crop_slice(ct[:, :, z], mask[:, :, z], config=spec.model_config)
-                      for z in index]).astype(np.float32, copy=False)
-    areas = mask[:, :, index].sum(axis=(0, 1), dtype=np.int64)
-    thumb_ct, thumb_mask, thumb_spacing = _thumbnails(ct, mask, stats, index, volume.spacing,
-                                                      spec.thumb_size)
+    if order is None:
+        index, crops, areas = _crops(ct, mask, case.case_id, ref.name, spec)
+        thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)
+    else:
+        file_ct, file_mask = order.view(ct), order.view(mask)
+        index, crops, areas = _crops(file_ct, file_mask, case.case_id, ref.name, spec)
+        ras = order.ras_slices(index, file_mask.shape[2])
+        if ras is not None:  # report RAS axial indices, ascending, like every other scan
+            keep = np.argsort(ras, kind="stable")
+            index, crops, areas = ras[keep], crops[keep], areas[keep]
+            thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)
+        else:  # slices not axial in the file: indices and thumbnails in the file's order
+            thumbs = _thumbnails(file_ct, file_mask, checks.mask_stats(file_mask), index,
+                                 order.spacing, spec.thumb_size)
+    thumb_ct, thumb_mask, thumb_spacing = thumbs
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing)
@@ -194,6 +266,23 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     if side is not None and structure is not None and structure.pair:
         key_x = (structure.key, offset)
     return work, key_x
+
+
+def _crops(ct: np.ndarray, mask: np.ndarray, case_id: str, label: str, spec: PrepareSpec
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices to score along axis 2 of ``ct``/``mask`` (X, Y, Z), their model inputs and areas.
+
+    Returns ``(index (n,) int64, crops (n, 2, S, S) float32, areas (n,) int64)``.
+    """
+    from qsaudit.inference.sampling import choose_slices
+    from qsaudit.model.preprocess import crop_slice
+
+    index = choose_slices(mask, spec.slices, seed=spec.seed, case_id=case_id, label=label,
+                          mode=spec.sampling)
+    crops = np.stack([crop_slice(ct[:, :, z], mask[:, :, z], config=spec.model_config)
+                      for z in index]).astype(np.float32, copy=False)
+    areas = mask[:, :, index].sum(axis=(0, 1), dtype=np.int64)
+    return index, crops, areas
 
 
 def _thumbnails(ct: np.ndarray, mask: np.ndarray, stats: Any, index: np.ndarray,

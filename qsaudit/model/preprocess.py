@@ -206,7 +206,9 @@ def sample_slices(mask: np.ndarray, k: int, *, rng: np.random.Generator | None =
     m = np.asarray(mask)
     if m.ndim != 3:
         raise ModelError(f"sample_slices: mask must be 3D (X, Y, Z), got shape {m.shape}")
-    valid = np.flatnonzero(m.reshape(-1, m.shape[2]).any(axis=0)).astype(np.int64)
+    # any() over the in-plane axes reads the array in place; reshape would copy a
+    # non-contiguous (reoriented) mask for every label.
+    valid = np.flatnonzero(m.any(axis=(0, 1))).astype(np.int64)
     n = valid.size
     if n <= k:
         return valid
