@@ -232,18 +232,12 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     structure = lookup(ref.name)
     ct = volume.array
     values = stats.crop(ct)[stats.crop(mask)]
-    _total, significant = checks.count_components(stats.crop(mask))
-    offset = checks.side_offset_mm(stats.centroid[0], midline_x, volume.spacing[0])
+    res = checks.check_label(mask, ct, volume.spacing, structure=structure,
+                             midline_x=midline_x, stats=stats)
+    offset = res.side_offset_mm
     side = structure.side if structure is not None else None
-    row.update(
-        status="ok", error=None, mean_hu=float(values.mean()),
-        flag_empty=False,
-        flag_edge=checks.flag_edge(stats, mask.shape),
-        flag_components=checks.flag_components(
-            significant, expected=structure.components if structure is not None else 1),
-        flag_hu=checks.flag_hu(values, hu_range=structure.hu_range if structure else None),
-        flag_side=checks.flag_side(offset, side),
-    )
+    row.update(status="ok", error=None, mean_hu=float(values.mean()), flag_empty=False,
+               **res.flags())
     if order is None:
         index, crops, areas = _crops(ct, mask, case.case_id, ref.name, spec)
         thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)

@@ -58,8 +58,8 @@ def make_case(rng: np.random.Generator, plant: str | None = None
         ct[masks["esophagus"]] = -900.0
     elif plant == "volume":        # spleen label far too large
         masks["spleen"] = _ellipsoid((9, 19, 8), (5, 6, 5))
-    elif plant == "edge":          # aorta label runs out of the field of view
-        masks["aorta"] = _ellipsoid((15.5, 11, 7.5), (1.6, 1.6, 12))
+    elif plant == "edge":          # liver (a compact organ) cut by the end of the scan
+        masks["liver"] = _ellipsoid((21, 16, 13), (5, 5, 4))
     elif plant == "empty":
         masks["spleen"] = np.zeros(SHAPE, dtype=bool)
     ct = ct + rng.normal(0.0, 5.0, SHAPE)

@@ -18,8 +18,8 @@ def _settings(model, **kw):
 
 @pytest.fixture
 def sharded(make_dataset, tiny_model, tmp_path):
-    # Six cases, a planted volume outlier: only the merged table has enough cases to flag it.
-    dataset = make_dataset(cases=6, plants={"c004": "volume"})
+    # Eight cases (the volume check needs >= 8), a planted volume outlier: only the merged table has enough cases to flag it.
+    dataset = make_dataset(cases=8, plants={"c004": "volume"})
     scan_dataset(dataset, tmp_path / "one", settings=_settings(tiny_model))
     for i in range(2):
         scan_dataset(dataset, tmp_path / f"s{i}", settings=_settings(tiny_model, shard=(i, 2)))
@@ -29,9 +29,9 @@ def sharded(make_dataset, tiny_model, tmp_path):
 def test_shards_merged_equal_one_scan(sharded):
     _dataset, tmp = sharded
     shard_rows = [len(pd.read_parquet(tmp / f"s{i}" / "results.parquet")) for i in range(2)]
-    assert shard_rows == [18, 18]
+    assert shard_rows == [24, 24]
     summary = merge_shards([tmp / "s1", tmp / "s0"], tmp / "merged")
-    assert summary.cases == 6 and (tmp / "merged" / "report.html").is_file()
+    assert summary.cases == 8 and (tmp / "merged" / "report.html").is_file()
     for name in ("results.parquet", "slices.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp / "one" / name),
                                       pd.read_parquet(tmp / "merged" / name))
