@@ -2,12 +2,19 @@
 
 The 3D Dice of a mask is the area-weighted mean of its slice Dices when every slice has a similar
 union size, so the default weights each scored slice by its candidate-mask area.
+
+A model file may also carry a *label calibration* (learned aggregation, fitted by
+``qsaudit.training.calibration`` on held-out labels with known 3D Dice): a ridge-linear score of
+a few label features (:data:`FEATURES`) followed by an isotonic (monotone, piecewise-linear)
+map to [0, 1]. It corrects the slice model's bias (perfect labels predicted too low) and sees
+errors that leave every remaining slice correct (dropped slices, truncation) through the
+label's slice count, z coverage and the mask area at its ends.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -81,6 +88,133 @@ def aggregate(slice_scores: np.ndarray, weights: np.ndarray | None = None, *,
         se *= math.sqrt(max(population - n, 0) / (population - 1))
     half = _t_quantile(0.5 + level / 2, max(n_eff - 1.0, 1.0)) * se
     return Aggregate(center, max(0.0, center - half), min(1.0, center + half), std)
+
+
+FEATURES = ("area_mean", "mean", "min", "std", "frac_low", "log_slices", "fill", "gap_mean",
+            "edge_area")
+CALIBRATION_FORMAT = "qsaudit-label-calibration"
+
+
+def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: int | None = None,
+                   z_extent: int | None = None) -> np.ndarray:
+    """The calibration features of one label -> (len(FEATURES),) float64.
+
+    Args:
+        slice_scores: (n,) predicted slice Dice of the scored slices, ascending slice order
+            (clipped to [0, 1] here).
+        areas: (n,) candidate-mask voxels on those slices.
+        mask_slices: slices with mask in the whole label (default ``n``).
+        z_extent: slices from the first to the last slice with mask, inclusive (default
+            ``mask_slices``); ``fill = mask_slices / z_extent`` is below 1 when slices are missing.
+
+    Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
+    count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
+    whose missing slices score 0) and the mean area of the two end slices over the largest area
+    (high when the label is cut off flat).
+    """
+    s = np.clip(np.asarray(slice_scores, dtype=np.float64).ravel(), 0.0, 1.0)
+    a = np.asarray(areas, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise ValueError("label_features: no slice score")
+    w = a / a.sum() if a.size == s.size and a.sum() > 0 else np.full(s.size, 1.0 / s.size)
+    area_mean = float(np.dot(w, s))
+    n_mask = int(mask_slices) if mask_slices else s.size
+    extent = int(z_extent) if z_extent else n_mask
+    fill = min(1.0, n_mask / max(extent, 1))
+    edge = float((a[0] + a[-1]) / (2.0 * a.max())) if a.size == s.size and a.max() > 0 else 1.0
+    return np.array([area_mean, float(s.mean()), float(s.min()), float(s.std()),
+                     float((s < 0.5).mean()), math.log1p(n_mask), fill,
+                     area_mean * 2.0 * fill / (1.0 + fill), edge])
+
+
+@dataclass(frozen=True)
+class LabelCalibration:
+    """Feature vector -> calibrated label Dice in [0, 1] (see the module docstring).
+
+    ``center``/``scale``/``coef``: (F,) standardisation and ridge coefficients of
+    :data:`FEATURES`; ``knots_x``/``knots_y``: (K,) increasing isotonic knots, interpolated
+    linearly and held constant beyond the ends.
+    """
+
+    center: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    knots_x: np.ndarray
+    knots_y: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def linear(self, features: np.ndarray) -> np.ndarray:
+        """Linear score of ``features`` (N, F) or (F,) -> (N,) or scalar array."""
+        x = np.asarray(features, dtype=np.float64)
+        return ((x - self.center) / self.scale) @ self.coef + self.intercept
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        """Calibrated Dice of ``features`` (N, F) or (F,), clipped to [0, 1]."""
+        return np.clip(np.interp(self.linear(features), self.knots_x, self.knots_y), 0.0, 1.0)
+
+    def to_json(self) -> dict:
+        """Plain JSON (stored as a model file's ``meta["calibration"]``)."""
+        return {"format": CALIBRATION_FORMAT, "features": list(FEATURES),
+                "center": self.center.tolist(), "scale": self.scale.tolist(),
+                "coef": self.coef.tolist(), "intercept": float(self.intercept),
+                "knots_x": self.knots_x.tolist(), "knots_y": self.knots_y.tolist(),
+                "info": self.info}
+
+    @classmethod
+    def from_json(cls, d: dict) -> LabelCalibration:
+        """Rebuild from :meth:`to_json`; ValueError when the features or sizes do not match."""
+        if d.get("format") != CALIBRATION_FORMAT or list(d.get("features", ())) != list(FEATURES):
+            raise ValueError("label calibration: unknown format or feature list")
+        arrays = {k: np.asarray(d[k], dtype=np.float64) for k in
+                  ("center", "scale", "coef", "knots_x", "knots_y")}
+        f, k = len(FEATURES), arrays["knots_x"].size
+        if any(arrays[n].shape != (f,) for n in ("center", "scale", "coef")) or k < 1 \
+                or arrays["knots_y"].shape != (k,) or np.any(np.diff(arrays["knots_x"]) < 0):
+            raise ValueError("label calibration: arrays have the wrong sizes or order")
+        return cls(intercept=float(d["intercept"]), info=dict(d.get("info", {})), **arrays)
+
+
+def model_calibration(meta: dict | None) -> LabelCalibration | None:
+    """The label calibration stored in a model file's ``meta`` (None when it has none).
+
+    Raises ValueError when one is stored but damaged.
+    """
+    stored = (meta or {}).get("calibration")
+    return None if not stored else LabelCalibration.from_json(stored)
+
+
+def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
+                         calibration: LabelCalibration, *, population: int | None = None,
+                         slice_indices: np.ndarray | None = None,
+                         level: float = LEVEL) -> Aggregate:
+    """Like ``aggregate(..., method="area_weighted")``, then calibrated.
+
+    ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
+    (first to last); ``population`` is the label's slice count. The interval ends are the
+    calibrated values of the slice scores shifted down / up by the plain interval's half
+    widths (so they follow the calibration and always bracket ``dsc``); ``std`` stays the
+    spread of the raw slice scores.
+    """
+    plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
+                      level=level)
+    if math.isnan(plain.dsc):
+        return plain
+    scores = np.asarray(slice_scores, dtype=np.float64)
+    extent = None
+    if slice_indices is not None and len(slice_indices):
+        extent = int(slice_indices[-1]) - int(slice_indices[0]) + 1
+        extent = max(extent, int(population or 0)) if population else extent
+
+    def calibrated(shift: float) -> float:
+        feats = label_features(scores + shift, weights, mask_slices=population, z_extent=extent)
+        return float(calibration.apply(feats))
+
+    dsc = calibrated(0.0)
+    if math.isnan(plain.low):
+        return Aggregate(dsc, float("nan"), float("nan"), plain.std)
+    ends = (calibrated(plain.low - plain.dsc), calibrated(plain.high - plain.dsc))
+    return Aggregate(dsc, min(dsc, *ends), max(dsc, *ends), plain.std)
 
 
 def _t_quantile(p: float, df: float) -> float:

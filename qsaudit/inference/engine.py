@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,18 @@ import numpy as np
 
 from qsaudit import __version__
 from qsaudit.atomic import write_json
-from qsaudit.errors import QsauditError
-from qsaudit.inference.aggregate import aggregate
+from qsaudit.errors import ModelError, QsauditError
+from qsaudit.inference.aggregate import (
+    DEFAULT_METHOD,
+    LabelCalibration,
+    aggregate,
+    calibrated_aggregate,
+    model_calibration,
+)
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase, SlicePredictor
 from qsaudit.inference.finalize import REPORT_SLICES, write_outputs
 from qsaudit.inference.prepare import PreparedCase, PrepareSpec, exit_with_parent, prepare_case
+from qsaudit.inference.sampling import settings_for_model
 from qsaudit.inference.settings import ScanSettings
 from qsaudit.inference.store import SCAN_JSON, ResultsStore
 
@@ -92,6 +99,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         cases = shard_cases(cases, *settings.shard)
     if predictor is None:
         predictor = _load_predictor(settings)
+    settings = settings_for_model(settings, predictor)  # the paper's model: its own protocol
     manifest = {
         "qsaudit_version": __version__,
         "dataset": str(dataset.resolve()),
@@ -111,10 +119,11 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed)
     batcher = CrossCaseBatcher(predictor, settings.batch_size)
+    calibration = _calibration(predictor, settings.aggregation)
     timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
     def commit(scored: ScoredCase) -> None:
-        part, thumbs = _case_part(scored, settings.aggregation, keeper)
+        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration)
         store.commit(scored.case.case_id, part, thumbs)
         timings["read_seconds"] += scored.case.seconds
         progress.update(task, advance=1)
@@ -223,15 +232,36 @@ class WorstKeeper:
         return True
 
 
-def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper
+def _calibration(predictor: SlicePredictor, method: str) -> LabelCalibration | None:
+    """The model's label calibration, used with the default (area-weighted) aggregation only."""
+    if method != DEFAULT_METHOD:
+        return None
+    try:
+        return model_calibration(getattr(predictor, "meta", None))
+    except ValueError as exc:
+        raise ModelError(f"model file: {exc}") from None
+
+
+def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
+               calibration: LabelCalibration | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Rows, slice rows and thumbnails of one scored case."""
+    """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
+    the model has a calibration; ``raw_score`` is always the plain aggregate)."""
     rows, slice_rows, thumbs = [], [], {}
     for work, scores, raw in zip(scored.case.labels, scored.scores, scored.raw, strict=True):
         row = dict(work.row)
         if work.slice_indices.size:
-            agg = aggregate(scores, work.slice_areas, method=method,
-                            population=row.get("mask_slices"))
+            if calibration is not None:
+                agg = calibrated_aggregate(scores, work.slice_areas, calibration,
+                                           population=row.get("mask_slices"),
+                                           slice_indices=work.slice_indices)
+            elif method == "mean":  # clip(mean of raw outputs), as the paper scores a label
+                plain = aggregate(raw, work.slice_areas, method=method,
+                                  population=row.get("mask_slices"))
+                agg = replace(plain, dsc=float(np.clip(plain.dsc, 0.0, 1.0)))
+            else:
+                agg = aggregate(scores, work.slice_areas, method=method,
+                                population=row.get("mask_slices"))
             raw_agg = aggregate(raw, work.slice_areas, method=method)
             worst = int(np.argmin(scores))
             row.update(predicted_dsc=agg.dsc, dsc_low=agg.low, dsc_high=agg.high,

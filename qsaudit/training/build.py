@@ -48,7 +48,7 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     snaps = snapshot_group_candidates(cases, steps=tuple(sample_config.snapshot_steps),
                                       size=sample_config.snapshot_size,
                                       seed=int(rng.integers(2**31)))
-    lo, hi = sample_config.margin_range
+    lo, hi = train_margins(sample_config, model_config)
     parts: list[SampleSet] = []
     for case, snap in zip(cases, snaps, strict=True):
         cands = degraded_candidates(case, rng, per_label=sample_config.degraded_per_label,
@@ -68,13 +68,29 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
             inputs, targets, areas = candidate_samples(case.ct, cand.mask, truth, slices=slices,
                                                        model_config=model_config,
                                                        margins=margins)
+            valid = scorable_slices(cand.mask)
             group = {"case_id": case.case_id, "patient_id": case.patient_id,
                      "structure": cand.structure, "source": cand.source,
-                     "severity": cand.severity, "true_dsc": cand.true_dsc}
+                     "severity": cand.severity, "true_dsc": cand.true_dsc,
+                     "mask_slices": int(valid.size),
+                     "z_extent": int(valid[-1] - valid[0] + 1)}
             parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),
                                                              dtype=object),
                                    np.zeros(len(slices), np.int64), areas, [group]))
     return SampleSet.concat(parts, size=model_config.input_size)
+
+
+def train_margins(sample_config: SampleConfig, model_config) -> tuple[int, int]:
+    """Range (inclusive, pixels) of the random crop margin of training samples.
+
+    ``SampleConfig.margin_range`` when set; otherwise 60-140% of the model's inference margin,
+    so that the scan's fixed margin sits in the middle of what training showed the model.
+    """
+    if sample_config.margin_range is not None:
+        lo, hi = sample_config.margin_range
+        return int(lo), int(hi)
+    m = int(model_config.margin)
+    return max(0, round(0.6 * m)), max(1, round(1.4 * m))
 
 
 def make_units(specs: list[CaseSpec], validation_patients: set[str], *, group: int,

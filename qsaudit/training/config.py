@@ -25,7 +25,8 @@ class SampleConfig:
     validation candidates are scored on ``eval_slices`` evenly spaced slices like a scan.
     ``bins``/``max_bin_ratio``: slice targets are rebalanced over ``bins`` equal bins of [0, 1]
     so that no bin holds more than ``max_bin_ratio`` times the median bin. ``margin_range``:
-    crop margin (pixels of the original slice) drawn per training sample.
+    crop margin (pixels of the original slice) drawn per training sample; None = 60-140% of
+    the model's inference margin (which then sits in the middle of the training range).
     """
 
     degraded_per_label: int = 4
@@ -37,7 +38,7 @@ class SampleConfig:
     eval_slices: int = 10
     bins: int = 10
     max_bin_ratio: float = 2.0
-    margin_range: tuple[int, int] = (4, 24)
+    margin_range: tuple[int, int] | None = None
     min_inside_fraction: float = 0.5
     min_label_voxels: int = 20
     phantom_shape: tuple[int, int, int] | None = None
@@ -50,7 +51,8 @@ class TrainConfig:
     ``max_minutes``: stop gracefully after this wall time (None = no limit) and keep the best
     checkpoint. ``holdout_fraction``: fraction of patients held out for validation.
     ``workers``: processes that build samples (0 = all cores). ``validate_every``: epochs
-    between validations (the last epoch is always validated).
+    between validations (the last epoch is always validated). ``augment``: random CT
+    intensity scale/offset/noise and small shifts/zooms of each training batch (no flips).
     """
 
     preset: str = "default"
@@ -68,6 +70,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     validate_every: int = 1
+    augment: bool = True
     samples: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict[str, Any]:

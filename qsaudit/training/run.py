@@ -97,6 +97,30 @@ def _build_or_load(specs, val_patients, *, model_config, config: TrainConfig, ca
     return train, val
 
 
+def validation_calibration(model: Any, val: SampleSet, embeddings: dict[str, np.ndarray], *,
+                           config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """Fit the label calibration on the validation labels with ``model``'s predictions.
+
+    Returns ``(LabelCalibration or None, metrics)`` (see
+    :func:`qsaudit.training.calibration.calibrate`); no validation set gives ``(None, {})``.
+    """
+    import torch
+
+    from qsaudit.model.checkpoint import resolve_device
+    from qsaudit.training.calibration import calibrate
+    from qsaudit.training.trainer import _name_index, predict_samples
+
+    if len(val) == 0:
+        return None, {}
+    device = resolve_device(config.device)
+    vocab = sorted(embeddings)
+    table = torch.from_numpy(np.stack([embeddings[n] for n in vocab]).astype(np.float32))
+    model.to(device)
+    pred = predict_samples(model, val.inputs, _name_index(val.names, vocab), table.to(device),
+                           device=device)
+    return calibrate(val, pred, seed=config.seed)
+
+
 def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int = 0,
                 config: TrainConfig | None = None, model_config: Any = None,
                 exclude_cases: set[str] | None = None, resume: bool = False,
@@ -178,6 +202,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     finally:
         log_fh.close()
     model.load_state_dict(result.best_state)
+    calibration, calibration_metrics = validation_calibration(model, val, embeddings,
+                                                              config=config)
     train_patients = sorted(set(patients) - val_patients)
     meta = {
         "trained_with": "qsaudit train",
@@ -196,18 +222,21 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
         "best_epoch": result.best_epoch,
         "epochs_done": result.epochs_done,
         "stopped_early": result.stopped_early,
-        "validation": result.best_metrics,
+        "validation": {**result.best_metrics, **calibration_metrics},
         "build_seconds": round(build_seconds, 1),
         "train_seconds": round(result.seconds, 1),
         "device": str(next(model.parameters()).device),
         "target_histogram": np.histogram(train.targets, bins=config.samples.bins,
                                          range=(0, 1))[0].tolist(),
     }
+    if calibration is not None:
+        meta["calibration"] = calibration.to_json()
     model.cpu()
     save_checkpoint(out, model, model_config, encoder_spec=encoder, vocabulary=embeddings,
                     meta=meta)
     return TrainReport(checkpoint=out, log=paths["log"], n_train=len(train), n_val=len(val),
                        train_patients=train_patients, validation_patients=sorted(val_patients),
-                       best_epoch=result.best_epoch, best_metrics=result.best_metrics,
+                       best_epoch=result.best_epoch,
+                       best_metrics={**result.best_metrics, **calibration_metrics},
                        epochs_done=result.epochs_done, stopped_early=result.stopped_early,
                        build_seconds=build_seconds, train_seconds=result.seconds)

@@ -25,6 +25,7 @@ import torch
 from qsaudit.analyses.evaluate import mae, pearson
 from qsaudit.errors import ModelError, UsageError
 from qsaudit.model.checkpoint import resolve_device
+from qsaudit.training.augment import augment_batch
 from qsaudit.training.config import TrainConfig
 from qsaudit.training.samples import SampleSet, bin_weights
 
@@ -106,6 +107,7 @@ def validation_metrics(samples: SampleSet, slice_pred: np.ndarray) -> dict[str, 
     label_pred, label_true = label_scores(samples, slice_pred)
     return {"slice_r": pearson(clipped, samples.targets), "slice_mae": mae(clipped,
                                                                            samples.targets),
+            "slice_bias": float(np.mean(clipped - samples.targets)) if len(samples) else math.nan,
             "label_r": pearson(label_pred, label_true), "label_mae": mae(label_pred, label_true),
             "n_slices": len(samples), "n_labels": int(label_pred.size)}
 
@@ -175,6 +177,7 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
     for epoch in range(start_epoch + 1, config.epochs + 1):
         torch.manual_seed(config.seed * 7919 + epoch)
         gen = torch.Generator().manual_seed(config.seed * 1000003 + epoch)
+        aug_gen = torch.Generator().manual_seed(config.seed * 1000033 + epoch)
         order = torch.multinomial(weights, steps_per_epoch * config.batch_size,
                                   replacement=True, generator=gen)
         model.train()
@@ -183,6 +186,8 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
             batch = order[step * config.batch_size:(step + 1) * config.batch_size].to(
                 x_train.device)
             x = x_train[batch].to(device, non_blocking=True).float()
+            if config.augment:
+                x = augment_batch(x, aug_gen)
             y = y_train[batch].to(device, non_blocking=True)
             e = emb_table[train_idx[batch].to(device)]
             with torch.autocast(device.type, dtype=torch.bfloat16,

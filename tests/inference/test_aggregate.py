@@ -1,5 +1,6 @@
 """Aggregation of slice scores into one predicted Dice and its interval."""
 
+import json
 import math
 
 import numpy as np
@@ -53,3 +54,61 @@ def test_bad_arguments():
         aggregate(np.ones(3), method="max")
     with pytest.raises(ValueError, match="shape"):
         aggregate(np.ones(3), np.ones(2))
+
+
+def _half_up_calibration():
+    """A calibration that maps the area-weighted mean m to 0.5 + 0.5 m."""
+    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
+
+    f = len(FEATURES)
+    coef = np.zeros(f)
+    coef[FEATURES.index("area_mean")] = 1.0
+    return LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
+                            knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.5, 1.0]))
+
+
+def test_calibrated_aggregate_maps_value_and_interval():
+    from qsaudit.inference.aggregate import calibrated_aggregate
+
+    cal = _half_up_calibration()
+    s, w = np.array([0.5, 0.7, 0.6, 0.8, 0.4]), np.array([1.0, 2.0, 2.0, 1.0, 1.0])
+    plain = aggregate(s, w, population=40)
+    r = calibrated_aggregate(s, w, cal, population=40, slice_indices=np.arange(5) * 8)
+    assert r.dsc == pytest.approx(0.5 + 0.5 * plain.dsc)
+    assert r.low == pytest.approx(0.5 + 0.5 * plain.low)
+    assert r.high == pytest.approx(0.5 + 0.5 * plain.high)
+    assert r.std == plain.std
+    one = calibrated_aggregate(np.array([0.2]), np.array([3.0]), cal)
+    assert one.dsc == pytest.approx(0.6) and math.isnan(one.low)
+
+
+def test_scan_applies_the_models_calibration(tiny_dataset, tmp_path):
+    import pandas as pd
+    import torch
+
+    from qsaudit.inference import ScanSettings, scan_dataset
+    from qsaudit.progress import set_quiet
+    from tests.inference.conftest import write_tiny_model
+
+    set_quiet(True)
+    plain_model = write_tiny_model(tmp_path / "plain.pt")
+    payload = torch.load(plain_model, weights_only=True)
+    payload["meta_json"] = json.dumps({"calibration": _half_up_calibration().to_json()})
+    cal_model = tmp_path / "cal.pt"
+    torch.save(payload, cal_model)
+    tables = {}
+    for name, model, method in (("plain", plain_model, "area_weighted"),
+                                ("cal", cal_model, "area_weighted"),
+                                ("cal_mean", cal_model, "mean")):
+        settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4,
+                                aggregation=method)
+        scan_dataset(tiny_dataset, tmp_path / name, settings=settings)
+        tables[name] = pd.read_parquet(tmp_path / name / "results.parquet")
+    plain, cal = tables["plain"], tables["cal"]
+    np.testing.assert_allclose(cal["raw_score"], plain["raw_score"])
+    np.testing.assert_allclose(cal["predicted_dsc"], 0.5 + 0.5 * plain["predicted_dsc"])
+    assert (cal["dsc_low"] <= cal["predicted_dsc"]).all()
+    assert (cal["predicted_dsc"] <= cal["dsc_high"]).all()
+    # another aggregation than the calibrated one: the calibration is not applied
+    mean_plain = tables["cal_mean"]["raw_score"]
+    np.testing.assert_allclose(tables["cal_mean"]["predicted_dsc"], mean_plain)

@@ -1,0 +1,123 @@
+"""(Re)fit the label calibration of an existing model file from data, on CPU.
+
+``qsaudit train`` calibrates on its validation patients by itself; this module does it for a
+model trained elsewhere (or to recalibrate on more held-out data)::
+
+    python -m qsaudit.training.calibrate MODEL.pt --data DIR --phantoms 20 [--out NEW.pt]
+
+Candidates (perfect, degraded, network snapshots) of every label are scored the way a scan
+scores them; the fit replaces ``meta["calibration"]`` in the model file (``--out`` writes a
+copy instead). Of a ``--data`` folder only the model's validation patients are used when the
+model records them (training patients would make the calibration over-confident; ``--all-cases``
+overrides), never its excluded cases. Phantoms come from their own seed stream, never the
+training one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from qsaudit.errors import UsageError
+
+PHANTOM_CALIBRATION_STREAM = 8209
+
+
+def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
+                         phantoms: int = 0, out: str | Path | None = None, seed: int = 0,
+                         workers: int = 0, all_cases: bool = False,
+                         snapshot_steps: tuple[int, ...] | None = None,
+                         degraded_per_label: int | None = None) -> dict[str, Any]:
+    """Fit a label calibration for the model file ``model`` and write it (see module doc).
+
+    Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
+    (the model file path, or None when too few labels allowed no calibration).
+    Raises UsageError without usable data, ModelError for a bad model file.
+    """
+    import torch
+
+    from qsaudit.atomic import write_with
+    from qsaudit.model.checkpoint import load_checkpoint
+    from qsaudit.training.build import build_samples
+    from qsaudit.training.calibration import calibrate
+    from qsaudit.training.cases import dataset_specs, phantom_specs
+    from qsaudit.training.config import SampleConfig
+
+    model = Path(model)
+    predictor = load_checkpoint(model, device="cpu")
+    meta = dict(predictor.meta)
+    held_out = set(meta.get("validation_patients") or ())
+    excluded = set(meta.get("excluded_cases") or ())
+    specs = []
+    for root in data_dirs:
+        found = [s for s in dataset_specs(root)
+                 if s.case_id not in excluded and s.patient_id not in excluded]
+        if not all_cases and held_out:
+            found = [s for s in found if s.patient_id in held_out or s.case_id in held_out]
+        specs.extend(found)
+    specs.extend(phantom_specs(phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM))
+    if not specs:
+        raise UsageError("no calibration data: give --data DIR (with the model's validation "
+                         "patients, or --all-cases) and/or --phantoms N")
+    stored = (meta.get("train_config") or {}).get("samples") or {}
+    samples = SampleConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in stored.items()
+                              if k in SampleConfig.__dataclass_fields__})
+    changes = {k: v for k, v in (("snapshot_steps", snapshot_steps),
+                                 ("degraded_per_label", degraded_per_label)) if v is not None}
+    samples = replace(samples, **changes)
+    _, val = build_samples(specs, {s.patient_id for s in specs}, model_config=predictor.config,
+                           sample_config=samples, seed=seed, workers=workers)
+    if len(val) == 0:
+        raise UsageError("no scorable labels in the calibration data")
+    pred, _ = predictor.predict(val.inputs.astype("float32"), list(val.names))
+    calibration, metrics = calibrate(val, pred, seed=seed)
+    metrics["written"] = None
+    if calibration is None:
+        return metrics
+    calibration.info["data"] = [str(d) for d in data_dirs]
+    calibration.info["phantoms"] = phantoms
+    payload = torch.load(model, map_location="cpu", weights_only=True)
+    meta["calibration"] = calibration.to_json()
+    meta["calibration_metrics"] = metrics
+    payload["meta_json"] = json.dumps(meta, default=str)
+    target = Path(out) if out is not None else model
+    write_with(target, lambda p: torch.save(payload, p))
+    metrics["written"] = str(target)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: ``python -m qsaudit.training.calibrate MODEL --data DIR ...``."""
+    from qsaudit.errors import QsauditError
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data", type=Path, action="append", default=[])
+    parser.add_argument("--phantoms", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--all-cases", action="store_true")
+    parser.add_argument("--snapshot-steps", default=None,
+                        help="e.g. 5,30,100 (default: the model's training setting)")
+    args = parser.parse_args(argv)
+    steps = None
+    if args.snapshot_steps is not None:
+        steps = tuple(int(v) for v in args.snapshot_steps.split(",") if v.strip())
+    try:
+        metrics = calibrate_checkpoint(args.model, data_dirs=args.data, phantoms=args.phantoms,
+                                       out=args.out, seed=args.seed, workers=args.workers,
+                                       all_cases=args.all_cases, snapshot_steps=steps)
+    except QsauditError as exc:
+        print(f"Error: {exc}")
+        return 2 if isinstance(exc, UsageError) else 1
+    print(json.dumps(metrics, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

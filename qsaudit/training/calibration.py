@@ -1,0 +1,185 @@
+"""Fit the label calibration (learned aggregation) on held-out labels with known 3D Dice.
+
+Numpy only. Each held-out candidate mask (a *group* of a validation :class:`SampleSet`) gives
+one feature vector (:func:`qsaudit.inference.aggregate.label_features`) and its true 3D Dice.
+The fit is a ridge regression on standardised features, then isotonic regression
+(pool-adjacent-violators) of the true Dice on the linear score; the result is a
+:class:`~qsaudit.inference.aggregate.LabelCalibration`, stored as plain JSON in the model file.
+Reported metrics are cross-validated by patient, so they are honest about labels the fit has
+not seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qsaudit.inference.aggregate import FEATURES, LabelCalibration, aggregate, label_features
+from qsaudit.training.samples import SampleSet
+
+MIN_GROUPS = 20  # fewer held-out labels than this: no calibration is fitted
+
+
+@dataclass
+class LabelTable:
+    """Per held-out label: ``features`` (G, F), ``true`` (G,) 3D Dice, ``plain`` (G,) the
+    uncalibrated area-weighted mean, ``patients`` (G,) patient ids, ``sources`` (G,)."""
+
+    features: np.ndarray
+    true: np.ndarray
+    plain: np.ndarray
+    patients: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.true.size)
+
+
+def label_table(samples: SampleSet, slice_pred: np.ndarray) -> LabelTable:
+    """Group the slice predictions (N,) of ``samples`` by candidate and compute the features.
+
+    Slices of a group are in ascending axial order (as validation samples are built); a
+    group's ``mask_slices``/``z_extent`` fields are used when present.
+    """
+    pred = np.clip(np.asarray(slice_pred, dtype=np.float64), 0.0, 1.0)
+    feats, true, plain, patients, sources = [], [], [], [], []
+    order = np.argsort(samples.groups, kind="stable")
+    bounds = np.flatnonzero(np.diff(samples.groups[order])) + 1
+    for part in np.split(order, bounds):
+        if part.size == 0:
+            continue
+        g = samples.group_table[int(samples.groups[part[0]])]
+        areas = samples.areas[part].astype(np.float64)
+        feats.append(label_features(pred[part], areas, mask_slices=g.get("mask_slices"),
+                                    z_extent=g.get("z_extent")))
+        plain.append(aggregate(pred[part], areas, method="area_weighted").dsc)
+        true.append(float(g["true_dsc"]))
+        patients.append(str(g["patient_id"]))
+        sources.append(str(g.get("source", "")))
+    f = len(FEATURES)
+    return LabelTable(np.asarray(feats, dtype=np.float64).reshape(-1, f),
+                      np.asarray(true, dtype=np.float64), np.asarray(plain, dtype=np.float64),
+                      np.asarray(patients, dtype=object), np.asarray(sources, dtype=object))
+
+
+def isotonic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Non-decreasing least-squares fit of ``y`` on ``x`` by pool-adjacent-violators.
+
+    Returns knots ``(kx, ky)``: one per pooled block, at the block's weighted mean ``x`` with
+    its weighted mean ``y``; ``np.interp(t, kx, ky)`` is the fitted monotone function.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = np.argsort(x, kind="stable")
+    # blocks as parallel stacks: weight, weighted sum of y, weighted sum of x
+    bw: list[float] = []
+    by: list[float] = []
+    bx: list[float] = []
+    for i in order:
+        bw.append(w[i])
+        by.append(w[i] * y[i])
+        bx.append(w[i] * x[i])
+        while len(bw) > 1 and by[-2] / bw[-2] >= by[-1] / bw[-1]:
+            wl, yl, xl = bw.pop(), by.pop(), bx.pop()
+            bw[-1] += wl
+            by[-1] += yl
+            bx[-1] += xl
+    bw_a = np.asarray(bw)
+    return np.asarray(bx) / bw_a, np.asarray(by) / bw_a
+
+
+def fit_calibration(features: np.ndarray, true: np.ndarray, *, ridge: float = 1.0,
+                    info: dict[str, Any] | None = None) -> LabelCalibration:
+    """Ridge on standardised ``features`` (G, F), then isotonic on the linear score.
+
+    ``true`` (G,) 3D Dice in [0, 1]; ``ridge`` is the L2 penalty in units of "one label"
+    (features are standardised, so it is scale-free). Constant features get scale 1.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(true, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != y.size or x.shape[1] != len(FEATURES):
+        raise ValueError(f"fit_calibration: features {x.shape} do not match targets {y.shape}")
+    center = x.mean(0)
+    scale = x.std(0)
+    scale[scale < 1e-9] = 1.0
+    z = (x - center) / scale
+    y0 = y.mean()
+    coef = np.linalg.solve(z.T @ z + ridge * np.eye(z.shape[1]), z.T @ (y - y0))
+    score = z @ coef + y0
+    kx, ky = isotonic(score, y)
+    return LabelCalibration(center=center, scale=scale, coef=coef, intercept=float(y0),
+                            knots_x=kx, knots_y=np.clip(ky, 0.0, 1.0), info=dict(info or {}))
+
+
+def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
+                    seed: int = 0) -> np.ndarray:
+    """Calibrated predictions (G,) of every label from a fit on the other patients' labels."""
+    patients = np.array(sorted(set(table.patients.tolist())), dtype=object)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(patients)
+    folds = max(2, min(folds, patients.size))
+    fold_of = {p: i % folds for i, p in enumerate(patients)}
+    which = np.array([fold_of[p] for p in table.patients])
+    out = np.full(len(table), np.nan)
+    for k in range(folds):
+        test = which == k
+        if not test.any() or test.all():
+            continue
+        cal = fit_calibration(table.features[~test], table.true[~test], ridge=ridge)
+        out[test] = cal.apply(table.features[test])
+    return out
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def _mae(a: np.ndarray, b: np.ndarray) -> float:
+    ok = ~(np.isnan(a) | np.isnan(b))
+    return float(np.abs(a[ok] - b[ok]).mean()) if ok.any() else float("nan")
+
+
+def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
+              seed: int = 0) -> tuple[LabelCalibration | None, dict[str, Any]]:
+    """Fit a calibration on held-out ``samples`` and measure it.
+
+    Returns ``(calibration, metrics)``; calibration is None with fewer than
+    :data:`MIN_GROUPS` labels or fewer than 2 patients. ``metrics``: label-level r / MAE
+    uncalibrated (``label_r``, ``label_mae``) and calibrated, cross-validated by patient
+    (``label_r_calibrated``, ``label_mae_calibrated``), the MAE of perfect labels both ways,
+    and the slice-level bias (mean prediction - target) overall and for targets >= 0.95.
+    """
+    pred = np.clip(np.asarray(slice_pred, dtype=np.float64), 0.0, 1.0)
+    targets = samples.targets.astype(np.float64)
+    table = label_table(samples, pred)
+    high = targets >= 0.95
+    metrics: dict[str, Any] = {
+        "n_labels": len(table), "n_patients": len(set(table.patients.tolist())),
+        "label_r": _r(table.plain, table.true), "label_mae": _mae(table.plain, table.true),
+        "slice_bias": float((pred - targets).mean()) if pred.size else float("nan"),
+        "slice_bias_dsc_ge_0.95": float((pred[high] - targets[high]).mean())
+        if high.any() else float("nan"),
+    }
+    perfect = table.sources == "perfect"
+    if perfect.any():
+        metrics["perfect_mae"] = _mae(table.plain[perfect], table.true[perfect])
+    if len(table) < MIN_GROUPS or metrics["n_patients"] < 2:
+        metrics["calibration"] = f"skipped: {len(table)} labels of {metrics['n_patients']} " \
+            f"patient(s) (need {MIN_GROUPS} labels of 2+)"
+        return None, metrics
+    cv = cross_validated(table, ridge=ridge, seed=seed)
+    metrics.update(label_r_calibrated=_r(cv, table.true),
+                   label_mae_calibrated=_mae(cv, table.true))
+    if perfect.any():
+        metrics["perfect_mae_calibrated"] = _mae(cv[perfect], table.true[perfect])
+    info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "ridge": ridge,
+            **{k: metrics[k] for k in ("label_r", "label_mae", "label_r_calibrated",
+                                       "label_mae_calibrated")}}
+    return fit_calibration(table.features, table.true, ridge=ridge, info=info), metrics
