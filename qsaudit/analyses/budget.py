@@ -133,8 +133,9 @@ def n_within_budget(ranking: pd.DataFrame, *, fraction: float | None = None,
         raise UsageError("give exactly one of --fraction or --count")
     n = len(ranking)
     if count is not None:
-        if count < 0:
-            raise UsageError(f"--count {count}: must be 0 or more")
+        if count < 1:
+            raise UsageError(f"--count {count}: must be at least 1 (an empty budget selects "
+                             "nothing)")
         return min(count, n)
     assert fraction is not None
     if not 0 <= fraction <= 1:

@@ -130,7 +130,8 @@ def truth_from_reference(dataset: str | Path, reference: str | Path) -> pd.DataF
     """Recompute the true Dice of every label of ``dataset`` against the same-named reference mask.
 
     Both folders are read with :mod:`qsaudit.datasets` (any supported layout). Labels without a
-    reference (or whose masks cannot be read) are skipped. Returns the truth columns with
+    reference, or whose own image or mask cannot be read, are skipped; an unreadable reference
+    mask raises :class:`DatasetError` naming the file. Returns the truth columns with
     ``error`` = ``"unknown"`` and ``severity`` = NaN.
     """
     import pandas as pd
@@ -144,7 +145,10 @@ def truth_from_reference(dataset: str | Path, reference: str | Path) -> pd.DataF
         ref = ref_cases.get(case.case_id)
         if ref is None or case.image is None:
             continue
-        image = read_image(case)
+        try:
+            image = read_image(case)
+        except DatasetError:  # the scan reports this case as unreadable: it has no truth
+            continue
         ref_labels = {lab.name: lab for lab in ref.labels}
         for label in case.labels:
             ref_label = ref_labels.get(label.name)
@@ -152,11 +156,11 @@ def truth_from_reference(dataset: str | Path, reference: str | Path) -> pd.DataF
                 continue
             try:
                 mask = read_mask(label, image)
-                truth = read_mask(ref_label, image)
             except DatasetError:  # a label the scan reports as unreadable has no truth
-                mask = None
-            if mask is None:
                 continue
+            # an unreadable reference is the user's to fix: silently dropping it would bias
+            # the evaluation, so its DatasetError (naming the file) propagates
+            truth = read_mask(ref_label, image)
             rows.append({"case_id": case.case_id, "label": label.name,
                          "true_dsc": float(dice(mask, truth)), "error": "unknown",
                          "severity": math.nan})

@@ -85,12 +85,16 @@ def load_policy(path: str | Path) -> GatePolicy:
     """Read a TOML policy, e.g. ``[default] min_dsc = 0.5`` / ``max_drop = 0.05`` and
     ``[structures."liver"] min_dsc = 0.9``. Raises :class:`UsageError` when unusable."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f'"{path}": the policy is a folder, not a TOML file')
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f'"{path}": no such policy file') from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f'"{path}": not a valid TOML policy ({exc})') from None
+    except OSError as exc:
+        raise UsageError(f'"{path}": cannot read the policy ({exc.strerror or exc})') from None
     unknown = set(data) - {"default", "structures"}
     if unknown:
         raise UsageError(f'"{path}": unknown section(s) {", ".join(sorted(unknown))} (expected '

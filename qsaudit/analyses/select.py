@@ -61,8 +61,6 @@ def _units(ok: pd.DataFrame, unit: str, case_score: str) -> pd.DataFrame:
     if unit == "label":
         u = ok[["case_id", "label", "predicted_dsc"]].rename(columns={"predicted_dsc": "score"})
     elif unit == "case":
-        if case_score not in ("mean", "min"):
-            raise UsageError(f'--case-score "{case_score}": expected mean or min')
         u = ok.groupby("case_id", sort=False)["predicted_dsc"].agg(case_score).reset_index()
         u = u.rename(columns={"predicted_dsc": "score"})
     else:
@@ -84,8 +82,10 @@ def select_labels(results: pd.DataFrame, *, top: float | None = None, count: int
         raise UsageError("give exactly one of --top, --count or --min-dsc")
     if top is not None and not 0 <= top <= 1:
         raise UsageError(f"--top {top}: must be between 0 and 1")
-    if count is not None and count < 0:
-        raise UsageError(f"--count {count}: must be 0 or more")
+    if count is not None and count < 1:
+        raise UsageError(f"--count {count}: must be at least 1")
+    if case_score not in ("mean", "min"):
+        raise UsageError(f'--case-score "{case_score}": expected mean or min')
     if min_dsc is not None and not 0 <= min_dsc <= 1:
         raise UsageError(f"--min-dsc {min_dsc}: must be between 0 and 1")
     ok, n_skipped = ok_rows(results)

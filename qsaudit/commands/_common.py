@@ -7,6 +7,7 @@ red ``Error: …`` line on stderr and exit code 1 (2 for :class:`UsageError`), n
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -59,12 +60,41 @@ def run_command(func: F) -> F:
         except KeyboardInterrupt:
             error_line("interrupted")
             raise typer.Exit(130) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            where = f'"{exc.filename}": ' if getattr(exc, "filename", None) else ""
-            error_line(f"{where}{exc.strerror or exc}")
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+            error_line(os_error_message(exc))
             raise typer.Exit(2) from None
+        except OSError as exc:  # disk full, read-only file system, I/O error, …
+            error_line(os_error_message(exc))
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: the file(s) it names and the system's reason."""
+    names = [f'"{n}"' for n in (exc.filename, exc.filename2) if n not in (None, "")]
+    reason = exc.strerror or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def writable_folder(folder: str | Path, *, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and prove that a file can be written in it.
+
+    Called before any work so that an unwritable ``--out`` fails at once, with nothing written.
+    Raises :class:`UsageError` naming the folder and the reason.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f'"{folder}": the {what} is a file, not a folder')
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".qsaudit-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f'"{folder}": cannot write the {what} '
+                         f"({exc.strerror or type(exc).__name__})") from None
+    return folder
 
 
 def set_quiet(quiet: bool) -> None:

@@ -46,6 +46,7 @@ def bias(
     from qsaudit.analyses.bias_report import write_bias_outputs
     from qsaudit.analyses.metadata import parse_sex_map, read_metadata
     from qsaudit.analyses.results import load_results, results_dir
+    from qsaudit.commands._common import writable_folder
     from qsaudit.errors import UsageError
     from qsaudit.progress import stderr_console
 
@@ -54,9 +55,10 @@ def bias(
     table = load_results(results)
     metadata = read_metadata(meta, id_col=id_col, sex_col=sex_col, age_col=age_col,
                              sex_map=parse_sex_map(sex_map))
+    folder = writable_folder(out or results_dir(results))
     with stderr_console().status("Fitting the bias models…"):
         result = analyse_bias(table, metadata, covariates=tuple(covariate or ()), alpha=alpha)
-    paths = write_bias_outputs(result, out or results_dir(results), html=html)
+    paths = write_bias_outputs(result, folder, html=html)
     _render(result, alpha)
     for path in paths.values():
         typer.echo(f"wrote {path}")

@@ -43,16 +43,16 @@ def budget(
     from qsaudit.analyses.budget import plan_budget
     from qsaudit.analyses.plots import plot_budget_curves
     from qsaudit.analyses.results import load_results, load_truth, results_dir
-    from qsaudit.commands._common import stdout_console
+    from qsaudit.commands._common import stdout_console, writable_folder
     from qsaudit.errors import UsageError
 
     if fraction is None and count is None:
         raise UsageError("give --fraction F or --count N")
     table = load_results(results)
     truth_table = load_truth(truth) if truth is not None else None
+    folder = writable_folder(out or results_dir(results))
     result = plan_budget(table, fraction=fraction, count=count, unit=unit, cost=cost,  # type: ignore[arg-type]
                          truth=truth_table, n_draws=draws, seed=seed)
-    folder = out or results_dir(results)
     written = [atomic.write_text(folder / "correction_list.csv",
                                  result.selected.to_csv(index=False)),
                atomic.write_json(folder / "budget.json", result.to_json())]

@@ -44,6 +44,7 @@ def evaluate(
         write_evaluation,
     )
     from qsaudit.analyses.results import load_results, load_truth, results_dir
+    from qsaudit.commands._common import writable_folder
     from qsaudit.errors import UsageError
 
     if (truth is None) == (reference is None):
@@ -57,8 +58,9 @@ def evaluate(
         if dataset is None:
             raise UsageError("--reference needs --dataset DIR (the scanned dataset)")
         truth_table = truth_from_reference(dataset, reference)
+    folder = writable_folder(out or results_dir(results))
     result = evaluate_predictions(table, truth_table, threshold=threshold)
-    paths = write_evaluation(result, out or results_dir(results))
+    paths = write_evaluation(result, folder)
     _render(result)
     for path in paths:
         typer.echo(f"wrote {path}")

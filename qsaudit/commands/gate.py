@@ -43,6 +43,7 @@ def gate(
     from qsaudit.analyses.gate import GatePolicy, check_gate, load_policy
     from qsaudit.analyses.gate_report import append_step_summary, github_annotations, write_junit
     from qsaudit.analyses.results import load_results
+    from qsaudit.commands._common import writable_folder
     from qsaudit.errors import QsauditError, UsageError
 
     for name, value in (("--min-dsc", min_dsc), ("--max-drop", max_drop)):
@@ -57,6 +58,11 @@ def gate(
         base = load_results(baseline) if baseline is not None else None
     except QsauditError as exc:
         raise UsageError(str(exc)) from None
+    if junit is not None:
+        if junit.is_dir():
+            raise UsageError(f'"{junit}": --junit is a folder; give a file name such as '
+                             "qsaudit-junit.xml")
+        writable_folder(junit.parent, what="folder of --junit")
     result = check_gate(current, baseline=base, policy=rules)
     if junit is not None:
         write_junit(result, junit)

@@ -47,14 +47,22 @@ def select(
     from qsaudit.analyses.results import load_results, load_truth, results_dir
     from qsaudit.analyses.select import nnunet_splits as make_splits
     from qsaudit.analyses.select import select_labels
-    from qsaudit.commands._common import stdout_console
+    from qsaudit.commands._common import stdout_console, writable_folder
+    from qsaudit.errors import UsageError
 
+    if folds < 1:  # checked before any work, so that nothing is written
+        raise UsageError(f"--folds {folds}: must be at least 1")
     table = load_results(results)
     truth_table = load_truth(truth) if truth is not None else None
+    folder = writable_folder(out or results_dir(results))
+    if nnunet_splits is not None:
+        if nnunet_splits.is_dir():
+            raise UsageError(f'"{nnunet_splits}": --nnunet-splits is a folder; give a file name '
+                             "such as splits_final.json")
+        writable_folder(nnunet_splits.parent, what="folder of --nnunet-splits")
     result = select_labels(table, top=top, count=count, min_dsc=min_dsc, unit=unit,  # type: ignore[arg-type]
                            case_score=case_score, truth=truth_table,  # type: ignore[arg-type]
                            n_draws=draws, seed=seed)
-    folder = out or results_dir(results)
     written = [atomic.write_text(folder / "selected.csv", result.selected.to_csv(index=False)),
                atomic.write_json(folder / "select.json", result.to_json())]
     if nnunet_splits is not None:

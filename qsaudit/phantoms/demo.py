@@ -151,12 +151,17 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
         raise UsageError(f'"{out_dir}": exists and is not a folder')
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise UsageError(f'"{out_dir}": folder is not empty (use overwrite to replace it)')
+            raise UsageError(f'"{out_dir}": folder is not empty (--overwrite replaces the demo '
+                             "files in it)")
         for sub in ("dataset", "reference"):
             shutil.rmtree(out_dir / sub, ignore_errors=True)
         for f in ("patients.csv", "truth.csv", "demo.json"):
             (out_dir / f).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f'"{out_dir}": cannot create the folder '
+                         f"({exc.strerror or type(exc).__name__})") from None
 
 
 def make_demo(out_dir: str | Path, *, cases: int = 24, seed: int = 0, bias: bool = True,

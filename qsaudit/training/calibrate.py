@@ -30,11 +30,15 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          phantoms: int = 0, out: str | Path | None = None, seed: int = 0,
                          workers: int = 0, all_cases: bool = False,
                          snapshot_steps: tuple[int, ...] | None = None,
-                         degraded_per_label: int | None = None) -> dict[str, Any]:
+                         degraded_per_label: int | None = None,
+                         patients: set[str] | None = None) -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
-    (the model file path, or None when too few labels allowed no calibration).
+    (the model file path, or None when too few labels allowed no calibration). ``patients``
+    restricts the ``--data`` cases further (e.g. half of the validation patients, so that the
+    other half stays untouched for a benchmark); they are recorded as
+    ``meta["calibration_patients"]``.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
     import torch
@@ -57,6 +61,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                  if s.case_id not in excluded and s.patient_id not in excluded]
         if not all_cases and held_out:
             found = [s for s in found if s.patient_id in held_out or s.case_id in held_out]
+        if patients is not None:
+            found = [s for s in found if s.patient_id in patients or s.case_id in patients]
         specs.extend(found)
     specs.extend(phantom_specs(phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM))
     if not specs:
@@ -83,6 +89,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     payload = torch.load(model, map_location="cpu", weights_only=True)
     meta["calibration"] = calibration.to_json()
     meta["calibration_metrics"] = metrics
+    meta["calibration_patients"] = sorted({s.patient_id for s in specs
+                                           if not s.patient_id.startswith("phantom")})
     payload["meta_json"] = json.dumps(meta, default=str)
     target = Path(out) if out is not None else model
     write_with(target, lambda p: torch.save(payload, p))
@@ -102,16 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--all-cases", action="store_true")
+    parser.add_argument("--patients", type=Path, default=None,
+                        help="file of patient ids (one per line) to calibrate on")
     parser.add_argument("--snapshot-steps", default=None,
                         help="e.g. 5,30,100 (default: the model's training setting)")
     args = parser.parse_args(argv)
     steps = None
     if args.snapshot_steps is not None:
         steps = tuple(int(v) for v in args.snapshot_steps.split(",") if v.strip())
+    chosen = None
+    if args.patients is not None:
+        chosen = {ln.strip() for ln in args.patients.read_text().splitlines() if ln.strip()}
     try:
         metrics = calibrate_checkpoint(args.model, data_dirs=args.data, phantoms=args.phantoms,
                                        out=args.out, seed=args.seed, workers=args.workers,
-                                       all_cases=args.all_cases, snapshot_steps=steps)
+                                       all_cases=args.all_cases, snapshot_steps=steps,
+                                       patients=chosen)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1
