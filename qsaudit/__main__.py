@@ -1,5 +1,5 @@
 """Allow ``python -m qsaudit``."""
 
-from qsaudit.cli import app
+from qsaudit.cli import run
 
-app()
+run()

@@ -6,6 +6,7 @@ qsaudit never writes inside a dataset; results go to their own folder through th
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -71,7 +72,7 @@ def _json_default(o: Any) -> Any:
 
 
 def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and obj != obj:
+    if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, dict):
         return {str(k): _nan_to_none(v) for k, v in obj.items()}

@@ -24,7 +24,8 @@ def _modules_after(args: list[str]) -> set[str]:
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
         "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          check=False)
     return set(proc.stderr.split())
 
 
@@ -68,3 +69,19 @@ def test_every_command_help_ends_with_an_example():
         assert result.exit_code == 0, name
         assert "qsaudit " + name in result.output.replace("import-paper", "import-paper"), (
             f"`qsaudit {name} --help` shows no example")
+
+
+def test_bad_option_value_is_one_error_line_with_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qsaudit", "budget", "--fraction", "abc"],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "--fraction" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_command_is_one_error_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qsaudit", "bogus"], capture_output=True,
+                          text=True, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "No such command" in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1

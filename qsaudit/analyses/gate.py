@@ -8,8 +8,9 @@ Checks, on the current results and optionally a baseline results table:
 * ``dropped_label`` — a label in the baseline is missing now; ``newly_failed`` — a label ok in
   the baseline no longer has an ok status;
 * ``newly_empty`` / ``newly_flagged`` — a mask is empty now and was not, or raises a model-free
-  flag (``flag_*``) it did not raise before (``n_flags`` increased). Without a baseline an empty
-  mask is an error and other flags are warnings.
+  flag (``flag_*``) it did not raise before (``n_flags`` increased). Without a baseline, empty
+  masks and flags are warnings only: real datasets hold empty masks for structures outside the
+  field of view, and only a change against a baseline says something went wrong.
 
 Thresholds come from a policy (TOML) ``[default]`` section and ``[structures."<name>"]``
 sections (matched on structure or label name); command-line values replace ``[default]``.
@@ -191,7 +192,7 @@ def check_gate(current: pd.DataFrame, *, baseline: pd.DataFrame | None = None,
         for r in cur.to_dict(orient="records"):
             flags = _flags(r)
             if "flag_empty" in flags:
-                findings.append(Finding("error", "newly_empty", r["structure"],
+                findings.append(Finding("warning", "empty", r["structure"],
                                         f'{r["case_id"]}/{r["label"]}: mask is empty',
                                         r["case_id"], r["label"]))
             elif flags:

@@ -95,6 +95,9 @@ def train(
             raise UsageError(f"--snapshot-steps {snapshot_steps!r}: give whole numbers "
                              "separated by commas") from None
         config = config.with_overrides(snapshot_steps=steps)
+    from qsaudit.commands._common import writable_folder
+
+    writable_folder(Path(out).resolve().parent, what="folder of --out")
     excluded = read_case_ids(exclude_cases) if exclude_cases else set()
     command = _command_line(ctx)
     report = train_model(list(data or []), out=out, phantoms=phantoms, config=config,
@@ -108,6 +111,9 @@ def train(
     if "label_r" in m:
         typer.echo(f"validation: label r {m['label_r']:.3f} MAE {m['label_mae']:.3f}; "
                    f"slice r {m['slice_r']:.3f} MAE {m['slice_mae']:.3f}")
+    if "label_r_calibrated" in m:
+        typer.echo(f"calibrated (cross-validated by patient): label r "
+                   f"{m['label_r_calibrated']:.3f} MAE {m['label_mae_calibrated']:.3f}")
     typer.echo(f"time: {report.build_seconds:.0f} s building samples, "
                f"{report.train_seconds:.0f} s training; log {report.log}")
 

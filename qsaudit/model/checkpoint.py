@@ -201,8 +201,9 @@ def load_checkpoint(path: str | Path, *, device: str = "auto") -> Predictor:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ValueError, AttributeError, KeyError, IndexError, TypeError,
+            UnicodeDecodeError) as exc:
+        reason = _short_reason(exc)
         raise ModelError(f'"{path}": not a readable qsaudit model file ({reason})') from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
@@ -234,3 +235,11 @@ def _flat_keys(d: dict) -> list[str]:
         if isinstance(v, dict):
             keys += [str(k) for k in v]
     return keys
+
+
+def _short_reason(exc: BaseException) -> str:
+    """First sentence of a loader error, at most ~120 characters (torch's are very long)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("Weights only load failed"):
+        return "not a PyTorch file saved with torch.save, or a corrupt one"
+    return text if len(text) <= 120 else text[:117] + "..."

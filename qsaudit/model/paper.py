@@ -51,8 +51,9 @@ def read_paper_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ValueError, AttributeError, KeyError, IndexError, TypeError,
+            UnicodeDecodeError) as exc:
+        reason = _short_reason(exc)
         raise ModelError(f'"{checkpoint}": not a readable PyTorch state dict ({reason})') from None
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -194,3 +195,11 @@ def _few(keys: list[str], n: int = 5) -> str:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _short_reason(exc: BaseException) -> str:
+    """First sentence of a loader error, at most ~120 characters (torch's are very long)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("Weights only load failed"):
+        return "not a PyTorch file saved with torch.save, or a corrupt one"
+    return text if len(text) <= 120 else text[:117] + "..."
