@@ -40,23 +40,29 @@ def kind_of(source: str) -> str:
     return "snapshot" if source.startswith("snapshot-") else "degraded"
 
 
-def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, workers: int,
-                aggregation: str = "area_weighted"):
-    """Predicted and true label Dice (+ candidate kinds) for every candidate of ``specs``."""
+def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, workers: int):
+    """Label Dice of every candidate of ``specs``: (plain, calibrated or None, true, kinds).
+
+    ``plain`` is the area-weighted mean of the slice predictions; ``calibrated`` applies the
+    model's label calibration (``meta["calibration"]``) to the same slices, as the scan does.
+    """
+    from qsaudit.inference.aggregate import model_calibration
     from qsaudit.training.build import build_samples
-    from qsaudit.training.trainer import label_scores
+    from qsaudit.training.calibration import label_table
 
     patients = {s.patient_id for s in specs}
     _, val = build_samples(specs, patients, model_config=predictor.config,
                            sample_config=sample_config, seed=seed, workers=workers)
     pred, _ = predictor.predict(val.inputs.astype(np.float32), list(val.names))
-    label_pred, label_true = label_scores(val, pred, method=aggregation)
-    groups = sorted(set(val.groups.tolist()))
-    kinds = np.array([kind_of(val.group_table[g]["source"]) for g in groups])
-    return label_pred, label_true, kinds
+    table = label_table(val, pred)
+    calibration = model_calibration(predictor.meta)
+    calibrated = None if calibration is None else calibration.apply(table.features)
+    kinds = np.array([kind_of(s) for s in table.sources])
+    return table.plain, calibrated, table.true, kinds
 
 
 def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray) -> None:
+    """Print r, rho, MAE, AUROC (bad = true Dice < 0.8) overall and per candidate kind."""
     print(f"\n{title}")
     print(f"{'subset':<10}{'labels':>8}{'bad':>6}{'r':>8}{'rho':>8}{'MAE':>8}{'AUROC':>8}")
     for name in ("all", "degraded", "snapshot", "perfect"):
@@ -91,19 +97,27 @@ def main(argv: list[str] | None = None) -> None:
     if args.phantoms > 0:
         specs = phantom_specs(args.phantoms, seed=args.seed, stream=PHANTOM_BENCHMARK_STREAM,
                               shape=sample_config.phantom_shape)
-        p, t, k = score_specs(predictor, specs, sample_config=sample_config, seed=args.seed,
-                              workers=args.workers)
-        report(f"phantoms (benchmark seed stream, {args.phantoms} patients)", p, t, k)
+        p, c, t, k = score_specs(predictor, specs, sample_config=sample_config, seed=args.seed,
+                                 workers=args.workers)
+        title = f"phantoms (benchmark seed stream, {args.phantoms} patients)"
+        report(f"{title}, uncalibrated", p, t, k)
+        if c is not None:
+            report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k)
 
     held = set(meta.get("excluded_cases", [])) | set(meta.get("validation_patients", []))
+    # Patients used to fit the label calibration are not a fair test of it.
+    held -= set(meta.get("calibration_patients", []))
     if args.openkbp.is_dir():
         specs = [s for s in dataset_specs(args.openkbp) if s.patient_id in held]
         if args.max_cases:
             specs = specs[:args.max_cases]
         if specs:
-            p, t, k = score_specs(predictor, specs, sample_config=sample_config,
-                                  seed=args.seed, workers=args.workers)
-            report(f"OpenKBP patients held out from training ({len(specs)})", p, t, k)
+            p, c, t, k = score_specs(predictor, specs, sample_config=sample_config,
+                                     seed=args.seed, workers=args.workers)
+            title = f"OpenKBP patients held out from training and calibration ({len(specs)})"
+            report(f"{title}, uncalibrated", p, t, k)
+            if c is not None:
+                report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k)
         else:
             print("\nOpenKBP: the model's meta names no held-out OpenKBP patient")
     else:
