@@ -198,13 +198,7 @@ def load_checkpoint(path: str | Path, *, device: str = "auto") -> Predictor:
     if not path.is_file():
         raise ModelError(f'"{path}": model file not found')
     dev = resolve_device(device)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError, KeyError, IndexError, TypeError,
-            UnicodeDecodeError) as exc:
-        reason = _short_reason(exc)
-        raise ModelError(f'"{path}": not a readable qsaudit model file ({reason})') from None
+    payload = load_torch_file(path, what="qsaudit model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, dict) and any("attention1" in str(k) for k in _flat_keys(payload)):
@@ -235,6 +229,20 @@ def _flat_keys(d: dict) -> list[str]:
         if isinstance(v, dict):
             keys += [str(k) for k in v]
     return keys
+
+
+def load_torch_file(path: Path, *, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; any failure becomes one ModelError line.
+
+    torch raises many exception types for files that are not its own (KeyError for text,
+    UnpicklingError, BadZipFile, ...); a user gets ``"<path>": not a readable <what> (<reason>)``.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, AttributeError, KeyError, IndexError, TypeError,
+            UnicodeDecodeError) as exc:
+        raise ModelError(f'"{path}": not a readable {what} ({_short_reason(exc)})') from None
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from qsaudit.errors import ModelError
-from qsaudit.model.checkpoint import save_checkpoint
+from qsaudit.model.checkpoint import load_torch_file, save_checkpoint
 from qsaudit.model.config import PRESETS, ModelConfig
 from qsaudit.model.network import QualityNet
 from qsaudit.model.text import PAPER_ENCODER, canonical
@@ -48,13 +47,7 @@ def read_paper_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ModelError(f'"{checkpoint}": checkpoint file not found')
-    try:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError, KeyError, IndexError, TypeError,
-            UnicodeDecodeError) as exc:
-        reason = _short_reason(exc)
-        raise ModelError(f'"{checkpoint}": not a readable PyTorch state dict ({reason})') from None
+    obj = load_torch_file(checkpoint, what="PyTorch state dict")
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -196,10 +189,3 @@ def _few(keys: list[str], n: int = 5) -> str:
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
-
-def _short_reason(exc: BaseException) -> str:
-    """First sentence of a loader error, at most ~120 characters (torch's are very long)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if text.startswith("Weights only load failed"):
-        return "not a PyTorch file saved with torch.save, or a corrupt one"
-    return text if len(text) <= 120 else text[:117] + "..."
