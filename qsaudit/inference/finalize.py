@@ -51,6 +51,8 @@ def write_outputs(out_dir: Path, sources: Sequence[tuple[ResultsStore, dict[str,
     pq_path = write_with(out_dir / "results.parquet",
                          lambda p: results.to_parquet(p, index=False))
     sl_path = write_with(out_dir / "slices.parquet", lambda p: slices.to_parquet(p, index=False))
+    if settings.get("model") in (None, "") and model:
+        settings = {**settings, "model": f"{model} (default weights)"}
     report, error = _report(out_dir, results, slices, sources, dataset=dataset, model=model,
                             settings=settings, worst_n=worst_n, title=title)
     return FinalOutputs(csv_path, pq_path, sl_path, report, error, results, slices)
