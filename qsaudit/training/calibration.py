@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from qsaudit.analyses.evaluate import mae, pearson
 from qsaudit.inference.aggregate import FEATURES, LabelCalibration, aggregate, label_features
 from qsaudit.training.samples import SampleSet
 
@@ -135,15 +136,15 @@ def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r over the labels where both values are known."""
     ok = ~(np.isnan(a) | np.isnan(b))
-    if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+    return pearson(a[ok], b[ok])
 
 
 def _mae(a: np.ndarray, b: np.ndarray) -> float:
+    """MAE over the labels where both values are known."""
     ok = ~(np.isnan(a) | np.isnan(b))
-    return float(np.abs(a[ok] - b[ok]).mean()) if ok.any() else float("nan")
+    return mae(a[ok], b[ok])
 
 
 def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qsaudit.degrade.metrics import dice
 from qsaudit.training.cases import TrustedCase
-from qsaudit.training.samples import volume_dice
 
 
 @dataclass
@@ -57,7 +57,7 @@ def degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_labe
             if not mask.any():
                 continue
             out.append(Candidate(name, mask, str(result.error), float(result.severity),
-                                 volume_dice(mask, truth)))
+                                 dice(mask, truth)))
     return out
 
 
@@ -77,6 +77,6 @@ def snapshot_group_candidates(cases: list[TrustedCase], *, steps: tuple[int, ...
         for name, items in found.items():
             truth = case.masks[name]
             for source, mask in items:
-                cands.append(Candidate(name, mask, source, float("nan"), volume_dice(mask, truth)))
+                cands.append(Candidate(name, mask, source, float("nan"), dice(mask, truth)))
         out.append(cands)
     return out

@@ -16,29 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from qsaudit.degrade.metrics import slice_dice
+
 GROUP_FIELDS = ("case_id", "patient_id", "structure", "source", "severity", "true_dsc")
-
-
-def slice_dice(candidate: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Dice of every axial slice (axis 2) of two bool volumes (X, Y, Z) -> (Z,) float64.
-
-    A slice empty in both gives 1.0; empty in exactly one gives 0.0.
-    """
-    a = candidate.reshape(-1, candidate.shape[2]).astype(bool)
-    b = truth.reshape(-1, truth.shape[2]).astype(bool)
-    inter = (a & b).sum(0).astype(np.float64)
-    total = a.sum(0).astype(np.float64) + b.sum(0)
-    out = np.ones(candidate.shape[2], dtype=np.float64)
-    np.divide(2.0 * inter, total, out=out, where=total > 0)
-    return out
-
-
-def volume_dice(candidate: np.ndarray, truth: np.ndarray) -> float:
-    """3D Dice of two bool volumes (1.0 when both are empty)."""
-    a = candidate.astype(bool)
-    b = truth.astype(bool)
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def scorable_slices(candidate: np.ndarray) -> np.ndarray:

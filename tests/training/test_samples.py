@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from qsaudit.degrade import dice as volume_dice
+from qsaudit.degrade import slice_dice
 from qsaudit.training.samples import (
     SampleSet,
     bin_weights,
     candidate_samples,
     rebalance,
     scorable_slices,
-    slice_dice,
-    volume_dice,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qsaudit.training.samples import volume_dice
+from qsaudit.degrade import dice as volume_dice
 from qsaudit.training.snapshots import TinyUNet, snapshot_candidates
 
 
