@@ -18,7 +18,8 @@ class LabelChecks:
 
     ``components``: significant 3D components (see :func:`count_components`);
     ``side_offset_mm``: centroid distance from the body midline, mm, positive = patient's right;
-    ``wrong_side_share``: share (0-1) of the voxels across the midline for a lateral organ.
+    ``wrong_side_share``: share (0-1) of the voxels across the midline for a lateral organ;
+    ``mean_hu``: mean CT value inside the mask (HU), from the voxels the HU check read.
     The dataset-level ``flag_volume`` and the per-case swapped-pair test are not included.
     """
 
@@ -29,6 +30,7 @@ class LabelChecks:
     components: int
     side_offset_mm: float
     wrong_side_share: float
+    mean_hu: float
 
     def flags(self) -> dict[str, bool]:
         """The four flags by results-column name."""
@@ -60,15 +62,16 @@ def check_label(mask: np.ndarray, ct: np.ndarray, spacing: tuple[float, float, f
     # Vessels are not judged against the midline: the aorta splits left of it, so the right
     # common iliac artery crosses it in normal anatomy (swapped pairs still apply).
     side = structure.side if structure is not None and structure.region != "vessels" else None
+    values = stats.crop(ct)[sub]
     share = wrong_side_share(sub.sum(axis=(1, 2)), midline_x - stats.bbox[0][0], spacing[0], side)
     return LabelChecks(
         flag_edge=flag_edge(stats, mask.shape, z_ends=z_ends_matter(key)),
         flag_components=flag_components(
             significant, expected=structure.components if structure is not None else 1),
-        flag_hu=flag_hu(stats.crop(ct)[sub],
-                        hu_range=structure.hu_range if structure is not None else None),
+        flag_hu=flag_hu(values, hu_range=structure.hu_range if structure is not None else None),
         flag_side=flag_side(offset, side, wrong_share=share),
         components=significant,
         side_offset_mm=offset,
         wrong_side_share=share,
+        mean_hu=float(values.mean()),
     )

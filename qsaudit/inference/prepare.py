@@ -231,13 +231,11 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
         return LabelWork(label=ref.name, row=row), None
     structure = lookup(ref.name)
     ct = volume.array
-    values = stats.crop(ct)[stats.crop(mask)]
     res = checks.check_label(mask, ct, volume.spacing, structure=structure,
                              midline_x=midline_x, stats=stats)
     offset = res.side_offset_mm
     side = structure.side if structure is not None else None
-    row.update(status="ok", error=None, mean_hu=float(values.mean()), flag_empty=False,
-               **res.flags())
+    row.update(status="ok", error=None, mean_hu=res.mean_hu, flag_empty=False, **res.flags())
     if order is None:
         index, crops, areas = _crops(ct, mask, case.case_id, ref.name, spec)
         thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)
