@@ -121,7 +121,7 @@ def naive_baseline(dataset: Path, model: Path, out_csv: Path, *, cases: int, sli
     from qsaudit.model.checkpoint import load_checkpoint
     from qsaudit.model.preprocess import crop_slice, sample_slices
 
-    predictor = load_checkpoint(model, device=device)
+    predictor = load_checkpoint(model, device=device, precision="fp32")  # as the paper's script
     rows: list[dict] = []
     start = time.perf_counter()
     read = 0.0
@@ -146,7 +146,8 @@ def naive_baseline(dataset: Path, model: Path, out_csv: Path, *, cases: int, sli
 
 
 def timed_scan(dataset: Path, out: Path, model: Path, *, workers: int, device: str,
-               slices: int, batch_size: int, profile: Path | None = None) -> dict:
+               slices: int, batch_size: int, precision: str = "auto",
+               profile: Path | None = None) -> dict:
     """Run ``qsaudit scan`` in a fresh process; seconds and peak memory (MiB).
 
     With ``profile`` the scan runs under cProfile (main process only) and the statistics are
@@ -154,7 +155,7 @@ def timed_scan(dataset: Path, out: Path, model: Path, *, workers: int, device: s
     """
     call = (f"scan_dataset({str(dataset)!r}, {str(out)!r}, settings=ScanSettings("
             f"model={str(model)!r}, workers={workers}, device={device!r}, slices={slices}, "
-            f"batch_size={batch_size}, force=True))")
+            f"batch_size={batch_size}, precision={precision!r}, force=True))")
     stmt = f"s = {call}"
     if profile is not None:
         stmt = f"cProfile.runctx({stmt!r}, globals(), globals(), {str(profile)!r})"
@@ -168,8 +169,9 @@ def timed_scan(dataset: Path, out: Path, model: Path, *, workers: int, device: s
         "dt = time.perf_counter() - t\n"
         "me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "used = json.load(open(s.out_dir / 'scan.json'))['model']['precision']\n"
         "print(json.dumps({'seconds': dt, 'labels': s.labels, 'main_mib': me, "
-        "'reader_mib': kids}))\n"
+        "'reader_mib': kids, 'precision': used}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -205,6 +207,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", default="auto",
+                        help="scan precision (the ResNet-50 scan also runs in fp32)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the default-model scan (cProfile, main process)")
     parser.add_argument("--keep", type=Path, default=None, help="keep files in this folder")
@@ -245,20 +249,24 @@ def main() -> None:
                   f"{base_rate:.2f} labels/s, of which re-reading CT+mask per label "
                   f"{base['read_seconds']:.1f} s (ran on {args.baseline_cases} case(s); "
                   "rate extrapolated per label)")
-            fast = timed_scan(r50_data, work / "out-r50", r50, workers=args.workers,
-                              device=args.device, slices=args.slices, batch_size=args.batch_size)
-            fast_rate = fast["labels"] / fast["seconds"]
-            print(f"   qsaudit scan:   {fast['labels']} labels in {fast['seconds']:.1f} s = "
-                  f"{fast_rate:.2f} labels/s ({args.r50_cases} cases, {args.workers} readers)")
-            print(f"   speed-up: {fast_rate / base_rate:.1f}x (target >= 10x)")
+            for precision in dict.fromkeys(("fp32", args.precision)):
+                fast = timed_scan(r50_data, work / "out-r50", r50, workers=args.workers,
+                                  device=args.device, slices=args.slices,
+                                  batch_size=args.batch_size, precision=precision)
+                fast_rate = fast["labels"] / fast["seconds"]
+                print(f"   qsaudit scan --precision {precision} ({fast['precision']}): "
+                      f"{fast['labels']} labels in {fast['seconds']:.1f} s = {fast_rate:.2f} "
+                      f"labels/s ({args.r50_cases} cases, {args.workers} readers); speed-up "
+                      f"{fast_rate / base_rate:.1f}x (target >= 10x)")
 
         print(f"\n2. default model vs the I/O floor, {args.workers} processes, device "
               f"{args.device}")
         floor = io_floor(big, args.workers)
         scan = timed_scan(big, work / "out-big", default, workers=args.workers,
-                          device=args.device, slices=args.slices, batch_size=args.batch_size)
+                          device=args.device, slices=args.slices, batch_size=args.batch_size,
+                          precision=args.precision)
         loop = json.loads((work / "out-big" / "scan.json").read_text())["timings"]
-        print(f"   I/O floor: {floor:.1f} s; scan: {scan['seconds']:.1f} s "
+        print(f"   I/O floor: {floor:.1f} s; scan ({scan['precision']}): {scan['seconds']:.1f} s "
               f"({scan['labels']} labels) = {scan['seconds'] / floor:.2f}x the floor "
               "(target <= 1.5x)")
         print(f"   of which set-up (listing, model load) {loop['setup_seconds']:.1f} s, "

@@ -52,19 +52,39 @@ def _extent(flags: np.ndarray) -> tuple[int, int]:
     return int(idx[0]), int(idx[-1]) + 1
 
 
+def z_extent(mask: np.ndarray) -> tuple[int, int] | None:
+    """Half-open range of the axial (last-axis) slices holding mask; None when it is empty.
+
+    A Fortran-ordered mask (as NIfTI files are read) is scanned only up to its first and from
+    its last voxel inwards, so a small organ in a large volume costs little.
+    """
+    if mask.flags.f_contiguous and mask.dtype == np.bool_ and mask.size:
+        flat = mask.reshape(-1, order="F")  # a view: slice z is block z of X*Y voxels
+        first = int(np.argmax(flat))  # argmax of a bool array stops at the first True
+        if not flat[first]:
+            return None
+        last = flat.size - 1 - int(np.argmax(flat[::-1]))
+        plane = mask.shape[0] * mask.shape[1]
+        return first // plane, last // plane + 1
+    per_z = mask.any(axis=(0, 1))
+    return _extent(per_z) if per_z.any() else None
+
+
 def mask_stats(mask: np.ndarray) -> MaskStats:
     """Voxel count, bounding box, centroid and number of axial slices of a boolean (X, Y, Z) mask."""
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3D, got shape {mask.shape}")
-    per_z = mask.sum(axis=(0, 1), dtype=np.int64)
-    voxels = int(per_z.sum())
-    if voxels == 0:
+    zs = z_extent(mask)
+    if zs is None:
         nan = float("nan")
         return MaskStats(voxels=0, bbox=None, centroid=(nan, nan, nan), mask_slices=0)
-    per_x = mask.any(axis=(1, 2))
-    per_y = mask.any(axis=(0, 2))
-    bbox = (_extent(per_x), _extent(per_y), _extent(per_z > 0))
-    sub = mask[bbox[0][0]:bbox[0][1], bbox[1][0]:bbox[1][1], bbox[2][0]:bbox[2][1]]
+    slab = mask[:, :, zs[0]:zs[1]]
+    per_z = slab.sum(axis=(0, 1), dtype=np.int64)
+    voxels = int(per_z.sum())
+    per_x = slab.any(axis=(1, 2))
+    per_y = slab.any(axis=(0, 2))
+    bbox = (_extent(per_x), _extent(per_y), zs)
+    sub = slab[bbox[0][0]:bbox[0][1], bbox[1][0]:bbox[1][1]]
     centroid = []
     for axis, (lo, _hi) in enumerate(bbox):
         other = tuple(a for a in range(3) if a != axis)
@@ -88,7 +108,10 @@ def count_components(mask: np.ndarray, *, min_fraction: float = COMPONENT_MIN_FR
     if not mask.any():
         return 0, 0
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    sizes = np.bincount(labels.ravel())[1:]
+    if n == 1:  # the common case: no need to count voxels per component
+        sizes = np.array([np.count_nonzero(mask)], dtype=np.int64)
+    else:
+        sizes = np.bincount(labels.ravel())[1:]
     keep = (sizes >= min_fraction * sizes.sum()) & (sizes >= COMPONENT_MIN_VOXELS)
     if voxel_ml is not None:
         keep &= sizes * float(voxel_ml) >= min_ml

@@ -25,6 +25,9 @@ def scan_command(
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA with mixed precision when present), cpu or cuda.")
     ] = "auto",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="auto (bf16 where the GPU or CPU computes it natively; fp32 for "
+        "the paper's model), fp32, bf16 or fp16 (CUDA).")] = "auto",
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-b", min=1, help="Slices per forward pass.")] = 64,
     workers: Annotated[int | None, typer.Option(
@@ -55,7 +58,8 @@ def scan_command(
     from qsaudit.inference import ScanSettings, parse_shard, scan_dataset
 
     set_quiet(quiet)
-    settings = ScanSettings(model=model, slices=slices, device=device, batch_size=batch_size,
+    settings = ScanSettings(model=model, slices=slices, device=device, precision=precision,
+                            batch_size=batch_size,
                             workers=workers, seed=seed,
                             shard=parse_shard(shard) if shard else None, layout=layout,
                             labels_table=labels, preset=preset, force=force)

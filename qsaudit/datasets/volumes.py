@@ -32,7 +32,9 @@ _RAS = orientations.axcodes2ornt(("R", "A", "S"))
 class Volume:
     """A CT volume in canonical RAS orientation.
 
-    ``array``: float32 HU, shape (X, Y, Z) with Z the axial slices (index 0 = most inferior).
+    ``array``: float32 HU, shape (X, Y, Z) with Z the axial slices (index 0 = most inferior),
+    Fortran-ordered as NIfTI stores it, so an axial slice or a run of slices is one contiguous
+    block (like the masks :func:`read_mask` returns, which keep the file's order too).
     ``affine``: 4x4 voxel-to-world (mm) affine of ``array``. ``spacing``: voxel size in mm, in
     array axis order. ``path``: the CT file.
     """
@@ -80,7 +82,7 @@ def read_image(case: Case) -> Volume:
     _check_affine(affine, path, DatasetError)
     data, affine = _to_canonical(data, affine)
     spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    return Volume(array=np.ascontiguousarray(data, dtype=np.float32), affine=affine,
+    return Volume(array=np.asfortranarray(data, dtype=np.float32), affine=affine,
                   spacing=spacing, path=path)  # type: ignore[arg-type]
 
 

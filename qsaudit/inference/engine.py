@@ -9,7 +9,6 @@ committed parts when all cases are done.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import math
 import multiprocessing
 import os
@@ -105,7 +104,8 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         "dataset": str(dataset.resolve()),
         "model_fingerprint": predictor.fingerprint,
         "model": _model_info(predictor, settings),
-        "identity": settings.identity(),
+        # bf16 moves scores by up to ~0.01: a scan resumes only in the precision it began in
+        "identity": {**settings.identity(), "precision": _precision(predictor)},
         "settings": settings.to_dict(),
         "started": _now(),
     }
@@ -134,14 +134,26 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
 
     loop_start = time.perf_counter()
     timings["setup_seconds"] = loop_start - started
-    with progress_bar() as progress, _model_threads(predictor, settings.n_workers):
+    governor = ModelThreads(predictor, settings.n_workers)
+    timings["wait_seconds"] = 0.0
+    with progress_bar() as progress, governor:
         task = progress.add_task("scanning", total=len(todo), info="")
-        for prepared in iter_prepared(todo, spec, workers=settings.n_workers):
+        prepared_cases = iter_prepared(todo, spec, workers=settings.n_workers)
+        while True:
+            t0 = time.perf_counter()
+            prepared = next(prepared_cases, None)
+            waited = time.perf_counter() - t0
+            if prepared is None:
+                break
             t0 = time.perf_counter()
             finished = list(batcher.add(prepared))
-            timings["model_seconds"] += time.perf_counter() - t0
+            computed = time.perf_counter() - t0
+            timings["model_seconds"] += computed
+            timings["wait_seconds"] += waited
+            governor.update(waited=waited, computed=computed)
             for scored in finished:
                 commit(scored)
+        timings["model_threads"] = governor.history
         t0 = time.perf_counter()
         finished = list(batcher.flush())
         timings["model_seconds"] += time.perf_counter() - t0
@@ -284,25 +296,63 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
     return part, thumbs
 
 
-@contextlib.contextmanager
-def _model_threads(predictor: SlicePredictor, workers: int) -> Iterator[None]:
-    """On CPU, leave the cores the reader processes use to them while the model runs.
+class ModelThreads:
+    """Shares the CPU cores between the model (torch threads) and the reader processes.
 
-    OpenMP threads that share a core with a busy reader spin and stall (a ResNet pass was 50x
-    slower with 2 threads than with 1 on a loaded 2-core machine); results do not change.
+    When the readers keep ahead of the model (the next case is ready whenever the model asks,
+    e.g. with a ResNet-50), the model gets every core: the readers mostly sit idle with their
+    queue full. When the model has to wait for cases, reading is the bottleneck and the model
+    keeps to the cores the readers leave free (OpenMP threads that share a core with a busy
+    reader spin and stall it). Decided after every case on moving averages of both times.
+    Scores do not depend on the thread count (oneDNN's forward passes split work by output;
+    tests/model check it). A context manager: torch's thread count is restored on exit.
     """
-    device = getattr(predictor, "device", None)
-    if workers <= 0 or getattr(device, "type", None) != "cpu":
-        yield
-        return
-    import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    READY = 0.1  # readers are "ahead" when the wait is below this share of the model's time
+
+    def __init__(self, predictor: SlicePredictor, workers: int) -> None:
+        device = getattr(predictor, "device", None)
+        self.active = workers > 0 and getattr(device, "type", None) == "cpu"
+        cores = os.cpu_count() or 1
+        self.shared = max(1, cores - workers)
+        self.all = cores
+        self.waited: float | None = None
+        self.computed: float | None = None
+        self.history: list[int] = []
+        self._before: int | None = None
+
+    def __enter__(self) -> ModelThreads:
+        if self.active:
+            import torch
+
+            self._before = torch.get_num_threads()
+            self._set(self.all)  # the first case: readers are starting up, nothing to share
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._before is not None:
+            import torch
+
+            torch.set_num_threads(self._before)
+
+    def update(self, *, waited: float, computed: float) -> None:
+        """Account one case: seconds waited for the readers and spent in the model."""
+        if not self.active:
+            return
+        if self.waited is None or self.computed is None:  # first case: start-up wait, skip
+            self.waited, self.computed = 0.0, computed
+            return
+        self.waited = 0.5 * self.waited + 0.5 * waited
+        self.computed = 0.5 * self.computed + 0.5 * computed
+        ahead = self.waited < self.READY * self.computed
+        self._set(self.all if ahead else self.shared)
+
+    def _set(self, threads: int) -> None:
+        import torch
+
+        if not self.history or self.history[-1] != threads:
+            torch.set_num_threads(threads)
+            self.history.append(threads)
 
 
 def _plain(value: Any) -> Any:
@@ -314,7 +364,13 @@ def _plain(value: Any) -> Any:
 def _load_predictor(settings: ScanSettings) -> SlicePredictor:
     from qsaudit.model.checkpoint import default_weights_path, load_checkpoint
 
-    return load_checkpoint(settings.model or default_weights_path(), device=settings.device)
+    return load_checkpoint(settings.model or default_weights_path(), device=settings.device,
+                           precision=settings.precision)
+
+
+def _precision(predictor: SlicePredictor) -> str:
+    """The arithmetic ``predictor`` computes in (fp32 for predictors that do not say)."""
+    return str(getattr(predictor, "precision", "fp32"))
 
 
 def _model_info(predictor: SlicePredictor, settings: ScanSettings) -> dict[str, Any]:
@@ -324,7 +380,8 @@ def _model_info(predictor: SlicePredictor, settings: ScanSettings) -> dict[str, 
             "path": str(path) if path else None,
             "fingerprint": predictor.fingerprint,
             "config": config.to_dict() if hasattr(config, "to_dict") else None,
-            "device": str(getattr(predictor, "device", settings.device))}
+            "device": str(getattr(predictor, "device", settings.device)),
+            "precision": _precision(predictor)}
 
 
 def _summary(out_dir: Path, outputs: Any, *, scanned: int, resumed: int,

@@ -12,6 +12,7 @@ from qsaudit.errors import UsageError
 AGGREGATIONS = ("mean", "median", "area_weighted")
 SAMPLINGS = ("even", "random", "paper")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # as qsaudit.model.checkpoint.PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class ScanSettings:
         sampling: slice choice, ``even`` (paper's inference), ``random`` or ``paper``.
         aggregation: how slice scores become one score (see ``qsaudit.inference.aggregate``).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        precision: ``auto`` (bf16/fp16 autocast on CUDA, bf16 on CPUs that compute it natively,
+            fp32 otherwise and always for the paper's unbounded model), ``fp32``, ``bf16`` or
+            ``fp16`` (CUDA only). The precision actually used is part of a results folder's
+            identity: a scan is resumed only with the same one.
         batch_size: crops per forward pass; every pass has exactly this size (padded) so that a
             crop's score never depends on which other crops share its batch.
         workers: reader processes (None = min(2, CPU cores); 0 = read in the main process).
@@ -39,6 +44,7 @@ class ScanSettings:
     sampling: str = "even"
     aggregation: str = "area_weighted"
     device: str = "auto"
+    precision: str = "auto"
     batch_size: int = 64
     workers: int | None = None
     seed: int = 0
@@ -61,6 +67,8 @@ class ScanSettings:
         if self.aggregation not in AGGREGATIONS:
             raise UsageError(f'aggregation "{self.aggregation}": choose from '
                              f'{", ".join(AGGREGATIONS)}')
+        if self.precision not in PRECISIONS:
+            raise UsageError(f'precision "{self.precision}": choose from {", ".join(PRECISIONS)}')
         if self.device not in DEVICES:
             raise UsageError(f'device "{self.device}": choose from {", ".join(DEVICES)}')
         if self.shard is not None:

@@ -27,6 +27,8 @@ from qsaudit.model.text import canonical, get_text_encoder
 
 FORMAT = "qsaudit-model"
 FORMAT_VERSION = 1
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Arithmetic of a forward pass: ``auto`` picks per device and model (see resolve_precision)."""
 
 
 def default_weights_path() -> Path:
@@ -49,6 +51,37 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f'device "{device}": CUDA is not available on this machine')
     return dev
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 is fast."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device, *, bounded: bool) -> str:
+    """The arithmetic a forward pass uses: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    ``"auto"``: mixed precision where it is fast and harmless, fp32 otherwise. On CUDA, bf16
+    (fp16 on GPUs without bf16); on a CPU with native bf16 (AVX512-BF16/AMX), bf16 with
+    channels-last convolutions. Unbounded models (the paper's) always get fp32 under ``auto``:
+    their raw output is compared with the released script's to 1e-4, which bf16 does not keep.
+    Raises ModelError for an unknown name or fp16 on the CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f'precision "{precision}": choose from {", ".join(PRECISIONS)}')
+    if precision == "fp16" and device.type != "cuda":
+        raise ModelError('precision "fp16": only on CUDA (use bf16 or fp32 on the CPU)')
+    if precision != "auto":
+        return precision
+    if not bounded:
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
 
 
 def save_checkpoint(path: str | Path, model: QualityNet, config: ModelConfig, *,
@@ -96,13 +129,14 @@ class Predictor:
         encoder_spec: text encoder for names outside the stored vocabulary.
         meta: the ``meta`` dict saved with the model.
         device: torch device the network runs on.
-        use_amp: CUDA autocast (bf16/fp16) in :meth:`predict`; bounded models on CUDA only.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast) in :meth:`predict`, as
+            :func:`resolve_precision` chose it.
         path: the model file.
     """
 
     def __init__(self, model: QualityNet, config: ModelConfig, *, encoder_spec: str,
                  vocabulary: dict[str, np.ndarray], meta: dict[str, Any], device: torch.device,
-                 path: Path, fingerprint: str) -> None:
+                 path: Path, fingerprint: str, precision: str = "auto") -> None:
         self.model = model.to(device).eval()
         self.config = config
         self.encoder_spec = encoder_spec
@@ -112,9 +146,18 @@ class Predictor:
         self._fingerprint = fingerprint
         self._vocabulary = dict(vocabulary)
         self._on_demand: dict[str, np.ndarray] = {}
-        # Mixed precision on CUDA for qsaudit's bounded models; unbounded models (the paper's)
-        # run in float32, as bf16 moves their raw output by ~5e-3 relative (measured on H100).
-        self.use_amp = device.type == "cuda" and config.bounded
+        # Mixed precision for qsaudit's bounded models; unbounded models (the paper's) run in
+        # float32, as bf16 moves their raw output by ~5e-3 relative (measured on H100).
+        self.precision = resolve_precision(precision, device, bounded=config.bounded)
+        # oneDNN's bf16 convolutions on the CPU are fastest in channels-last layout.
+        self._channels_last = device.type == "cpu" and self.precision == "bf16"
+        if self._channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def use_amp(self) -> bool:
+        """True when :meth:`predict` runs under autocast (bf16 or fp16)."""
+        return self.precision != "fp32"
 
     @property
     def fingerprint(self) -> str:
@@ -169,11 +212,14 @@ class Predictor:
             raise ModelError(f"predict: batch_size = {batch_size}, must be >= 1")
         emb = self.embeddings(names)
         raw = np.empty(x.shape[0], dtype=np.float64)
-        amp = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.inference_mode(), torch.autocast("cuda", dtype=amp, enabled=self.use_amp):
+        amp = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=amp,
+                                                    enabled=self.use_amp):
             for start in range(0, x.shape[0], batch_size):
                 stop = start + batch_size
                 xb = torch.from_numpy(x[start:stop]).to(self.device)
+                if self._channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 eb = torch.from_numpy(emb[start:stop]).to(self.device)
                 raw[start:stop] = self.model(xb, eb).float().cpu().numpy()
         return np.clip(raw, 0.0, 1.0), raw
@@ -187,8 +233,10 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: str | Path, *, device: str = "auto") -> Predictor:
-    """Load a qsaudit model file as a :class:`Predictor` on ``device`` (see resolve_device).
+def load_checkpoint(path: str | Path, *, device: str = "auto",
+                    precision: str = "auto") -> Predictor:
+    """Load a qsaudit model file as a :class:`Predictor` on ``device`` (see resolve_device)
+    computing in ``precision`` (see resolve_precision).
 
     Raises:
         ModelError: missing file, not a qsaudit model (e.g. the paper's raw checkpoint, which
@@ -220,7 +268,7 @@ def load_checkpoint(path: str | Path, *, device: str = "auto") -> Predictor:
     vocabulary = {n: matrix[i] for i, n in enumerate(names)}
     return Predictor(model, config, encoder_spec=str(payload["encoder_spec"]),
                      vocabulary=vocabulary, meta=meta, device=dev, path=path,
-                     fingerprint=_file_sha256(path))
+                     fingerprint=_file_sha256(path), precision=precision)
 
 
 def _flat_keys(d: dict) -> list[str]:

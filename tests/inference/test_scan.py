@@ -98,6 +98,20 @@ def test_changed_settings_or_model_refused_unless_force(tiny_dataset, tiny_model
     assert again.resumed_cases == 6
 
 
+def test_precision_is_part_of_a_scans_identity(tiny_dataset, tiny_model, tmp_path):
+    out = tmp_path / "out"
+    scan_dataset(tiny_dataset, out, settings=_settings(tiny_model, precision="bf16"))
+    meta = json.loads((out / "scan.json").read_text())
+    assert meta["model"]["precision"] == "bf16" and meta["identity"]["precision"] == "bf16"
+    with pytest.raises(ResultsError, match="precision was 'bf16', now 'fp32'"):
+        scan_dataset(tiny_dataset, out, settings=_settings(tiny_model, precision="fp32"))
+    exact = tmp_path / "exact"
+    scan_dataset(tiny_dataset, exact, settings=_settings(tiny_model, precision="fp32"))
+    a, b = _tables(out)[0], _tables(exact)[0]
+    gap = (a["predicted_dsc"] - b["predicted_dsc"]).abs()
+    assert 0 < gap.max() < 0.05  # bf16 really ran, and stays close to fp32
+
+
 def test_every_flag_on_its_planted_case(make_dataset, tiny_model, tmp_path):
     plants = {"c001": "side", "c002": "hu", "c003": "components", "c004": "edge",
               "c005": "volume", "c006": "empty"}

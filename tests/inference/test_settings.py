@@ -16,7 +16,8 @@ def test_parse_shard():
 
 def test_settings_validation():
     for kwargs in ({"slices": 0}, {"batch_size": 0}, {"workers": -1}, {"aggregation": "max"},
-                   {"device": "tpu"}, {"shard": (2, 2)}, {"sampling": "all"}):
+                   {"device": "tpu"}, {"shard": (2, 2)}, {"sampling": "all"},
+                   {"precision": "int8"}):
         with pytest.raises(UsageError):
             ScanSettings(**kwargs)
 

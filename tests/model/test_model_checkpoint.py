@@ -12,8 +12,10 @@ import torch
 from qsaudit.errors import ModelError
 from qsaudit.model.checkpoint import (
     default_weights_path,
+    cpu_has_bf16,
     load_checkpoint,
     resolve_device,
+    resolve_precision,
     save_checkpoint,
 )
 from qsaudit.model.config import ModelConfig
@@ -47,7 +49,7 @@ def saved(tmp_path):
 
 def test_round_trip_identical_predictions(saved):
     path, net, enc = saved
-    pred = load_checkpoint(path, device="cpu")
+    pred = load_checkpoint(path, device="cpu", precision="fp32")
     assert pred.config == CFG and pred.encoder_spec == "minilm"
     assert pred.meta == {"seed": 0, "note": "test"}
     assert sorted(pred.vocabulary) == ["left kidney", "liver"]
@@ -60,8 +62,35 @@ def test_round_trip_identical_predictions(saved):
     assert clipped.dtype == np.float64 and raw.shape == (5,)
     np.testing.assert_allclose(raw, ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(clipped, raw)  # bounded model
-    again = load_checkpoint(path, device="cpu").predict(x, names)[1]
+    again = load_checkpoint(path, device="cpu", precision="fp32").predict(x, names)[1]
     np.testing.assert_array_equal(raw, again)
+
+
+def test_bf16_on_cpu_is_close_to_fp32_and_repeatable(saved):
+    path, _, _ = saved
+    x = np.random.default_rng(1).normal(size=(6, 2, 32, 32)).astype(np.float32)
+    names = ["liver"] * 3 + ["left kidney"] * 3
+    exact = load_checkpoint(path, device="cpu", precision="fp32")
+    fast = load_checkpoint(path, device="cpu", precision="bf16")
+    assert (exact.precision, exact.use_amp) == ("fp32", False)
+    assert (fast.precision, fast.use_amp) == ("bf16", True)
+    a, b = exact.predict(x, names)[1], fast.predict(x, names)[1]
+    assert not np.array_equal(a, b)  # bf16 really ran
+    np.testing.assert_allclose(a, b, atol=0.02)
+    np.testing.assert_array_equal(b, fast.predict(x, names)[1])  # same batch, same numbers
+
+
+def test_precision_policy():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto_cpu = resolve_precision("auto", cpu, bounded=True)
+    assert auto_cpu == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("auto", cpu, bounded=False) == "fp32"  # the paper's model: exact
+    assert resolve_precision("auto", cuda, bounded=False) == "fp32"
+    assert resolve_precision("bf16", cpu, bounded=False) == "bf16"  # asked for: obeyed
+    with pytest.raises(ModelError, match="fp16"):
+        resolve_precision("fp16", cpu, bounded=True)
+    with pytest.raises(ModelError, match="choose from"):
+        resolve_precision("int8", cpu, bounded=True)
 
 
 def test_unknown_name_is_embedded_on_demand(saved):
@@ -120,3 +149,20 @@ def test_devices_and_default_path():
     path = default_weights_path()
     assert path.name == "qsaudit-default.pt" and path.parent.name == "weights"
     assert (path.parents[1] / "pyproject.toml").is_file()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_scores_do_not_depend_on_the_thread_count(saved, precision):
+    # the scan changes torch's thread count as it goes (qsaudit.inference.engine.ModelThreads)
+    path, _, _ = saved
+    pred = load_checkpoint(path, device="cpu", precision=precision)
+    x = np.random.default_rng(2).normal(size=(8, 2, 32, 32)).astype(np.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pred.predict(x, ["liver"] * 8)[1]
+        torch.set_num_threads(2)
+        two = pred.predict(x, ["liver"] * 8)[1]
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
