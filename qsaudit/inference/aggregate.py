@@ -5,10 +5,12 @@ union size, so the default weights each scored slice by its candidate-mask area.
 
 A model file may also carry a *label calibration* (learned aggregation, fitted by
 ``qsaudit.training.calibration`` on held-out labels with known 3D Dice): a ridge-linear score of
-a few label features (:data:`FEATURES`) followed by an isotonic (monotone, piecewise-linear)
-map to [0, 1]. It corrects the slice model's bias (perfect labels predicted too low) and sees
-errors that leave every remaining slice correct (dropped slices, truncation) through the
-label's slice count, z coverage and the mask area at its ends.
+label features (:data:`FEATURES`) followed by an isotonic (monotone, piecewise-linear) map to
+[0, 1]. It corrects the slice model's bias (perfect labels predicted too low) and sees errors
+that leave every remaining slice correct (dropped slices, truncation, specks, a ragged or
+shifted boundary) through the label's slice count, z coverage and the model-free shape and HU
+descriptors of the whole mask (``qsaudit.checks.shape``). A calibration names the features it
+uses, so one fitted before a feature was added keeps working.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from qsaudit.checks.shape import SHAPE_FEATURES  # model-free features of the whole mask
 
 METHODS = ("mean", "median", "area_weighted")
 DEFAULT_METHOD = "area_weighted"
@@ -90,13 +94,16 @@ def aggregate(slice_scores: np.ndarray, weights: np.ndarray | None = None, *,
     return Aggregate(center, max(0.0, center - half), min(1.0, center + half), std)
 
 
-FEATURES = ("area_mean", "mean", "min", "std", "frac_low", "log_slices", "fill", "gap_mean",
-            "edge_area")
+SLICE_FEATURES = ("area_mean", "mean", "min", "std", "frac_low", "log_slices", "fill",
+                  "gap_mean", "edge_area")
+"""Features from the slice scores and the label's slice counts."""
+FEATURES = SLICE_FEATURES + SHAPE_FEATURES
+"""Everything :func:`label_features` returns, in order."""
 CALIBRATION_FORMAT = "qsaudit-label-calibration"
 
 
 def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: int | None = None,
-                   z_extent: int | None = None) -> np.ndarray:
+                   z_extent: int | None = None, shape: np.ndarray | None = None) -> np.ndarray:
     """The calibration features of one label -> (len(FEATURES),) float64.
 
     Args:
@@ -106,6 +113,8 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
         mask_slices: slices with mask in the whole label (default ``n``).
         z_extent: slices from the first to the last slice with mask, inclusive (default
             ``mask_slices``); ``fill = mask_slices / z_extent`` is below 1 when slices are missing.
+        shape: the mask's ``qsaudit.checks.shape.shape_features`` (None = unknown: NaN, which a
+            calibration replaces by its training mean).
 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
@@ -122,18 +131,26 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
     extent = int(z_extent) if z_extent else n_mask
     fill = min(1.0, n_mask / max(extent, 1))
     edge = float((a[0] + a[-1]) / (2.0 * a.max())) if a.size == s.size and a.max() > 0 else 1.0
-    return np.array([area_mean, float(s.mean()), float(s.min()), float(s.std()),
-                     float((s < 0.5).mean()), math.log1p(n_mask), fill,
-                     area_mean * 2.0 * fill / (1.0 + fill), edge])
+    if shape is None:
+        shape_part = np.full(len(SHAPE_FEATURES), np.nan)
+    else:
+        shape_part = np.asarray(shape, dtype=np.float64).ravel()
+        if shape_part.size != len(SHAPE_FEATURES):
+            raise ValueError(f"label_features: {shape_part.size} shape features, expected "
+                             f"{len(SHAPE_FEATURES)}")
+    return np.concatenate([[area_mean, float(s.mean()), float(s.min()), float(s.std()),
+                            float((s < 0.5).mean()), math.log1p(n_mask), fill,
+                            area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part])
 
 
 @dataclass(frozen=True)
 class LabelCalibration:
     """Feature vector -> calibrated label Dice in [0, 1] (see the module docstring).
 
-    ``center``/``scale``/``coef``: (F,) standardisation and ridge coefficients of
-    :data:`FEATURES`; ``knots_x``/``knots_y``: (K,) increasing isotonic knots, interpolated
-    linearly and held constant beyond the ends.
+    ``names``: the features it uses (a subset of :data:`FEATURES`, in that order);
+    ``center``/``scale``/``coef``: (F,) standardisation and ridge coefficients of those;
+    ``knots_x``/``knots_y``: (K,) increasing isotonic knots, interpolated linearly and held
+    constant beyond the ends.
     """
 
     center: np.ndarray
@@ -143,10 +160,15 @@ class LabelCalibration:
     knots_x: np.ndarray
     knots_y: np.ndarray
     info: dict = field(default_factory=dict)
+    names: tuple[str, ...] = FEATURES
 
     def linear(self, features: np.ndarray) -> np.ndarray:
-        """Linear score of ``features`` (N, F) or (F,) -> (N,) or scalar array."""
-        x = np.asarray(features, dtype=np.float64)
+        """Linear score of full feature vectors (N, len(FEATURES)) or (len(FEATURES),).
+
+        Unknown (NaN) features count as the training mean.
+        """
+        x = np.asarray(features, dtype=np.float64)[..., [FEATURES.index(n) for n in self.names]]
+        x = np.where(np.isnan(x), self.center, x)
         return ((x - self.center) / self.scale) @ self.coef + self.intercept
 
     def apply(self, features: np.ndarray) -> np.ndarray:
@@ -155,7 +177,7 @@ class LabelCalibration:
 
     def to_json(self) -> dict:
         """Plain JSON (stored as a model file's ``meta["calibration"]``)."""
-        return {"format": CALIBRATION_FORMAT, "features": list(FEATURES),
+        return {"format": CALIBRATION_FORMAT, "features": list(self.names),
                 "center": self.center.tolist(), "scale": self.scale.tolist(),
                 "coef": self.coef.tolist(), "intercept": float(self.intercept),
                 "knots_x": self.knots_x.tolist(), "knots_y": self.knots_y.tolist(),
@@ -164,15 +186,18 @@ class LabelCalibration:
     @classmethod
     def from_json(cls, d: dict) -> LabelCalibration:
         """Rebuild from :meth:`to_json`; ValueError when the features or sizes do not match."""
-        if d.get("format") != CALIBRATION_FORMAT or list(d.get("features", ())) != list(FEATURES):
+        names = tuple(d.get("features", ()))
+        if d.get("format") != CALIBRATION_FORMAT or not names \
+                or any(n not in FEATURES for n in names):
             raise ValueError("label calibration: unknown format or feature list")
         arrays = {k: np.asarray(d[k], dtype=np.float64) for k in
                   ("center", "scale", "coef", "knots_x", "knots_y")}
-        f, k = len(FEATURES), arrays["knots_x"].size
+        f, k = len(names), arrays["knots_x"].size
         if any(arrays[n].shape != (f,) for n in ("center", "scale", "coef")) or k < 1 \
                 or arrays["knots_y"].shape != (k,) or np.any(np.diff(arrays["knots_x"]) < 0):
             raise ValueError("label calibration: arrays have the wrong sizes or order")
-        return cls(intercept=float(d["intercept"]), info=dict(d.get("info", {})), **arrays)
+        return cls(intercept=float(d["intercept"]), info=dict(d.get("info", {})), names=names,
+                   **arrays)
 
 
 def model_calibration(meta: dict | None) -> LabelCalibration | None:
@@ -187,14 +212,14 @@ def model_calibration(meta: dict | None) -> LabelCalibration | None:
 def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          calibration: LabelCalibration, *, population: int | None = None,
                          slice_indices: np.ndarray | None = None,
-                         level: float = LEVEL) -> Aggregate:
+                         shape: np.ndarray | None = None, level: float = LEVEL) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
     (first to last); ``population`` is the label's slice count. The interval ends are the
     calibrated values of the slice scores shifted down / up by the plain interval's half
     widths (so they follow the calibration and always bracket ``dsc``); ``std`` stays the
-    spread of the raw slice scores.
+    spread of the raw slice scores. ``shape``: the mask's shape features (see label_features).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -207,7 +232,8 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
         extent = max(extent, int(population or 0)) if population else extent
 
     def calibrated(shift: float) -> float:
-        feats = label_features(scores + shift, weights, mask_slices=population, z_extent=extent)
+        feats = label_features(scores + shift, weights, mask_slices=population, z_extent=extent,
+                               shape=shape)
         return float(calibration.apply(feats))
 
     dsc = calibrated(0.0)

@@ -266,7 +266,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
             if calibration is not None:
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
                                            population=row.get("mask_slices"),
-                                           slice_indices=work.slice_indices)
+                                           slice_indices=work.slice_indices, shape=work.shape)
             elif method == "mean":  # clip(mean of raw outputs), as the paper scores a label
                 plain = aggregate(raw, work.slice_areas, method=method,
                                   population=row.get("mask_slices"))

@@ -59,6 +59,7 @@ class LabelWork:
     thumb_ct: np.ndarray | None = None
     thumb_mask: np.ndarray | None = None
     thumb_spacing: tuple[float, float] = (1.0, 1.0)
+    shape: np.ndarray | None = None
 
     @property
     def n_slices(self) -> int:
@@ -219,6 +220,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                    spec: PrepareSpec, order: FileOrder | None = None
                    ) -> tuple[LabelWork, tuple[str, float] | None]:
     from qsaudit import checks
+    from qsaudit.checks.shape import shape_features
     from qsaudit.registry import lookup
 
     row = _base_row(case, ref)
@@ -254,7 +256,8 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     thumb_ct, thumb_mask, thumb_spacing = thumbs
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
-                     thumb_spacing=thumb_spacing)
+                     thumb_spacing=thumb_spacing,
+                     shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox))
     key_x = None
     if side is not None and structure is not None and structure.pair:
         key_x = (structure.key, offset)

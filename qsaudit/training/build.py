@@ -33,7 +33,9 @@ class Unit:
 
 def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleSet:
     """Load the cases of ``unit``, make their candidates and cut them into samples."""
+    from qsaudit.checks.shape import shape_features
     from qsaudit.model.preprocess import sample_slices
+    from qsaudit.registry import lookup
     from qsaudit.training.candidates import degraded_candidates, snapshot_group_candidates
 
     rng = np.random.default_rng(list(unit.seed))
@@ -74,6 +76,9 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                      "severity": cand.severity, "true_dsc": cand.true_dsc,
                      "mask_slices": int(valid.size),
                      "z_extent": int(valid[-1] - valid[0] + 1)}
+            if unit.validation:  # what the label calibration reads beside the slice scores
+                group["shape"] = shape_features(cand.mask, case.ct,
+                                                structure=lookup(cand.structure)).tolist()
             parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),
                                                              dtype=object),
                                    np.zeros(len(slices), np.int64), areas, [group]))

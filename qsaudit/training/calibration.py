@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from qsaudit.analyses.evaluate import mae, pearson
-from qsaudit.inference.aggregate import FEATURES, LabelCalibration, aggregate, label_features
+from qsaudit.inference.aggregate import (
+    FEATURES,
+    SLICE_FEATURES,
+    LabelCalibration,
+    aggregate,
+    label_features,
+)
 from qsaudit.training.samples import SampleSet
 
 MIN_GROUPS = 20  # fewer held-out labels than this: no calibration is fitted
@@ -53,8 +59,10 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray) -> LabelTable:
             continue
         g = samples.group_table[int(samples.groups[part[0]])]
         areas = samples.areas[part].astype(np.float64)
+        shape = g.get("shape")
         feats.append(label_features(pred[part], areas, mask_slices=g.get("mask_slices"),
-                                    z_extent=g.get("z_extent")))
+                                    z_extent=g.get("z_extent"),
+                                    shape=None if shape is None else np.asarray(shape)))
         plain.append(aggregate(pred[part], areas, method="area_weighted").dsc)
         true.append(float(g["true_dsc"]))
         patients.append(str(g["patient_id"]))
@@ -94,16 +102,23 @@ def isotonic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
 
 
 def fit_calibration(features: np.ndarray, true: np.ndarray, *, ridge: float = 1.0,
+                    names: tuple[str, ...] = FEATURES,
                     info: dict[str, Any] | None = None) -> LabelCalibration:
-    """Ridge on standardised ``features`` (G, F), then isotonic on the linear score.
+    """Ridge on standardised ``features`` (G, len(FEATURES)), then isotonic on the linear score.
 
     ``true`` (G,) 3D Dice in [0, 1]; ``ridge`` is the L2 penalty in units of "one label"
     (features are standardised, so it is scale-free). Constant features get scale 1.
+    ``names``: the features to use (default all); a feature unknown (NaN) for every label is
+    left out, and a NaN elsewhere counts as that feature's mean.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(true, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != y.size or x.shape[1] != len(FEATURES):
         raise ValueError(f"fit_calibration: features {x.shape} do not match targets {y.shape}")
+    known = ~np.isnan(x).all(axis=0)
+    names = tuple(n for n in FEATURES if n in names and known[FEATURES.index(n)])
+    x = x[:, [FEATURES.index(n) for n in names]]
+    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
     center = x.mean(0)
     scale = x.std(0)
     scale[scale < 1e-9] = 1.0
@@ -113,12 +128,14 @@ def fit_calibration(features: np.ndarray, true: np.ndarray, *, ridge: float = 1.
     score = z @ coef + y0
     kx, ky = isotonic(score, y)
     return LabelCalibration(center=center, scale=scale, coef=coef, intercept=float(y0),
-                            knots_x=kx, knots_y=np.clip(ky, 0.0, 1.0), info=dict(info or {}))
+                            knots_x=kx, knots_y=np.clip(ky, 0.0, 1.0), info=dict(info or {}),
+                            names=names)
 
 
 def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
-                    seed: int = 0) -> np.ndarray:
-    """Calibrated predictions (G,) of every label from a fit on the other patients' labels."""
+                    seed: int = 0, names: tuple[str, ...] = FEATURES) -> np.ndarray:
+    """Calibrated predictions (G,) of every label from a fit on the other patients' labels
+    (using the features ``names``)."""
     patients = np.array(sorted(set(table.patients.tolist())), dtype=object)
     rng = np.random.default_rng(seed)
     rng.shuffle(patients)
@@ -130,7 +147,7 @@ def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
         test = which == k
         if not test.any() or test.all():
             continue
-        cal = fit_calibration(table.features[~test], table.true[~test], ridge=ridge)
+        cal = fit_calibration(table.features[~test], table.true[~test], ridge=ridge, names=names)
         out[test] = cal.apply(table.features[test])
     return out
 
@@ -154,8 +171,10 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
     Returns ``(calibration, metrics)``; calibration is None with fewer than
     :data:`MIN_GROUPS` labels or fewer than 2 patients. ``metrics``: label-level r / MAE
     uncalibrated (``label_r``, ``label_mae``) and calibrated, cross-validated by patient
-    (``label_r_calibrated``, ``label_mae_calibrated``), the MAE of perfect labels both ways,
-    and the slice-level bias (mean prediction - target) overall and for targets >= 0.95.
+    (``label_r_calibrated``, ``label_mae_calibrated``; the same from the slice features alone,
+    without the mask's shape features, in ``..._slice_features``), the MAE of perfect labels
+    both ways, and the slice-level bias (mean prediction - target) overall and for targets
+    >= 0.95.
     """
     pred = np.clip(np.asarray(slice_pred, dtype=np.float64), 0.0, 1.0)
     targets = samples.targets.astype(np.float64)
@@ -176,8 +195,11 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
             f"patient(s) (need {MIN_GROUPS} labels of 2+)"
         return None, metrics
     cv = cross_validated(table, ridge=ridge, seed=seed)
+    slice_only = cross_validated(table, ridge=ridge, seed=seed, names=SLICE_FEATURES)
     metrics.update(label_r_calibrated=_r(cv, table.true),
-                   label_mae_calibrated=_mae(cv, table.true))
+                   label_mae_calibrated=_mae(cv, table.true),
+                   label_r_calibrated_slice_features=_r(slice_only, table.true),
+                   label_mae_calibrated_slice_features=_mae(slice_only, table.true))
     if perfect.any():
         metrics["perfect_mae_calibrated"] = _mae(cv[perfect], table.true[perfect])
     info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "ridge": ridge,

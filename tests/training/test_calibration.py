@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from qsaudit.inference.aggregate import FEATURES, LabelCalibration, label_features
+from qsaudit.inference.aggregate import (
+    FEATURES,
+    SLICE_FEATURES,
+    LabelCalibration,
+    label_features,
+)
 from qsaudit.training.calibration import calibrate, fit_calibration, isotonic
 from qsaudit.training.samples import SampleSet
 
@@ -61,7 +66,44 @@ def test_fit_removes_a_planted_bias_on_new_labels():
     again = LabelCalibration.from_json(json.loads(json.dumps(cal.to_json())))
     np.testing.assert_allclose(again.apply(x_new), fixed)
     with pytest.raises(ValueError, match="format"):
+        LabelCalibration.from_json({**cal.to_json(), "features": ["volume_z_score"]})
+    with pytest.raises(ValueError, match="sizes"):
         LabelCalibration.from_json({**cal.to_json(), "features": ["mean"]})
+
+
+def test_shape_features_unknown_at_fit_are_left_out_and_old_calibrations_still_apply():
+    x, y = _biased_labels(200, 3)  # no shape features: NaN
+    assert np.isnan(x[:, len(SLICE_FEATURES):]).all()
+    cal = fit_calibration(x, y)
+    assert cal.names == SLICE_FEATURES  # all-NaN columns dropped
+    slice_only = fit_calibration(x, y, names=SLICE_FEATURES)
+    np.testing.assert_allclose(cal.apply(x), slice_only.apply(x))
+    # a calibration stored with fewer features reads full vectors, shape features included
+    stored = LabelCalibration.from_json(json.loads(json.dumps(cal.to_json())))
+    full = x.copy()
+    full[:, len(SLICE_FEATURES):] = 0.5
+    np.testing.assert_allclose(stored.apply(full), cal.apply(x))
+
+
+def test_shape_features_help_where_slice_scores_are_blind():
+    """Labels whose slice scores are all alike but whose 'largest_share' carries the truth."""
+    rng = np.random.default_rng(4)
+    def labels(n):
+        feats, true = [], []
+        for _ in range(n):
+            share = rng.uniform(0.5, 1.0)  # a blob holding 1 - share of the voxels
+            shape = np.array([share, 0.02, 0.01, 5.0, 0.2, 0.2, 0.0, 0.3, 1.0])
+            pred = np.clip(0.9 + rng.normal(0, 0.03, 8), 0, 1)
+            feats.append(label_features(pred, np.full(8, 40.0), mask_slices=20, z_extent=20,
+                                        shape=shape))
+            true.append(2 * share / (1 + share))
+        return np.array(feats), np.array(true)
+    x, y = labels(200)
+    x_new, y_new = labels(100)
+    with_shape = fit_calibration(x, y).apply(x_new)
+    without = fit_calibration(x, y, names=SLICE_FEATURES).apply(x_new)
+    assert np.corrcoef(with_shape, y_new)[0, 1] > 0.95
+    assert np.abs(with_shape - y_new).mean() < 0.5 * np.abs(without - y_new).mean()
 
 
 def _sample_set(n_groups: int, seed: int) -> tuple[SampleSet, np.ndarray]:

@@ -1,0 +1,85 @@
+"""Shape features: each planted error moves the descriptor meant to see it."""
+
+import numpy as np
+import pytest
+
+from qsaudit.checks.shape import SHAPE_FEATURES, shape_features
+from qsaudit.registry import lookup
+
+I = {n: k for k, n in enumerate(SHAPE_FEATURES)}
+
+
+def _ball(shape=(48, 48, 40), center=(24, 24, 20), radius=(12, 12, 12)):
+    grid = np.indices(shape, dtype=np.float64)
+    d = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, center, radius, strict=True))
+    return d <= 1.0
+
+
+def _ct(mask, inside=60.0, outside=-80.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.where(mask, inside, outside).astype(np.float32) + rng.normal(0, 5, mask.shape)
+
+
+@pytest.fixture
+def organ():
+    mask = _ball()
+    return mask, _ct(mask)
+
+
+def test_a_clean_ball(organ):
+    mask, ct = organ
+    f = shape_features(mask, ct, structure=lookup("liver"))
+    assert f.shape == (len(SHAPE_FEATURES),)
+    assert f[I["largest_share"]] == 1.0
+    assert f[I["opening_loss"]] < 0.05 and f[I["closing_gain"]] < 0.01
+    assert f[I["end_area"]] < 0.1  # a ball tapers at both ends
+    assert f[I["hu_outside"]] == 0.0  # 60 HU is a plausible liver
+    assert f[I["edge_contrast"]] > 1.0  # its boundary sits on a 140 HU step
+
+
+def test_planted_errors_move_their_features(organ):
+    mask, ct = organ
+    clean = shape_features(mask, ct, structure=lookup("liver"))
+
+    blob = mask.copy()
+    blob[2:8, 2:8, 2:8] = True
+    share = mask.sum() / blob.sum()  # the blob is a second piece of 216 voxels
+    assert shape_features(blob, ct)[I["largest_share"]] == pytest.approx(share)
+
+    cut = mask.copy()
+    cut[:, :, 20:] = False  # truncated flat at its widest slice
+    assert shape_features(cut, ct)[I["end_area"]] > 0.4
+
+    gap = mask.copy()
+    gap[:, :, 18] = False  # a slice missing inside
+    assert shape_features(gap, ct)[I["area_jump"]] > 0.95 > 0.3 > clean[I["area_jump"]]
+
+    rng = np.random.default_rng(1)
+    noisy = mask ^ ((rng.random(mask.shape) < 0.3) & (_ball(radius=(14, 14, 14)) ^ _ball(
+        radius=(10, 10, 10))))
+    rough = shape_features(noisy, ct)
+    assert rough[I["opening_loss"]] > clean[I["opening_loss"]] + 0.05
+    assert rough[I["closing_gain"]] > clean[I["closing_gain"]] + 0.02
+    assert rough[I["surface_ratio"]] > clean[I["surface_ratio"]]
+
+    shifted = np.roll(mask, 6, axis=0)
+    assert shape_features(shifted, ct)[I["edge_contrast"]] < 0.6 * clean[I["edge_contrast"]]
+
+    air = np.where(mask & (np.indices(mask.shape)[0] < 24), -800.0, ct)
+    assert shape_features(mask, air, structure=lookup("liver"))[I["hu_outside"]] > 0.4
+    assert shape_features(mask, air)[I["hu_outside"]] == 0.0  # unknown structure: no range
+
+
+def test_large_boxes_are_subsampled_consistently():
+    mask = _ball(shape=(200, 200, 30), center=(100, 100, 15), radius=(90, 90, 12))
+    ct = _ct(mask)
+    f = shape_features(mask, ct)
+    assert f[I["largest_share"]] == 1.0 and f[I["opening_loss"]] < 0.05
+    assert f[I["edge_contrast"]] > 1.0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="empty"):
+        shape_features(np.zeros((4, 4, 4), bool), np.zeros((4, 4, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        shape_features(np.ones((4, 4, 4), bool), np.zeros((4, 4, 5)))
