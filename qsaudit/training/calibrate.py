@@ -31,14 +31,16 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          workers: int = 0, all_cases: bool = False,
                          snapshot_steps: tuple[int, ...] | None = None,
                          degraded_per_label: int | None = None,
-                         patients: set[str] | None = None) -> dict[str, Any]:
+                         patients: set[str] | None = None,
+                         table_out: str | Path | None = None) -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
     (the model file path, or None when too few labels allowed no calibration). ``patients``
     restricts the ``--data`` cases further (e.g. half of the validation patients, so that the
     other half stays untouched for a benchmark); they are recorded as
-    ``meta["calibration_patients"]``.
+    ``meta["calibration_patients"]``. ``table_out``: also save the per-label table (features,
+    their names, true Dice, patient, candidate source) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
     import torch
@@ -81,6 +83,21 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
         raise UsageError("no scorable labels in the calibration data")
     pred, _ = predictor.predict(val.inputs.astype("float32"), list(val.names))
     calibration, metrics = calibrate(val, pred, seed=seed)
+    if table_out is not None:
+        import numpy as np
+
+        from qsaudit.inference.aggregate import FEATURES
+        from qsaudit.training.calibration import label_table
+
+        table = label_table(val, pred)
+
+        def save(path: Path) -> None:
+            with open(path, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+                np.savez(fh, features=table.features, names=np.array(FEATURES),
+                         true=table.true, plain=table.plain,
+                         patients=table.patients.astype(str), sources=table.sources.astype(str))
+
+        write_with(Path(table_out), save)
     metrics["written"] = None
     if calibration is None:
         return metrics
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="file of patient ids (one per line) to calibrate on")
     parser.add_argument("--snapshot-steps", default=None,
                         help="e.g. 5,30,100 (default: the model's training setting)")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="also save the per-label feature table here (.npz)")
     args = parser.parse_args(argv)
     steps = None
     if args.snapshot_steps is not None:
@@ -125,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = calibrate_checkpoint(args.model, data_dirs=args.data, phantoms=args.phantoms,
                                        out=args.out, seed=args.seed, workers=args.workers,
                                        all_cases=args.all_cases, snapshot_steps=steps,
-                                       patients=chosen)
+                                       patients=chosen, table_out=args.table)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

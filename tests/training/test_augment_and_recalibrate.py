@@ -48,12 +48,19 @@ def test_recalibrate_writes_a_calibration_the_scan_reads(tmp_path):
     model = save_checkpoint(tmp_path / "m.pt", QualityNet(config), config, encoder_spec="x",
                             vocabulary=vocab, meta={"excluded_cases": ["case_34"]})
     out = tmp_path / "cal.pt"
+    table = tmp_path / "table.npz"
     code = main([str(model), "--data", str(data), "--out", str(out), "--workers", "1",
-                 "--snapshot-steps", ""])
+                 "--snapshot-steps", "", "--table", str(table)])
     assert code == 0
     meta = load_checkpoint(out, device="cpu").meta
     cal = model_calibration(meta)
     assert cal is not None and meta["calibration_metrics"]["n_patients"] == 3  # case_34 excluded
+    assert "largest_share" in cal.names  # the mask's shape features are part of the fit
+    saved = np.load(table)
+    assert saved["features"].shape == (meta["calibration_metrics"]["n_labels"],
+                                       len(saved["names"]))
+    assert not np.isnan(saved["features"]).any()
+    assert set(saved["patients"]) == {"case_31", "case_32", "case_33"}
     assert meta["excluded_cases"] == ["case_34"]
     assert model_calibration(load_checkpoint(model, device="cpu").meta) is None
     assert main([str(model), "--out", str(out)]) == 2  # no data
