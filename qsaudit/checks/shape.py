@@ -4,7 +4,9 @@ The network scores sampled slices one at a time, so it cannot see what only the 
 shows: a label cut off flat at one end, slices missing from its middle, a rim of specks, a blob
 far from the organ, a boundary that no longer follows an edge of the CT. These numbers describe
 exactly that, scale-free, so that the label calibration (``qsaudit.inference.aggregate``) can
-weigh them beside the slice scores. numpy/scipy only; the work is done on the mask's bounding box.
+weigh them beside the slice scores. They are ratios, comparable across organ sizes (not
+across very different voxel sizes: a model is calibrated on CT like what it scans). numpy/scipy
+only; the work is done on the mask's bounding box.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_rati
 HU_CLIP = (-1000.0, 1000.0)  # HU statistics ignore metal and beyond-air padding
 HU_OUTSIDE_MARGIN = 100.0    # a voxel is implausible this far outside the structure's range
 PAD = 2                      # voxels of context around the bounding box (shells, closing)
-MAX_VOXELS = 400_000         # larger bounding boxes are subsampled in-plane
+MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
 
 
 def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = None,
@@ -38,14 +40,14 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     Returns (len(SHAPE_FEATURES),) float64:
 
     * ``largest_share``: voxels in the largest 3D component / all voxels (1 = one piece);
-    * ``opening_loss``: share of voxels removed by a 3D opening (6-neighbour cross): specks,
-      spikes, one-voxel-thin leakage;
+    * ``opening_loss``: share of voxels removed by an in-plane opening (4-neighbour cross):
+      specks, spikes, one-voxel-thin leakage;
     * ``closing_gain``: voxels a 3D closing adds / voxels: holes and a ragged boundary;
     * ``surface_ratio``: boundary voxels / voxels^(2/3) (compactness; rough = high);
     * ``end_area``: mean area of the first and last mask slice / the largest slice area (an organ
       tapers; a label cut off flat does not);
     * ``area_jump``: largest change of area between neighbouring slices / largest area (0-1;
-      a slice missing from the middle of the label brings it near 1);
+      a slice missing from the middle of the label brings it near 1; 0 for a one-slice label);
     * ``hu_outside``: share of voxels more than 100 HU outside the structure's plausible range
       (0 for structures without one);
     * ``hu_spread``: standard deviation of HU inside / 100;
@@ -64,11 +66,15 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         bbox = mask_stats(mask).bbox
     if bbox is None:
         raise ValueError("shape_features: empty mask")
-    lo = [max(0, b[0] - PAD) for b in bbox]
+    lo = [max(0, b[0] - PAD) for b in bbox]  # lists: widened in-plane below when subsampled
     hi = [min(n, b[1] + PAD) for b, n in zip(bbox, mask.shape, strict=True)]
-    # Large boxes are read at every step-th voxel in-plane: the descriptors are ratios, and a
-    # muscle spanning the body would otherwise cost half a second.
+    # The slice areas are counted at full resolution; the morphology of a box over MAX_VOXELS
+    # (a muscle spanning the body) is read at every step-th voxel in-plane, approximately.
+    areas = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum(axis=(0, 1), dtype=np.int64)
     step = max(1, math.ceil(math.sqrt(float(np.prod(np.subtract(hi, lo))) / MAX_VOXELS)))
+    if step > 1:  # keep PAD samples of context beyond the box on every side
+        lo[:2] = [max(0, b[0] - PAD * step) for b in bbox[:2]]
+        hi[:2] = [min(n, b[1] + PAD * step) for b, n in zip(bbox[:2], mask.shape, strict=True)]
     window = (slice(lo[0], hi[0], step), slice(lo[1], hi[1], step), slice(lo[2], hi[2]))
     sub = np.ascontiguousarray(mask[window])
     hu = np.clip(ct[window], *HU_CLIP)
@@ -77,20 +83,22 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
     cross = ndimage.generate_binary_structure(3, 1)
+    # in-plane cross for the opening: a 3D one would erase every label one or two slices thick
+    flat = np.zeros((3, 3, 3), dtype=bool)
+    flat[:, :, 1] = ndimage.generate_binary_structure(2, 1)
     labels, n = ndimage.label(sub, structure=np.ones((3, 3, 3), dtype=bool))
     largest_share = 1.0 if n <= 1 else float(np.bincount(labels.ravel())[1:].max() / voxels)
     eroded = ndimage.binary_erosion(sub, structure=cross)
-    opened = ndimage.binary_dilation(eroded, structure=cross) & sub
+    opened = ndimage.binary_opening(sub, structure=flat)
     closed = ndimage.binary_erosion(ndimage.binary_dilation(sub, structure=cross),
                                     structure=cross, border_value=1)
     outer = ndimage.binary_dilation(sub, structure=cross) & ~sub
     rim = sub & ~eroded
 
-    areas = sub.sum(axis=(0, 1), dtype=np.int64)
     z = np.flatnonzero(areas)
     areas = areas[z[0]:z[-1] + 1].astype(np.float64)
     top = float(areas.max())
-    jump = float(np.abs(np.diff(areas)).max() / top) if areas.size > 1 else 1.0
+    jump = float(np.abs(np.diff(areas)).max() / top) if areas.size > 1 else 0.0
 
     inside = hu[sub]
     outside = 0.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
     whose missing slices score 0) and the mean area of the two end slices over the largest area
-    (high when the label is cut off flat).
+    (high when the label is cut off flat), then the :data:`SHAPE_FEATURES` of the whole mask.
     """
     s = np.clip(np.asarray(slice_scores, dtype=np.float64).ravel(), 0.0, 1.0)
     a = np.asarray(areas, dtype=np.float64).ravel()
@@ -200,17 +201,27 @@ class LabelCalibration:
                    **arrays)
 
 
-def model_calibration(meta: dict | None) -> LabelCalibration | None:
-    """The label calibration stored in a model file's ``meta`` (None when it has none).
-
-    Raises ValueError when one is stored but damaged.
+def model_calibration(meta: dict | None) -> Calibration | None:
+    """The label calibration stored in a model file's ``meta`` (None when it has none):
+    a :class:`LabelCalibration` (ridge + isotonic) or boosted trees
+    (:class:`~qsaudit.inference.trees.TreeCalibration`). Raises ValueError when one is stored
+    but damaged.
     """
+    from qsaudit.inference.trees import TREES_FORMAT, TreeCalibration
+
     stored = (meta or {}).get("calibration")
-    return None if not stored else LabelCalibration.from_json(stored)
+    if not stored:
+        return None
+    if isinstance(stored, dict) and stored.get("format") == TREES_FORMAT:
+        return TreeCalibration.from_json(stored)
+    return LabelCalibration.from_json(stored)
+
+
+Calibration = Any  # LabelCalibration or qsaudit.inference.trees.TreeCalibration: .names, .apply
 
 
 def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
-                         calibration: LabelCalibration, *, population: int | None = None,
+                         calibration: Calibration, *, population: int | None = None,
                          slice_indices: np.ndarray | None = None,
                          shape: np.ndarray | None = None, level: float = LEVEL) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.

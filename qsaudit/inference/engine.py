@@ -27,9 +27,10 @@ import numpy as np
 from qsaudit import __version__
 from qsaudit.atomic import write_json
 from qsaudit.errors import ModelError, QsauditError
+from qsaudit.checks.shape import SHAPE_FEATURES
 from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
-    LabelCalibration,
+    Calibration,
     aggregate,
     calibrated_aggregate,
     model_calibration,
@@ -104,8 +105,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         "dataset": str(dataset.resolve()),
         "model_fingerprint": predictor.fingerprint,
         "model": _model_info(predictor, settings),
-        # bf16 moves scores by up to ~0.01: a scan resumes only in the precision it began in
-        "identity": {**settings.identity(), "precision": _precision(predictor)},
+        "identity": _identity(settings, predictor),
         "settings": settings.to_dict(),
         "started": _now(),
     }
@@ -116,10 +116,12 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
             for p in store.load_parts(sorted(done & {c.case_id for c in cases}))
             for r in p["rows"]]
     keeper = WorstKeeper(settings.thumbnails, seen)
-    spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
-                       sampling=settings.sampling, seed=settings.seed)
-    batcher = CrossCaseBatcher(predictor, settings.batch_size)
     calibration = _calibration(predictor, settings.aggregation)
+    spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
+                       sampling=settings.sampling, seed=settings.seed,
+                       shape_features=calibration is not None
+                       and any(n in SHAPE_FEATURES for n in calibration.names))
+    batcher = CrossCaseBatcher(predictor, settings.batch_size)
     timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
     def commit(scored: ScoredCase) -> None:
@@ -244,7 +246,7 @@ class WorstKeeper:
         return True
 
 
-def _calibration(predictor: SlicePredictor, method: str) -> LabelCalibration | None:
+def _calibration(predictor: SlicePredictor, method: str) -> Calibration | None:
     """The model's label calibration, used with the default (area-weighted) aggregation only."""
     if method != DEFAULT_METHOD:
         return None
@@ -255,7 +257,7 @@ def _calibration(predictor: SlicePredictor, method: str) -> LabelCalibration | N
 
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
-               calibration: LabelCalibration | None = None
+               calibration: Calibration | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
     the model has a calibration; ``raw_score`` is always the plain aggregate)."""
@@ -311,11 +313,13 @@ class ModelThreads:
     READY = 0.1  # readers are "ahead" when the wait is below this share of the model's time
 
     def __init__(self, predictor: SlicePredictor, workers: int) -> None:
+        import torch
+
         device = getattr(predictor, "device", None)
         self.active = workers > 0 and getattr(device, "type", None) == "cpu"
-        cores = os.cpu_count() or 1
-        self.shared = max(1, cores - workers)
-        self.all = cores
+        cores = _usable_cores()
+        self.all = max(1, min(cores, torch.get_num_threads()))  # never beyond torch's own choice
+        self.shared = max(1, min(self.all, cores - workers))
         self.waited: float | None = None
         self.computed: float | None = None
         self.history: list[int] = []
@@ -355,6 +359,14 @@ class ModelThreads:
             self.history.append(threads)
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (CPU affinity / container limits), else all."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -366,6 +378,16 @@ def _load_predictor(settings: ScanSettings) -> SlicePredictor:
 
     return load_checkpoint(settings.model or default_weights_path(), device=settings.device,
                            precision=settings.precision)
+
+
+def _identity(settings: ScanSettings, predictor: SlicePredictor) -> dict[str, Any]:
+    """The settings that change results, plus the arithmetic when it is not fp32: bf16 moves
+    scores by up to ~0.01, so a scan resumes (and shards merge) only in the precision it began
+    in; folders from before precision was recorded were fp32 on CPU and still resume there."""
+    identity = settings.identity()
+    if _precision(predictor) != "fp32":
+        identity["precision"] = _precision(predictor)
+    return identity
 
 
 def _precision(predictor: SlicePredictor) -> str:

@@ -38,6 +38,7 @@ class PrepareSpec:
     sampling: str = "even"
     seed: int = 0
     thumb_size: int = THUMB_SIZE
+    shape_features: bool = True  # computed only for a calibration that reads them
 
 
 @dataclass
@@ -257,7 +258,8 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing,
-                     shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox))
+                     shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox)
+                     if spec.shape_features else None)
     key_x = None
     if side is not None and structure is not None and structure.pair:
         key_x = (structure.key, offset)

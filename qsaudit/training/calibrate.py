@@ -32,7 +32,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          snapshot_steps: tuple[int, ...] | None = None,
                          degraded_per_label: int | None = None,
                          patients: set[str] | None = None,
-                         table_out: str | Path | None = None) -> dict[str, Any]:
+                         table_out: str | Path | None = None,
+                         method: str = "auto") -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
@@ -53,7 +54,7 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     from qsaudit.training.config import SampleConfig
 
     model = Path(model)
-    predictor = load_checkpoint(model, device="cpu")
+    predictor = load_checkpoint(model, device="cpu", precision="fp32")  # same on every CPU
     meta = dict(predictor.meta)
     held_out = set(meta.get("validation_patients") or ())
     excluded = set(meta.get("excluded_cases") or ())
@@ -82,7 +83,7 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     if len(val) == 0:
         raise UsageError("no scorable labels in the calibration data")
     pred, _ = predictor.predict(val.inputs.astype("float32"), list(val.names))
-    calibration, metrics = calibrate(val, pred, seed=seed)
+    calibration, metrics = calibrate(val, pred, seed=seed, method=method)
     if table_out is not None:
         import numpy as np
 
@@ -131,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="file of patient ids (one per line) to calibrate on")
     parser.add_argument("--snapshot-steps", default=None,
                         help="e.g. 5,30,100 (default: the model's training setting)")
+    parser.add_argument("--method", choices=("auto", "trees", "ridge"), default="auto",
+                        help="boosted trees, ridge + isotonic, or auto (default): the one with "
+                        "the lower cross-validated MAE")
     parser.add_argument("--table", type=Path, default=None,
                         help="also save the per-label feature table here (.npz)")
     args = parser.parse_args(argv)
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = calibrate_checkpoint(args.model, data_dirs=args.data, phantoms=args.phantoms,
                                        out=args.out, seed=args.seed, workers=args.workers,
                                        all_cases=args.all_cases, snapshot_steps=steps,
-                                       patients=chosen, table_out=args.table)
+                                       patients=chosen, table_out=args.table,
+                                       method=args.method)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

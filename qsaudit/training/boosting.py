@@ -1,0 +1,147 @@
+"""Fit boosted regression trees (least squares) for the label calibration; numpy only.
+
+Gradient boosting as Friedman describes it: start from the mean, then repeatedly fit a small
+regression tree to the residuals of a random subsample of the labels and add a shrunken copy of
+it. Splits are searched on at most ``bins`` quantile thresholds per feature, from per-bin sums
+(``np.bincount``), so a fit on a few thousand labels takes seconds. The result is a
+:class:`~qsaudit.inference.trees.TreeCalibration`, evaluated at scan time without this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qsaudit.inference.trees import Tree, TreeCalibration
+
+
+@dataclass(frozen=True)
+class BoostConfig:
+    """Hyper-parameters (defaults chosen by patient-wise cross-validation on the calibration
+    labels of the shipped model; see weights/README.md)."""
+
+    trees: int = 300
+    rate: float = 0.05
+    depth: int = 4
+    min_leaf: int = 20
+    subsample: float = 0.8
+    bins: int = 32
+    seed: int = 0
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, config: BoostConfig = BoostConfig()
+              ) -> tuple[float, list[Tree]]:
+    """Boost regression trees on ``x`` (N, F), no NaN, towards ``y`` (N,): (base, trees)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != y.size or y.size == 0 or np.isnan(x).any():
+        raise ValueError(f"fit_trees: need (N, F) features without NaN and N targets, got "
+                         f"{x.shape} and {y.shape}")
+    edges = [_edges(x[:, j], config.bins) for j in range(x.shape[1])]
+    binned = np.stack([np.searchsorted(e, x[:, j], side="left")
+                       for j, e in enumerate(edges)], axis=1)
+    rng = np.random.default_rng(config.seed)
+    base = float(y.mean())
+    fitted = np.full(y.size, base)
+    trees: list[Tree] = []
+    take = max(2 * config.min_leaf, int(round(config.subsample * y.size)))
+    for _ in range(config.trees):
+        rows = (np.sort(rng.choice(y.size, size=take, replace=False)) if take < y.size
+                else np.arange(y.size))
+        tree = _grow(binned, edges, y - fitted, rows, config)
+        trees.append(tree)
+        fitted += config.rate * tree.predict(x)
+    return base, trees
+
+
+def fit_tree_calibration(features: np.ndarray, true: np.ndarray, *,
+                         names: tuple[str, ...] | None = None,
+                         config: BoostConfig = BoostConfig(),
+                         info: dict[str, Any] | None = None) -> TreeCalibration:
+    """A :class:`TreeCalibration` from full feature vectors (G, len(FEATURES)) and true Dice.
+
+    ``names``: features to use (default all); one unknown (NaN) for every label is left out,
+    other NaNs count as the feature's mean (as at scan time).
+    """
+    from qsaudit.inference.aggregate import FEATURES
+
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(FEATURES):
+        raise ValueError(f"fit_tree_calibration: features {x.shape}, expected (G, {len(FEATURES)})")
+    wanted = FEATURES if names is None else names
+    known = ~np.isnan(x).all(axis=0)
+    names = tuple(n for n in FEATURES if n in wanted and known[FEATURES.index(n)])
+    x = x[:, [FEATURES.index(n) for n in names]]
+    fill = np.nanmean(x, axis=0)
+    x = np.where(np.isnan(x), fill, x)
+    base, trees = fit_trees(x, true, config)
+    return TreeCalibration(names=names, fill=fill, base=base, rate=config.rate,
+                           trees=tuple(trees), info=dict(info or {}))
+
+
+def _edges(column: np.ndarray, bins: int) -> np.ndarray:
+    """Candidate thresholds of one feature: distinct inner quantiles (at most ``bins - 1``)."""
+    qs = np.quantile(column, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.unique(qs)
+
+
+def _grow(binned: np.ndarray, edges: list[np.ndarray], residual: np.ndarray,
+          rows: np.ndarray, config: BoostConfig) -> Tree:
+    """One least-squares tree on ``rows``; nodes numbered in pre-order (children after parents)."""
+    feature: list[int] = []
+    threshold: list[float] = []
+    left: list[int] = []
+    right: list[int] = []
+    value: list[float] = []
+
+    def node(idx: np.ndarray, depth: int) -> int:
+        me = len(feature)
+        r = residual[idx]
+        feature.append(-1)
+        threshold.append(0.0)
+        left.append(-1)
+        right.append(-1)
+        value.append(float(r.mean()))
+        split = _best_split(binned[idx], r, edges, config.min_leaf) \
+            if depth < config.depth and idx.size >= 2 * config.min_leaf else None
+        if split is None:
+            return me
+        j, b = split
+        go_left = binned[idx, j] <= b
+        feature[me], threshold[me] = j, float(edges[j][b])
+        left[me] = node(idx[go_left], depth + 1)
+        right[me] = node(idx[~go_left], depth + 1)
+        return me
+
+    node(rows, 0)
+    return Tree(feature=np.asarray(feature, dtype=np.int64),
+                threshold=np.asarray(threshold, dtype=np.float64),
+                left=np.asarray(left, dtype=np.int64), right=np.asarray(right, dtype=np.int64),
+                value=np.asarray(value, dtype=np.float64))
+
+
+def _best_split(binned: np.ndarray, r: np.ndarray, edges: list[np.ndarray],
+                min_leaf: int) -> tuple[int, int] | None:
+    """(feature, bin) of the split with the largest drop in squared error, None if none helps.
+
+    Left = bins 0..b (values <= edges[feature][b]); both sides keep ``min_leaf`` rows.
+    """
+    n, total = r.size, float(r.sum())
+    best, best_gain = None, 1e-12
+    for j, e in enumerate(edges):
+        if e.size == 0:
+            continue
+        nb = e.size + 1
+        sums = np.cumsum(np.bincount(binned[:, j], weights=r, minlength=nb))[:-1]
+        counts = np.cumsum(np.bincount(binned[:, j], minlength=nb))[:-1]
+        ok = (counts >= min_leaf) & (n - counts >= min_leaf)
+        if not ok.any():
+            continue
+        c, s = counts[ok].astype(np.float64), sums[ok]
+        gain = s ** 2 / c + (total - s) ** 2 / (n - c) - total ** 2 / n
+        k = int(np.argmax(gain))
+        if gain[k] > best_gain:
+            best_gain, best = float(gain[k]), (j, int(np.flatnonzero(ok)[k]))
+    return best
