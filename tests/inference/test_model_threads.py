@@ -1,10 +1,8 @@
 """ModelThreads: the model gets every core only while the readers keep ahead of it."""
 
-import os
-
 import torch
 
-from qsaudit.inference.engine import ModelThreads
+from qsaudit.inference.engine import ModelThreads, _usable_cores
 
 
 class _Cpu:
@@ -13,7 +11,8 @@ class _Cpu:
 
 def test_threads_follow_the_bottleneck():
     before = torch.get_num_threads()
-    cores = os.cpu_count() or 1
+    cores = _usable_cores()
+    torch.set_num_threads(cores)  # the test suite runs torch on one thread
     governor = ModelThreads(_Cpu(), workers=1)
     with governor:
         assert torch.get_num_threads() == cores  # start-up: nothing to share yet
@@ -25,8 +24,10 @@ def test_threads_follow_the_bottleneck():
         for _ in range(6):  # cases are always ready: the model is the bottleneck
             governor.update(waited=0.0, computed=2.0)
         assert torch.get_num_threads() == cores
-    assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == cores  # restored to what it was on entry
     assert governor.history[0] == cores and governor.history[-1] == cores
+    torch.set_num_threads(before)
+    assert ModelThreads(_Cpu(), workers=1).all == min(cores, before)  # never beyond torch's
 
 
 def test_inactive_without_readers_or_off_the_cpu():
