@@ -83,16 +83,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="as qsaudit scan --precision")
     args = parser.parse_args(argv)
 
+    from qsaudit.inference.aggregate import model_calibration
     from qsaudit.model.checkpoint import load_checkpoint
 
-    predictor = load_checkpoint(args.model, device=args.device)
+    predictor = load_checkpoint(args.model, device=args.device, precision=args.precision)
     meta = predictor.meta
     sample_kw = dict(meta.get("train_config", {}).get("samples", {}))
     sample_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in sample_kw.items()}
     sample_config = SampleConfig(**sample_kw)
-    print(f"model {args.model} (trained {meta.get('command') or '?'})")
+    print(f"model {args.model} (trained {meta.get('command') or '?'}), {predictor.device} "
+          f"{predictor.precision}, calibration: {type(model_calibration(meta)).__name__}")
 
     if args.phantoms > 0:
         specs = phantom_specs(args.phantoms, seed=args.seed, stream=PHANTOM_BENCHMARK_STREAM,

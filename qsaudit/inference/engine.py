@@ -381,13 +381,10 @@ def _load_predictor(settings: ScanSettings) -> SlicePredictor:
 
 
 def _identity(settings: ScanSettings, predictor: SlicePredictor) -> dict[str, Any]:
-    """The settings that change results, plus the arithmetic when it is not fp32: bf16 moves
-    scores by up to ~0.01, so a scan resumes (and shards merge) only in the precision it began
-    in; folders from before precision was recorded were fp32 on CPU and still resume there."""
-    identity = settings.identity()
-    if _precision(predictor) != "fp32":
-        identity["precision"] = _precision(predictor)
-    return identity
+    """The settings that change results, plus the arithmetic: bf16 moves scores by up to
+    ~0.01, so a scan resumes (and shards merge) only in the precision it began in (folders
+    from before precision was recorded count as fp32, see store.IDENTITY_DEFAULTS)."""
+    return {**settings.identity(), "precision": _precision(predictor)}
 
 
 def _precision(predictor: SlicePredictor) -> str:

@@ -170,6 +170,10 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return data
 
 
+IDENTITY_DEFAULTS = {"precision": "fp32"}
+"""Identity fields older results folders lack, with the value they had."""
+
+
 def differences(previous: dict[str, Any], current: dict[str, Any], *,
                 ignore: tuple[str, ...] = ()) -> list[str]:
     """Human-readable differences between two manifests' identity fields."""
@@ -181,6 +185,9 @@ def differences(previous: dict[str, Any], current: dict[str, Any], *,
                      f'{str(previous.get("model_fingerprint"))[:12]} -> '
                      f'{str(current.get("model_fingerprint"))[:12]})')
     old, new = previous.get("identity") or {}, current.get("identity") or {}
+    # scans from before the arithmetic was recorded ran in fp32 on CPU
+    old = {**IDENTITY_DEFAULTS, **old}
+    new = {**IDENTITY_DEFAULTS, **new}
     for key in sorted(set(old) | set(new)):
         if key in ignore:
             continue

@@ -110,6 +110,12 @@ def test_precision_is_part_of_a_scans_identity(tiny_dataset, tiny_model, tmp_pat
     a, b = _tables(out)[0], _tables(exact)[0]
     gap = (a["predicted_dsc"] - b["predicted_dsc"]).abs()
     assert 0 < gap.max() < 0.05  # bf16 really ran, and stays close to fp32
+    # a folder from before precision was recorded (fp32 on CPU) still resumes in fp32
+    manifest = json.loads((exact / "scan.json").read_text())
+    del manifest["identity"]["precision"]
+    (exact / "scan.json").write_text(json.dumps(manifest))
+    again = scan_dataset(tiny_dataset, exact, settings=_settings(tiny_model, precision="fp32"))
+    assert again.resumed_cases == 6
 
 
 def test_every_flag_on_its_planted_case(make_dataset, tiny_model, tmp_path):
