@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 
 from qsaudit.checks.edge import flag_edge, z_ends_matter
-from qsaudit.checks.mask import MaskStats, count_components, flag_components, flag_hu, mask_stats
+from qsaudit.checks.mask import (
+    MaskStats,
+    component_sizes,
+    count_components,
+    flag_components,
+    flag_hu,
+    largest_component_share,
+    mask_stats,
+)
 from qsaudit.checks.side import flag_side, side_offset_mm, wrong_side_share
 
 
@@ -19,7 +27,8 @@ class LabelChecks:
     ``components``: significant 3D components (see :func:`count_components`);
     ``side_offset_mm``: centroid distance from the body midline, mm, positive = patient's right;
     ``wrong_side_share``: share (0-1) of the voxels across the midline for a lateral organ;
-    ``mean_hu``: mean CT value inside the mask (HU), from the voxels the HU check read.
+    ``mean_hu``: mean CT value inside the mask (HU), from the voxels the HU check read;
+    ``largest_share``: share of the voxels in the largest 3D component.
     The dataset-level ``flag_volume`` and the per-case swapped-pair test are not included.
     """
 
@@ -31,6 +40,7 @@ class LabelChecks:
     side_offset_mm: float
     wrong_side_share: float
     mean_hu: float
+    largest_share: float = 1.0
 
     def flags(self) -> dict[str, bool]:
         """The four flags by results-column name."""
@@ -57,7 +67,8 @@ def check_label(mask: np.ndarray, ct: np.ndarray, spacing: tuple[float, float, f
     key = structure.key if structure is not None else None
     sub = stats.crop(mask)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    _total, significant = count_components(sub, voxel_ml=voxel_ml)
+    sizes = component_sizes(sub)
+    _total, significant = count_components(sub, voxel_ml=voxel_ml, sizes=sizes)
     offset = side_offset_mm(stats.centroid[0], midline_x, spacing[0])
     # Vessels are not judged against the midline: the aorta splits left of it, so the right
     # common iliac artery crosses it in normal anatomy (swapped pairs still apply).
@@ -74,4 +85,5 @@ def check_label(mask: np.ndarray, ct: np.ndarray, spacing: tuple[float, float, f
         side_offset_mm=offset,
         wrong_side_share=share,
         mean_hu=float(values.mean()),
+        largest_share=largest_component_share(sub, sizes),
     )

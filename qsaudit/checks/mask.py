@@ -82,24 +82,39 @@ def mask_stats(mask: np.ndarray) -> MaskStats:
                      mask_slices=int((per_z > 0).sum()))
 
 
+def component_sizes(mask: np.ndarray) -> np.ndarray:
+    """Voxel counts (int64) of the 26-connected components of a boolean mask, any order."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return np.zeros(0, dtype=np.int64)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if n == 1:  # the common case: no need to count voxels per component
+        return np.array([np.count_nonzero(mask)], dtype=np.int64)
+    return np.bincount(labels.ravel())[1:].astype(np.int64)
+
+
+def largest_component_share(mask: np.ndarray, sizes: np.ndarray | None = None) -> float:
+    """Share (0-1] of a non-empty mask's voxels in its largest 26-connected component."""
+    sizes = component_sizes(mask) if sizes is None else sizes
+    return float(sizes.max() / sizes.sum()) if sizes.size else 1.0
+
+
 def count_components(mask: np.ndarray, *, min_fraction: float = COMPONENT_MIN_FRACTION,
                      voxel_ml: float | None = None,
-                     min_ml: float = COMPONENT_MIN_ML) -> tuple[int, int]:
+                     min_ml: float = COMPONENT_MIN_ML,
+                     sizes: np.ndarray | None = None) -> tuple[int, int]:
     """(all, significant) 3D connected components of a boolean mask (26-connectivity).
 
     A component is significant when it holds at least ``min_fraction`` of the mask's voxels,
     at least ``COMPONENT_MIN_VOXELS`` voxels and, when ``voxel_ml`` (volume of one voxel, ml) is
-    given, at least ``min_ml`` ml, so that stray voxels do not count. Pass a bounding-box crop for speed.
+    given, at least ``min_ml`` ml, so that stray voxels do not count. Pass a bounding-box crop for speed,
+    and ``sizes`` (:func:`component_sizes`) when already known.
     """
-    from scipy import ndimage
-
-    if not mask.any():
+    sizes = component_sizes(mask) if sizes is None else sizes
+    if sizes.size == 0:
         return 0, 0
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    if n == 1:  # the common case: no need to count voxels per component
-        sizes = np.array([np.count_nonzero(mask)], dtype=np.int64)
-    else:
-        sizes = np.bincount(labels.ravel())[1:]
+    n = sizes.size
     keep = (sizes >= min_fraction * sizes.sum()) & (sizes >= COMPONENT_MIN_VOXELS)
     if voxel_ml is not None:
         keep &= sizes * float(voxel_ml) >= min_ml

@@ -27,8 +27,8 @@ MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
 
 
 def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = None,
-                   bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
-                   ) -> np.ndarray:
+                   bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None,
+                   largest_share: float | None = None) -> np.ndarray:
     """Descriptors of a non-empty boolean mask (X, Y, Z) on its CT (HU, same shape).
 
     Args:
@@ -36,6 +36,8 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         ct: the CT in HU.
         structure: the registry entry of the label (its ``hu_range`` is used), or None.
         bbox: the mask's bounding box if known (``MaskStats.bbox``), half-open per axis.
+        largest_share: the share of voxels in the largest 26-connected component if known
+            (``LabelChecks.largest_share``; the scan's checks have labelled the components).
 
     Returns (len(SHAPE_FEATURES),) float64:
 
@@ -74,7 +76,8 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     step = max(1, math.ceil(math.sqrt(float(np.prod(np.subtract(hi, lo))) / MAX_VOXELS)))
     if step > 1:  # keep PAD samples of context beyond the box on every side
         lo[:2] = [max(0, b[0] - PAD * step) for b in bbox[:2]]
-        hi[:2] = [min(n, b[1] + PAD * step) for b, n in zip(bbox[:2], mask.shape, strict=True)]
+        hi[:2] = [min(n, b[1] + PAD * step)
+                  for b, n in zip(bbox[:2], mask.shape[:2], strict=True)]
     window = (slice(lo[0], hi[0], step), slice(lo[1], hi[1], step), slice(lo[2], hi[2]))
     sub = np.ascontiguousarray(mask[window])
     hu = np.clip(ct[window], *HU_CLIP)
@@ -86,13 +89,15 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     # in-plane cross for the opening: a 3D one would erase every label one or two slices thick
     flat = np.zeros((3, 3, 3), dtype=bool)
     flat[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-    labels, n = ndimage.label(sub, structure=np.ones((3, 3, 3), dtype=bool))
-    largest_share = 1.0 if n <= 1 else float(np.bincount(labels.ravel())[1:].max() / voxels)
+    if largest_share is None:
+        from qsaudit.checks.mask import largest_component_share
+
+        largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
     eroded = ndimage.binary_erosion(sub, structure=cross)
     opened = ndimage.binary_opening(sub, structure=flat)
-    closed = ndimage.binary_erosion(ndimage.binary_dilation(sub, structure=cross),
-                                    structure=cross, border_value=1)
-    outer = ndimage.binary_dilation(sub, structure=cross) & ~sub
+    dilated = ndimage.binary_dilation(sub, structure=cross)
+    closed = ndimage.binary_erosion(dilated, structure=cross, border_value=1)
+    outer = dilated & ~sub
     rim = sub & ~eroded
 
     z = np.flatnonzero(areas)

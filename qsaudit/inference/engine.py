@@ -301,16 +301,19 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
 class ModelThreads:
     """Shares the CPU cores between the model (torch threads) and the reader processes.
 
-    When the readers keep ahead of the model (the next case is ready whenever the model asks,
-    e.g. with a ResNet-50), the model gets every core: the readers mostly sit idle with their
-    queue full. When the model has to wait for cases, reading is the bottleneck and the model
-    keeps to the cores the readers leave free (OpenMP threads that share a core with a busy
-    reader spin and stall it). Decided after every case on moving averages of both times.
-    Scores do not depend on the thread count (oneDNN's forward passes split work by output;
-    tests/model check it). A context manager: torch's thread count is restored on exit.
+    Whether the model should take every core (a ResNet-50: the readers sit idle with their
+    queue full) or leave the readers theirs (a small model: OpenMP threads sharing a core with a
+    busy reader spin and stall it) depends on the model, the data and the machine, and the
+    wrong choice feeds itself (a stalled model looks like the bottleneck). So it is measured:
+    after the first case (start-up), ``PROBE`` cases run with every core and ``PROBE`` with the
+    readers' share, the setting with the shorter time per case (wait + model) is kept, and the
+    trial is repeated every ``REPROBE`` cases. Scores do not depend on the thread count (oneDNN's
+    forward passes split work by output; tests/model check it). A context manager: torch's
+    thread count is restored on exit; ``history`` lists the settings used, in order.
     """
 
-    READY = 0.1  # readers are "ahead" when the wait is below this share of the model's time
+    PROBE = 3
+    REPROBE = 64
 
     def __init__(self, predictor: SlicePredictor, workers: int) -> None:
         import torch
@@ -320,9 +323,11 @@ class ModelThreads:
         cores = _usable_cores()
         self.all = max(1, min(cores, torch.get_num_threads()))  # never beyond torch's own choice
         self.shared = max(1, min(self.all, cores - workers))
-        self.waited: float | None = None
-        self.computed: float | None = None
+        self.cases = 0
         self.history: list[int] = []
+        self._trial: list[int] = []
+        self._timed: dict[int, list[float]] = {}
+        self._since = 0
         self._before: int | None = None
 
     def __enter__(self) -> ModelThreads:
@@ -330,7 +335,7 @@ class ModelThreads:
             import torch
 
             self._before = torch.get_num_threads()
-            self._set(self.all)  # the first case: readers are starting up, nothing to share
+            self._set(self.all)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -343,13 +348,33 @@ class ModelThreads:
         """Account one case: seconds waited for the readers and spent in the model."""
         if not self.active:
             return
-        if self.waited is None or self.computed is None:  # first case: start-up wait, skip
-            self.waited, self.computed = 0.0, computed
+        self.cases += 1
+        if self.cases == 1:  # start-up: the readers were starting, nothing to learn
+            self._start_trial()
             return
-        self.waited = 0.5 * self.waited + 0.5 * waited
-        self.computed = 0.5 * self.computed + 0.5 * computed
-        ahead = self.waited < self.READY * self.computed
-        self._set(self.all if ahead else self.shared)
+        if self._trial:
+            current = self._trial[0]
+            self._timed.setdefault(current, []).append(waited + computed)
+            if len(self._timed[current]) >= self.PROBE:
+                self._trial.pop(0)
+                if self._trial:
+                    self._set(self._trial[0])
+                else:  # keep the faster setting until the next trial
+                    best = min(self._timed, key=lambda t: float(np.mean(self._timed[t])))
+                    self._set(best)
+                    self._since = 0
+            return
+        self._since += 1
+        if self._since >= self.REPROBE:
+            self._start_trial()
+
+    def _start_trial(self) -> None:
+        self._trial = list(dict.fromkeys((self.all, self.shared)))
+        self._timed = {}
+        if len(self._trial) == 1:  # nothing to choose between
+            self._trial = []
+            self._since = -(10 ** 9)
+        self._set(self._trial[0] if self._trial else self.all)
 
     def _set(self, threads: int) -> None:
         import torch

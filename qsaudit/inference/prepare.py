@@ -190,7 +190,11 @@ def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
             status = "missing_label" if problem.status == "missing" else problem.status
             works.append(_failed(case, ref, status, str(problem)))
             continue
-        work, key_x = _prepare_label(case, ref, volume, mask, body.midline_x, spec, order)
+        try:
+            work, key_x = _prepare_label(case, ref, volume, mask, body.midline_x, spec, order)
+        except Exception as exc:  # noqa: BLE001 - one bad label must not take its case down
+            works.append(_failed(case, ref, "error", f"{type(exc).__name__}: {exc}"))
+            continue
         works.append(work)
         if key_x is not None:
             offsets[key_x[0]] = (ref.name, key_x[1])
@@ -258,7 +262,8 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing,
-                     shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox)
+                     shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,
+                                          largest_share=res.largest_share)
                      if spec.shape_features else None)
     key_x = None
     if side is not None and structure is not None and structure.pair:

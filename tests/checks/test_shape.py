@@ -83,3 +83,18 @@ def test_bad_input():
         shape_features(np.zeros((4, 4, 4), bool), np.zeros((4, 4, 4)))
     with pytest.raises(ValueError, match="shape"):
         shape_features(np.ones((4, 4, 4), bool), np.zeros((4, 4, 5)))
+
+
+def test_subsampled_boxes_stay_close_to_full_resolution(monkeypatch):
+    import qsaudit.checks.shape as shape
+
+    mask = _ball(shape=(120, 120, 30), center=(60, 60, 15), radius=(50, 50, 12))
+    mask[5:9, 5:9, 3:6] = True  # a distant blob
+    ct = _ct(mask)
+    full = shape_features(mask, ct, structure=lookup("liver"))
+    monkeypatch.setattr(shape, "MAX_VOXELS", 60_000)  # forces an in-plane step of 3
+    coarse = shape_features(mask, ct, structure=lookup("liver"))
+    exact = [I[n] for n in ("end_area", "area_jump")]  # counted at full resolution
+    np.testing.assert_allclose(coarse[exact], full[exact])
+    close = [I[n] for n in ("largest_share", "opening_loss", "hu_outside", "edge_contrast")]
+    np.testing.assert_allclose(coarse[close], full[close], atol=0.1, rtol=0.1)
