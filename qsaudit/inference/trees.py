@@ -11,6 +11,7 @@ contribution). numpy only, JSON-able, no pickle.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -65,12 +66,51 @@ class Tree:
         return cls(feature=feature, **arrays)
 
 
-def predict_sum(trees: list[Tree], x: np.ndarray, base: float, rate: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Forest:
+    """Many trees packed into flat arrays, evaluated all at once (no Python loop per tree)."""
+
+    roots: np.ndarray      # (T,) index of each tree's root in the flat arrays
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def pack(cls, trees: list[Tree]) -> Forest:
+        """Concatenate ``trees``, shifting child indices by each tree's offset."""
+        sizes = np.array([t.feature.size for t in trees], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+        def kids(name: str) -> np.ndarray:
+            return np.concatenate([np.where(getattr(t, name) >= 0, getattr(t, name) + o, -1)
+                                   for t, o in zip(trees, offsets, strict=True)])
+
+        return cls(roots=offsets, left=kids("left"), right=kids("right"),
+                   feature=np.concatenate([t.feature for t in trees]),
+                   threshold=np.concatenate([t.threshold for t in trees]),
+                   value=np.concatenate([t.value for t in trees]))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, T) leaf values of every tree for the rows of ``x`` (N, F) without NaN."""
+        node = np.broadcast_to(self.roots, (x.shape[0], self.roots.size)).copy()
+        rows = np.arange(x.shape[0])[:, None]
+        while True:
+            feat = self.feature[node]
+            inner = feat >= 0
+            if not inner.any():
+                return self.value[node]
+            go_left = x[rows, np.where(inner, feat, 0)] <= self.threshold[node]
+            step = np.where(go_left, self.left[node], self.right[node])
+            node = np.where(inner, step, node)
+
+
+def predict_sum(trees: list[Tree] | Forest, x: np.ndarray, base: float,
+                rate: float) -> np.ndarray:
     """``base + rate * sum(tree(x))`` for the rows of ``x`` (N, F)."""
-    out = np.full(x.shape[0], float(base))
-    for tree in trees:
-        out += rate * tree.predict(x)
-    return out
+    forest = trees if isinstance(trees, Forest) else Forest.pack(list(trees))
+    return float(base) + float(rate) * forest.predict(np.asarray(x, dtype=np.float64)).sum(axis=1)
 
 
 TREES_FORMAT = "qsaudit-label-calibration-trees"
@@ -101,8 +141,13 @@ class TreeCalibration:
         single = x.ndim == 1
         x = np.atleast_2d(x)[:, [FEATURES.index(n) for n in self.names]]
         x = np.where(np.isnan(x), self.fill, x)
-        out = np.clip(predict_sum(list(self.trees), x, self.base, self.rate), 0.0, 1.0)
+        out = np.clip(predict_sum(self.forest, x, self.base, self.rate), 0.0, 1.0)
         return out[0] if single else out
+
+    @cached_property
+    def forest(self) -> Forest:
+        """The trees packed for fast evaluation (built once)."""
+        return Forest.pack(list(self.trees))
 
     def to_json(self) -> dict:
         """Plain JSON (stored as a model file's ``meta["calibration"]``)."""

@@ -1,5 +1,6 @@
 """Tree calibrations: evaluation by hand, JSON round trip, refusal of malformed trees."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_apply_selects_its_features_fills_unknowns_and_clips():
     rows = np.stack([row, row])
     rows[1, FEATURES.index("area_mean")] = 0.1
     np.testing.assert_allclose(cal.apply(rows), [0.8, 0.3])
-    big = TreeCalibration(**{**cal.__dict__, "base": 5.0})
+    big = dataclasses.replace(cal, base=5.0)
     assert big.apply(row) == 1.0
 
 
@@ -79,3 +80,18 @@ def test_malformed_trees_are_refused():
         Tree.from_json({**good, "left": [0, -1, -1]}, n_features=2)
     with pytest.raises(ValueError, match="sizes"):
         Tree.from_json({**good, "value": [0.0]}, n_features=2)
+
+
+def test_packed_forest_equals_tree_by_tree():
+    from qsaudit.inference.trees import Forest
+
+    rng = np.random.default_rng(3)
+    trees = [_stump(int(rng.integers(2)), float(rng.random()), float(rng.normal()),
+                    float(rng.normal())) for _ in range(20)]
+    deep = Tree(feature=np.array([0, 1, -1, -1, -1]), threshold=np.array([0.5, 0.2, 0, 0, 0]),
+                left=np.array([1, 2, -1, -1, -1]), right=np.array([4, 3, -1, -1, -1]),
+                value=np.array([0.0, 0.0, 1.0, 2.0, 3.0]))
+    trees.append(deep)
+    x = rng.random((50, 2))
+    one_by_one = np.stack([t.predict(x) for t in trees], axis=1)
+    np.testing.assert_array_equal(Forest.pack(trees).predict(x), one_by_one)
