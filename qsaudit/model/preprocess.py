@@ -79,8 +79,8 @@ def crop_slice(ct2d: np.ndarray, mask2d: np.ndarray, *, config: ModelConfig,
         side = max(r1 - r0 + 1, c1 - c0 + 1) + 2 * margin
         top = r0 - margin - (side - (r1 - r0 + 1 + 2 * margin)) // 2
         left = c0 - margin - (side - (c1 - c0 + 1 + 2 * margin)) // 2
-        ct_crop = _padded_crop(ct.astype(np.float32), top, left, side, AIR_HU)
-        mask_crop = _padded_crop((mask != 0).astype(np.float32), top, left, side, 0.0)
+        ct_crop = _padded_crop(ct, top, left, side, AIR_HU)
+        mask_crop = _padded_crop(mask, top, left, side, 0.0, nonzero=True)
         ct01 = (np.clip(ct_crop, lo, hi) - lo) / (hi - lo)
         ct_ch = resize_bilinear(ct01, size) * 2.0 - 1.0
         mask_ch = resize_bilinear(mask_crop, size) * 2.0 - 1.0
@@ -103,14 +103,17 @@ def _paper_box(r0: int, r1: int, c0: int, c1: int, margin: int,
     return r0, r1, c0, c1
 
 
-def _padded_crop(img: np.ndarray, top: int, left: int, side: int, fill: float) -> np.ndarray:
-    """``img[top:top+side, left:left+side]`` with ``fill`` where the window leaves the image."""
-    out = np.full((side, side), fill, dtype=img.dtype)
+def _padded_crop(img: np.ndarray, top: int, left: int, side: int, fill: float, *,
+                 nonzero: bool = False) -> np.ndarray:
+    """float32 ``img[top:top+side, left:left+side]`` with ``fill`` where the window leaves the
+    image (``nonzero``: 1.0 where ``img != 0``). Only the window is converted, not the slice."""
+    out = np.full((side, side), fill, dtype=np.float32)
     h, w = img.shape
     sr0, sr1 = max(top, 0), min(top + side, h)
     sc0, sc1 = max(left, 0), min(left + side, w)
     if sr1 > sr0 and sc1 > sc0:
-        out[sr0 - top:sr1 - top, sc0 - left:sc1 - left] = img[sr0:sr1, sc0:sc1]
+        window = img[sr0:sr1, sc0:sc1]
+        out[sr0 - top:sr1 - top, sc0 - left:sc1 - left] = window != 0 if nonzero else window
     return out
 
 
