@@ -167,7 +167,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     parts = store.load_parts(ids)
     outputs = write_outputs(Path(out_dir), [(store, p) for p in parts],
                             dataset=manifest["dataset"], model=manifest["model"]["name"],
-                            settings=manifest["settings"], worst_n=settings.thumbnails)
+                            settings=_shown_settings(manifest), worst_n=settings.thumbnails)
     seconds = time.perf_counter() - started
     summary = _summary(Path(out_dir), outputs, scanned=len(todo), resumed=len(cases) - len(todo),
                        seconds=seconds)
@@ -410,6 +410,15 @@ def _identity(settings: ScanSettings, predictor: SlicePredictor) -> dict[str, An
     ~0.01, so a scan resumes (and shards merge) only in the precision it began in (folders
     from before precision was recorded count as fp32, see store.IDENTITY_DEFAULTS)."""
     return {**settings.identity(), "precision": _precision(predictor)}
+
+
+def _shown_settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Settings for the report, with the precision actually used (e.g. "bf16 (auto)")."""
+    shown = dict(manifest["settings"])
+    used, asked = manifest["model"].get("precision"), shown.get("precision")
+    if used and asked and used != asked:
+        shown["precision"] = f"{used} ({asked})"
+    return shown
 
 
 def _precision(predictor: SlicePredictor) -> str:
