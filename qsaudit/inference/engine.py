@@ -26,8 +26,8 @@ import numpy as np
 
 from qsaudit import __version__
 from qsaudit.atomic import write_json
-from qsaudit.errors import ModelError, QsauditError
 from qsaudit.checks.shape import SHAPE_FEATURES
+from qsaudit.errors import ModelError, QsauditError
 from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
     Calibration,
@@ -330,7 +330,7 @@ class ModelThreads:
         self._since = 0
         self._before: int | None = None
 
-    def __enter__(self) -> ModelThreads:
+    def __enter__(self) -> ModelThreads:  # noqa: PYI034 - a plain class, not subclassed
         if self.active:
             import torch
 

@@ -31,26 +31,32 @@ class BoostConfig:
     seed: int = 0
 
 
-def fit_trees(x: np.ndarray, y: np.ndarray, config: BoostConfig = BoostConfig()
-              ) -> tuple[float, list[Tree]]:
-    """Boost regression trees on ``x`` (N, F), no NaN, towards ``y`` (N,): (base, trees)."""
+def fit_trees(x: np.ndarray, y: np.ndarray, config: BoostConfig = BoostConfig(),
+              weights: np.ndarray | None = None) -> tuple[float, list[Tree]]:
+    """Boost regression trees on ``x`` (N, F), no NaN, towards ``y`` (N,): (base, trees).
+
+    ``weights`` (N,) > 0: weighted least squares (e.g. every patient counting once).
+    """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != y.size or y.size == 0 or np.isnan(x).any():
         raise ValueError(f"fit_trees: need (N, F) features without NaN and N targets, got "
                          f"{x.shape} and {y.shape}")
+    w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != y.shape or not np.all(w > 0):
+        raise ValueError("fit_trees: weights must be positive, one per target")
     edges = [_edges(x[:, j], config.bins) for j in range(x.shape[1])]
     binned = np.stack([np.searchsorted(e, x[:, j], side="left")
                        for j, e in enumerate(edges)], axis=1)
     rng = np.random.default_rng(config.seed)
-    base = float(y.mean())
+    base = float(np.average(y, weights=w))
     fitted = np.full(y.size, base)
     trees: list[Tree] = []
-    take = max(2 * config.min_leaf, int(round(config.subsample * y.size)))
+    take = max(2 * config.min_leaf, round(config.subsample * y.size))
     for _ in range(config.trees):
         rows = (np.sort(rng.choice(y.size, size=take, replace=False)) if take < y.size
                 else np.arange(y.size))
-        tree = _grow(binned, edges, y - fitted, rows, config)
+        tree = _grow(binned, edges, y - fitted, w, rows, config)
         trees.append(tree)
         fitted += config.rate * tree.predict(x)
     return base, trees
@@ -59,6 +65,7 @@ def fit_trees(x: np.ndarray, y: np.ndarray, config: BoostConfig = BoostConfig()
 def fit_tree_calibration(features: np.ndarray, true: np.ndarray, *,
                          names: tuple[str, ...] | None = None,
                          config: BoostConfig = BoostConfig(),
+                         weights: np.ndarray | None = None,
                          info: dict[str, Any] | None = None) -> TreeCalibration:
     """A :class:`TreeCalibration` from full feature vectors (G, len(FEATURES)) and true Dice.
 
@@ -76,7 +83,7 @@ def fit_tree_calibration(features: np.ndarray, true: np.ndarray, *,
     x = x[:, [FEATURES.index(n) for n in names]]
     fill = np.nanmean(x, axis=0)
     x = np.where(np.isnan(x), fill, x)
-    base, trees = fit_trees(x, true, config)
+    base, trees = fit_trees(x, true, config, weights=weights)
     return TreeCalibration(names=names, fill=fill, base=base, rate=config.rate,
                            trees=tuple(trees), info=dict(info or {}))
 
@@ -87,7 +94,7 @@ def _edges(column: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(qs)
 
 
-def _grow(binned: np.ndarray, edges: list[np.ndarray], residual: np.ndarray,
+def _grow(binned: np.ndarray, edges: list[np.ndarray], residual: np.ndarray, weight: np.ndarray,
           rows: np.ndarray, config: BoostConfig) -> Tree:
     """One least-squares tree on ``rows``; nodes numbered in pre-order (children after parents)."""
     feature: list[int] = []
@@ -98,13 +105,13 @@ def _grow(binned: np.ndarray, edges: list[np.ndarray], residual: np.ndarray,
 
     def node(idx: np.ndarray, depth: int) -> int:
         me = len(feature)
-        r = residual[idx]
+        r, w = residual[idx], weight[idx]
         feature.append(-1)
         threshold.append(0.0)
         left.append(-1)
         right.append(-1)
-        value.append(float(r.mean()))
-        split = _best_split(binned[idx], r, edges, config.min_leaf) \
+        value.append(float(np.average(r, weights=w)))
+        split = _best_split(binned[idx], r, w, edges, config.min_leaf) \
             if depth < config.depth and idx.size >= 2 * config.min_leaf else None
         if split is None:
             return me
@@ -122,25 +129,26 @@ def _grow(binned: np.ndarray, edges: list[np.ndarray], residual: np.ndarray,
                 value=np.asarray(value, dtype=np.float64))
 
 
-def _best_split(binned: np.ndarray, r: np.ndarray, edges: list[np.ndarray],
+def _best_split(binned: np.ndarray, r: np.ndarray, w: np.ndarray, edges: list[np.ndarray],
                 min_leaf: int) -> tuple[int, int] | None:
-    """(feature, bin) of the split with the largest drop in squared error, None if none helps.
-
-    Left = bins 0..b (values <= edges[feature][b]); both sides keep ``min_leaf`` rows.
+    """(feature, bin) of the split with the largest drop in weighted squared error, None if
+    none helps. Left = bins 0..b (values <= edges[feature][b]); both sides keep ``min_leaf``
+    rows.
     """
-    n, total = r.size, float(r.sum())
+    n, total, mass = r.size, float((w * r).sum()), float(w.sum())
     best, best_gain = None, 1e-12
     for j, e in enumerate(edges):
         if e.size == 0:
             continue
         nb = e.size + 1
-        sums = np.cumsum(np.bincount(binned[:, j], weights=r, minlength=nb))[:-1]
+        sums = np.cumsum(np.bincount(binned[:, j], weights=w * r, minlength=nb))[:-1]
+        masses = np.cumsum(np.bincount(binned[:, j], weights=w, minlength=nb))[:-1]
         counts = np.cumsum(np.bincount(binned[:, j], minlength=nb))[:-1]
         ok = (counts >= min_leaf) & (n - counts >= min_leaf)
         if not ok.any():
             continue
-        c, s = counts[ok].astype(np.float64), sums[ok]
-        gain = s ** 2 / c + (total - s) ** 2 / (n - c) - total ** 2 / n
+        m, s = masses[ok], sums[ok]
+        gain = s ** 2 / m + (total - s) ** 2 / (mass - m) - total ** 2 / mass
         k = int(np.argmax(gain))
         if gain[k] > best_gain:
             best_gain, best = float(gain[k]), (j, int(np.flatnonzero(ok)[k]))

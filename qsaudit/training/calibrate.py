@@ -44,7 +44,6 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     their names, true Dice, patient, candidate source) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
-    import torch
 
     from qsaudit.atomic import write_with
     from qsaudit.model.checkpoint import load_checkpoint
@@ -99,16 +98,57 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          patients=table.patients.astype(str), sources=table.sources.astype(str))
 
         write_with(Path(table_out), save)
+    patients_used = {s.patient_id for s in specs}
+    return _write(model, meta, calibration, metrics, patients_used, out=out,
+                  info={"data": [str(d) for d in data_dirs], "phantoms": phantoms})
+
+
+def calibrate_from_table(model: str | Path, table_file: str | Path, *,
+                         out: str | Path | None = None, seed: int = 0,
+                         method: str = "auto") -> dict[str, Any]:
+    """Refit the calibration of ``model`` from a table saved by ``--table`` (seconds, no data).
+
+    The table must come from this model (its slice predictions are in it); its patients are
+    recorded as ``meta["calibration_patients"]``. Returns the metrics plus ``written``.
+    """
+    import numpy as np
+
+    from qsaudit.inference.aggregate import FEATURES
+    from qsaudit.model.checkpoint import load_checkpoint
+    from qsaudit.training.calibration import LabelTable, calibrate_table
+
+    try:
+        saved = np.load(table_file)
+        names = [str(n) for n in saved["names"]]
+        table = LabelTable(saved["features"].astype(np.float64), saved["true"].astype(np.float64),
+                           saved["plain"].astype(np.float64),
+                           saved["patients"].astype(object), saved["sources"].astype(object))
+    except (OSError, KeyError, ValueError) as exc:
+        raise UsageError(f'"{table_file}": not a calibration table ({exc})') from None
+    if names != list(FEATURES):
+        raise UsageError(f'"{table_file}": its features {names} are not this qsaudit\'s')
+    meta = dict(load_checkpoint(model, device="cpu", precision="fp32").meta)
+    calibration, metrics = calibrate_table(table, seed=seed, method=method)
+    return _write(Path(model), meta, calibration, metrics, set(table.patients.tolist()),
+                  out=out, info={"table": str(table_file)})
+
+
+def _write(model: Path, meta: dict[str, Any], calibration: Any, metrics: dict[str, Any],
+           patients: set[str], *, out: str | Path | None, info: dict[str, Any]
+           ) -> dict[str, Any]:
+    """Store ``calibration`` in a copy of the model file (``out``, else in place)."""
+    import torch
+
+    from qsaudit.atomic import write_with
+
     metrics["written"] = None
     if calibration is None:
         return metrics
-    calibration.info["data"] = [str(d) for d in data_dirs]
-    calibration.info["phantoms"] = phantoms
+    calibration.info.update(info)
     payload = torch.load(model, map_location="cpu", weights_only=True)
     meta["calibration"] = calibration.to_json()
     meta["calibration_metrics"] = metrics
-    meta["calibration_patients"] = sorted({s.patient_id for s in specs
-                                           if not s.patient_id.startswith("phantom")})
+    meta["calibration_patients"] = sorted(p for p in patients if not p.startswith("phantom"))
     payload["meta_json"] = json.dumps(meta, default=str)
     target = Path(out) if out is not None else model
     write_with(target, lambda p: torch.save(payload, p))
@@ -137,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the lower cross-validated MAE")
     parser.add_argument("--table", type=Path, default=None,
                         help="also save the per-label feature table here (.npz)")
+    parser.add_argument("--from-table", type=Path, default=None,
+                        help="refit from a table saved by --table (no data needed)")
     args = parser.parse_args(argv)
     steps = None
     if args.snapshot_steps is not None:
@@ -145,11 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.patients is not None:
         chosen = {ln.strip() for ln in args.patients.read_text().splitlines() if ln.strip()}
     try:
-        metrics = calibrate_checkpoint(args.model, data_dirs=args.data, phantoms=args.phantoms,
-                                       out=args.out, seed=args.seed, workers=args.workers,
-                                       all_cases=args.all_cases, snapshot_steps=steps,
-                                       patients=chosen, table_out=args.table,
-                                       method=args.method)
+        if args.from_table is not None:
+            metrics = calibrate_from_table(args.model, args.from_table, out=args.out,
+                                           seed=args.seed, method=args.method)
+        else:
+            metrics = calibrate_checkpoint(args.model, data_dirs=args.data,
+                                           phantoms=args.phantoms, out=args.out,
+                                           seed=args.seed, workers=args.workers,
+                                           all_cases=args.all_cases, snapshot_steps=steps,
+                                           patients=chosen, table_out=args.table,
+                                           method=args.method)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

@@ -106,14 +106,15 @@ def isotonic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
 
 
 def fit_calibration(features: np.ndarray, true: np.ndarray, *, ridge: float = 1.0,
-                    names: tuple[str, ...] = FEATURES,
+                    names: tuple[str, ...] = FEATURES, weights: np.ndarray | None = None,
                     info: dict[str, Any] | None = None) -> LabelCalibration:
     """Ridge on standardised ``features`` (G, len(FEATURES)), then isotonic on the linear score.
 
     ``true`` (G,) 3D Dice in [0, 1]; ``ridge`` is the L2 penalty in units of "one label"
     (features are standardised, so it is scale-free). Constant features get scale 1.
     ``names``: the features to use (default all); a feature unknown (NaN) for every label is
-    left out, and a NaN elsewhere counts as that feature's mean.
+    left out, and a NaN elsewhere counts as that feature's mean. ``weights`` (G,) > 0:
+    weighted ridge and isotonic fits (e.g. every patient counting once).
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(true, dtype=np.float64)
@@ -123,14 +124,17 @@ def fit_calibration(features: np.ndarray, true: np.ndarray, *, ridge: float = 1.
     names = tuple(n for n in FEATURES if n in names and known[FEATURES.index(n)])
     x = x[:, [FEATURES.index(n) for n in names]]
     x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
-    center = x.mean(0)
-    scale = x.std(0)
+    w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w * (w.size / w.sum())  # mean 1: the ridge penalty keeps its "one label" unit
+    center = np.average(x, axis=0, weights=w)
+    scale = np.sqrt(np.average((x - center) ** 2, axis=0, weights=w))
     scale[scale < 1e-9] = 1.0
     z = (x - center) / scale
-    y0 = y.mean()
-    coef = np.linalg.solve(z.T @ z + ridge * np.eye(z.shape[1]), z.T @ (y - y0))
+    y0 = float(np.average(y, weights=w))
+    coef = np.linalg.solve((z * w[:, None]).T @ z + ridge * np.eye(z.shape[1]),
+                           (z * w[:, None]).T @ (y - y0))
     score = z @ coef + y0
-    kx, ky = isotonic(score, y)
+    kx, ky = isotonic(score, y, w)
     return LabelCalibration(center=center, scale=scale, coef=coef, intercept=float(y0),
                             knots_x=kx, knots_y=np.clip(ky, 0.0, 1.0), info=dict(info or {}),
                             names=names)
@@ -139,17 +143,28 @@ def fit_calibration(features: np.ndarray, true: np.ndarray, *, ridge: float = 1.
 METHODS = ("auto", "trees", "ridge")  # auto: whichever has the lower cross-validated MAE
 
 
+def patient_weights(patients: np.ndarray) -> np.ndarray:
+    """Per-label weights (mean 1) under which every patient counts once, however many labels
+    it has (a phantom has ~4x the labels of an OpenKBP patient: unweighted, the fit would
+    follow the phantoms)."""
+    _keys, inverse, counts = np.unique(np.asarray(patients, dtype=str), return_inverse=True,
+                                      return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * (w.size / w.sum())
+
+
 def fit_method(method: str, features: np.ndarray, true: np.ndarray, *, ridge: float = 1.0,
                names: tuple[str, ...] = FEATURES, seed: int = 0,
-               info: dict[str, Any] | None = None) -> Any:
+               weights: np.ndarray | None = None, info: dict[str, Any] | None = None) -> Any:
     """A calibration of kind ``method`` (``trees`` or ``ridge``) fitted on full feature rows."""
     if method == "trees":
         from qsaudit.training.boosting import BoostConfig, fit_tree_calibration
 
         return fit_tree_calibration(features, true, names=names, config=BoostConfig(seed=seed),
-                                    info=info)
+                                    weights=weights, info=info)
     if method == "ridge":
-        return fit_calibration(features, true, ridge=ridge, names=names, info=info)
+        return fit_calibration(features, true, ridge=ridge, names=names, weights=weights,
+                               info=info)
     raise ValueError(f'calibration method "{method}": choose from {", ".join(METHODS)}')
 
 
@@ -170,7 +185,8 @@ def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
         if not test.any() or test.all():
             continue
         cal = fit_method(method, table.features[~test], table.true[~test], ridge=ridge,
-                         names=names, seed=seed)
+                         names=names, seed=seed,
+                         weights=patient_weights(table.patients[~test]))
         out[test] = cal.apply(table.features[test])
     return out
 
@@ -204,14 +220,29 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
         raise ValueError(f'calibration method "{method}": choose from {", ".join(METHODS)}')
     pred = np.clip(np.asarray(slice_pred, dtype=np.float64), 0.0, 1.0)
     targets = samples.targets.astype(np.float64)
-    table = label_table(samples, pred)
     high = targets >= 0.95
-    metrics: dict[str, Any] = {
-        "n_labels": len(table), "n_patients": len(set(table.patients.tolist())),
-        "label_r": _r(table.plain, table.true), "label_mae": _mae(table.plain, table.true),
+    slice_metrics = {
         "slice_bias": float((pred - targets).mean()) if pred.size else float("nan"),
         "slice_bias_dsc_ge_0.95": float((pred[high] - targets[high]).mean())
         if high.any() else float("nan"),
+    }
+    calibration, metrics = calibrate_table(label_table(samples, pred), ridge=ridge, seed=seed,
+                                           method=method)
+    return calibration, {**slice_metrics, **metrics}
+
+
+def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
+                    method: str = "auto") -> tuple[Any, dict[str, Any]]:
+    """:func:`calibrate` from a per-label table (e.g. one saved by ``calibrate --table``).
+
+    Fits weigh every patient once (:func:`patient_weights`); the reported r / MAE weigh every
+    label once, per source in ``..._phantoms`` / ``..._real`` (patient ids ``phantom...``).
+    """
+    if method not in METHODS:
+        raise ValueError(f'calibration method "{method}": choose from {", ".join(METHODS)}')
+    metrics: dict[str, Any] = {
+        "n_labels": len(table), "n_patients": len(set(table.patients.tolist())),
+        "label_r": _r(table.plain, table.true), "label_mae": _mae(table.plain, table.true),
     }
     perfect = table.sources == "perfect"
     if perfect.any():
@@ -233,6 +264,11 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
     cv = cvs[method]
     metrics.update(method=method, label_r_calibrated=_r(cv, table.true),
                    label_mae_calibrated=_mae(cv, table.true))
+    phantom = np.array([str(p).startswith("phantom") for p in table.patients])
+    for name, part in (("phantoms", phantom), ("real", ~phantom)):
+        if part.sum() > 2:
+            metrics[f"label_r_calibrated_{name}"] = _r(cv[part], table.true[part])
+            metrics[f"label_mae_calibrated_{name}"] = _mae(cv[part], table.true[part])
     if perfect.any():
         metrics["perfect_mae_calibrated"] = _mae(cv[perfect], table.true[perfect])
     info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "method": method,
@@ -240,4 +276,4 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
                                                        "label_r_calibrated",
                                                        "label_mae_calibrated")}}
     return fit_method(method, table.features, table.true, ridge=ridge, seed=seed,
-                      info=info), metrics
+                      weights=patient_weights(table.patients), info=info), metrics

@@ -11,8 +11,8 @@ import torch
 
 from qsaudit.errors import ModelError
 from qsaudit.model.checkpoint import (
-    default_weights_path,
     cpu_has_bf16,
+    default_weights_path,
     load_checkpoint,
     resolve_device,
     resolve_precision,

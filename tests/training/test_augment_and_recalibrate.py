@@ -61,6 +61,16 @@ def test_recalibrate_writes_a_calibration_the_scan_reads(tmp_path):
                                        len(saved["names"]))
     assert not np.isnan(saved["features"]).any()
     assert set(saved["patients"]) == {"case_31", "case_32", "case_33"}
+    # refit from the table alone: no data, same patients recorded
+    again = tmp_path / "again.pt"
+    assert main([str(model), "--from-table", str(table), "--out", str(again)]) == 0
+    meta_again = load_checkpoint(again, device="cpu").meta
+    assert model_calibration(meta_again) is not None
+    assert meta_again["calibration_patients"] == meta["calibration_patients"]
+    assert meta_again["calibration_metrics"]["n_labels"] == saved["true"].size
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a table")
+    assert main([str(model), "--from-table", str(junk), "--out", str(again)]) == 2
     assert meta["excluded_cases"] == ["case_34"]
     assert model_calibration(load_checkpoint(model, device="cpu").meta) is None
     assert main([str(model), "--out", str(out)]) == 2  # no data

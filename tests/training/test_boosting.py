@@ -53,3 +53,23 @@ def test_bad_input():
         fit_trees(np.array([[np.nan]]), np.array([1.0]))
     with pytest.raises(ValueError, match="features"):
         fit_tree_calibration(np.zeros((3, 2)), np.zeros(3))
+
+
+def test_weights_pull_the_fit_towards_heavy_rows():
+    x = np.zeros((100, 1))
+    y = np.r_[np.zeros(50), np.ones(50)]
+    w = np.r_[np.full(50, 3.0), np.ones(50)]
+    base, trees = fit_trees(x, y, BoostConfig(trees=5, subsample=1.0), weights=w)
+    assert base == pytest.approx(0.25)  # the weighted mean; no split exists on a constant
+    with pytest.raises(ValueError, match="positive"):
+        fit_trees(x, y, weights=np.zeros(100))
+
+
+def test_patient_weights_count_every_patient_once():
+    from qsaudit.training.calibration import patient_weights
+
+    patients = np.array(["phantom_1"] * 30 + ["kbp_1"] * 10 + ["kbp_2"] * 20)
+    w = patient_weights(patients)
+    assert w.mean() == pytest.approx(1.0)
+    totals = {p: w[patients == p].sum() for p in set(patients)}
+    assert max(totals.values()) == pytest.approx(min(totals.values()))
