@@ -27,6 +27,7 @@ import numpy as np
 from qsaudit import __version__
 from qsaudit.atomic import write_json
 from qsaudit.checks.shape import SHAPE_FEATURES
+from qsaudit.cpu import usable_cores
 from qsaudit.errors import ModelError, QsauditError
 from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
@@ -320,7 +321,7 @@ class ModelThreads:
 
         device = getattr(predictor, "device", None)
         self.active = workers > 0 and getattr(device, "type", None) == "cpu"
-        cores = _usable_cores()
+        cores = usable_cores()
         self.all = max(1, min(cores, torch.get_num_threads()))  # never beyond torch's own choice
         self.shared = max(1, min(self.all, cores - workers))
         self.cases = 0
@@ -382,14 +383,6 @@ class ModelThreads:
         if not self.history or self.history[-1] != threads:
             torch.set_num_threads(threads)
             self.history.append(threads)
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (CPU affinity / container limits), else all."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _plain(value: Any) -> Any:

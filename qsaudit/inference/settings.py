@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from qsaudit.errors import UsageError
+from qsaudit.model.config import PRECISIONS
 
 AGGREGATIONS = ("mean", "median", "area_weighted")
 SAMPLINGS = ("even", "random", "paper")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # as qsaudit.model.checkpoint.PRECISIONS
 
 
 @dataclass(frozen=True)

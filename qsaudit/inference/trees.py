@@ -28,15 +28,7 @@ class Tree:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Leaf values for the rows of ``x`` (N, F) without NaN."""
-        node = np.zeros(x.shape[0], dtype=np.int64)
-        rows = np.arange(x.shape[0])
-        while True:
-            feat = self.feature[node]
-            inner = feat >= 0
-            if not inner.any():
-                return self.value[node]
-            go_left = x[rows[inner], feat[inner]] <= self.threshold[node[inner]]
-            node[inner] = np.where(go_left, self.left[node[inner]], self.right[node[inner]])
+        return Forest.pack([self]).predict(np.asarray(x, dtype=np.float64))[:, 0]
 
     def to_json(self) -> dict:
         """Plain lists."""

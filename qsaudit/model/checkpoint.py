@@ -21,14 +21,12 @@ import torch
 
 from qsaudit.atomic import write_with
 from qsaudit.errors import ModelError
-from qsaudit.model.config import ModelConfig
+from qsaudit.model.config import PRECISIONS, ModelConfig
 from qsaudit.model.network import QualityNet
 from qsaudit.model.text import canonical, get_text_encoder
 
 FORMAT = "qsaudit-model"
 FORMAT_VERSION = 1
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""Arithmetic of a forward pass: ``auto`` picks per device and model (see resolve_precision)."""
 
 
 def default_weights_path() -> Path:

@@ -11,6 +11,10 @@ from typing import Any
 
 from qsaudit.errors import ModelError
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Arithmetic of a forward pass: ``auto`` picks per device and model
+(``qsaudit.model.checkpoint.resolve_precision``)."""
+
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 PREPROCESSING_MODES = ("qsaudit", "paper")
 

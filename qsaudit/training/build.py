@@ -11,12 +11,12 @@ DSC bins.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from qsaudit.cpu import usable_cores
 from qsaudit.training.cases import CaseSpec, load_case
 from qsaudit.training.config import SampleConfig
 from qsaudit.training.samples import SampleSet, candidate_samples, rebalance, scorable_slices
@@ -116,14 +116,6 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def default_workers() -> int:
-    """Worker processes to use by default: every core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model_config,
                   sample_config: SampleConfig, seed: int, workers: int = 0,
                   on_unit: Callable[[int, int], None] | None = None
@@ -134,7 +126,7 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
     called after each unit, for progress display.
     """
     units = make_units(specs, validation_patients, group=sample_config.snapshot_group, seed=seed)
-    workers = default_workers() if workers <= 0 else workers
+    workers = usable_cores() if workers <= 0 else workers
     workers = min(workers, max(1, len(units)))
     results: list[SampleSet | None] = [None] * len(units)
     if workers == 1:

@@ -45,7 +45,6 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     Raises UsageError without usable data, ModelError for a bad model file.
     """
 
-    from qsaudit.atomic import write_with
     from qsaudit.model.checkpoint import load_checkpoint
     from qsaudit.training.build import build_samples
     from qsaudit.training.calibration import calibrate
@@ -84,20 +83,9 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     pred, _ = predictor.predict(val.inputs.astype("float32"), list(val.names))
     calibration, metrics = calibrate(val, pred, seed=seed, method=method)
     if table_out is not None:
-        import numpy as np
-
-        from qsaudit.inference.aggregate import FEATURES
         from qsaudit.training.calibration import label_table
 
-        table = label_table(val, pred)
-
-        def save(path: Path) -> None:
-            with open(path, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
-                np.savez(fh, features=table.features, names=np.array(FEATURES),
-                         true=table.true, plain=table.plain,
-                         patients=table.patients.astype(str), sources=table.sources.astype(str))
-
-        write_with(Path(table_out), save)
+        label_table(val, pred).save(table_out)
     patients_used = {s.patient_id for s in specs}
     return _write(model, meta, calibration, metrics, patients_used, out=out,
                   info={"data": [str(d) for d in data_dirs], "phantoms": phantoms})
@@ -111,22 +99,13 @@ def calibrate_from_table(model: str | Path, table_file: str | Path, *,
     The table must come from this model (its slice predictions are in it); its patients are
     recorded as ``meta["calibration_patients"]``. Returns the metrics plus ``written``.
     """
-    import numpy as np
-
-    from qsaudit.inference.aggregate import FEATURES
     from qsaudit.model.checkpoint import load_checkpoint
     from qsaudit.training.calibration import LabelTable, calibrate_table
 
     try:
-        saved = np.load(table_file)
-        names = [str(n) for n in saved["names"]]
-        table = LabelTable(saved["features"].astype(np.float64), saved["true"].astype(np.float64),
-                           saved["plain"].astype(np.float64),
-                           saved["patients"].astype(object), saved["sources"].astype(object))
-    except (OSError, KeyError, ValueError) as exc:
-        raise UsageError(f'"{table_file}": not a calibration table ({exc})') from None
-    if names != list(FEATURES):
-        raise UsageError(f'"{table_file}": its features {names} are not this qsaudit\'s')
+        table = LabelTable.load(table_file)
+    except ValueError as exc:
+        raise UsageError(f'"{table_file}": {exc}') from None
     meta = dict(load_checkpoint(model, device="cpu", precision="fp32").meta)
     calibration, metrics = calibrate_table(table, seed=seed, method=method)
     return _write(Path(model), meta, calibration, metrics, set(table.patients.tolist()),

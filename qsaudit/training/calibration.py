@@ -15,6 +15,7 @@ thousands).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,34 @@ class LabelTable:
 
     def __len__(self) -> int:
         return int(self.true.size)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table atomically as ``.npz`` (with the feature names, to check on load)."""
+        from qsaudit.atomic import write_with
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+                np.savez(fh, features=self.features, names=np.array(FEATURES), true=self.true,
+                         plain=self.plain, patients=self.patients.astype(str),
+                         sources=self.sources.astype(str))
+
+        return write_with(Path(path), write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LabelTable:
+        """Read a table written by :meth:`save`; ValueError when it is not one of this
+        qsaudit's (unreadable, fields missing, other features)."""
+        try:
+            saved = np.load(path)
+            names = [str(n) for n in saved["names"]]
+            table = cls(saved["features"].astype(np.float64), saved["true"].astype(np.float64),
+                        saved["plain"].astype(np.float64), saved["patients"].astype(object),
+                        saved["sources"].astype(object))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"not a calibration table ({exc})") from None
+        if names != list(FEATURES):
+            raise ValueError(f"its features {names} are not this qsaudit's")
+        return table
 
 
 def label_table(samples: SampleSet, slice_pred: np.ndarray) -> LabelTable:

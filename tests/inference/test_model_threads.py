@@ -2,7 +2,8 @@
 
 import torch
 
-from qsaudit.inference.engine import ModelThreads, _usable_cores
+from qsaudit.cpu import usable_cores
+from qsaudit.inference.engine import ModelThreads
 
 
 class _Cpu:
@@ -17,7 +18,7 @@ def _run(governor, seconds_by_threads, cases):
 
 def test_the_faster_setting_is_kept_and_retried():
     before = torch.get_num_threads()
-    cores = _usable_cores()
+    cores = usable_cores()
     torch.set_num_threads(cores)  # the test suite runs torch on one thread
     shared = max(1, cores - 1)
     try:

@@ -59,7 +59,7 @@ def test_weights_pull_the_fit_towards_heavy_rows():
     x = np.zeros((100, 1))
     y = np.r_[np.zeros(50), np.ones(50)]
     w = np.r_[np.full(50, 3.0), np.ones(50)]
-    base, trees = fit_trees(x, y, BoostConfig(trees=5, subsample=1.0), weights=w)
+    base, _ = fit_trees(x, y, BoostConfig(trees=5, subsample=1.0), weights=w)
     assert base == pytest.approx(0.25)  # the weighted mean; no split exists on a constant
     with pytest.raises(ValueError, match="positive"):
         fit_trees(x, y, weights=np.zeros(100))
