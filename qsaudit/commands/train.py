@@ -42,6 +42,9 @@ def train(
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA with mixed precision when present), cpu or cuda.")
     ] = "auto",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
+        "fp32, bf16 or fp16 (CUDA only).")] = "auto",
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from the state file beside --out.")
     ] = False,
@@ -80,7 +83,7 @@ def train(
         raise UsageError(f"--phantoms {phantoms}: must be 0 or more")
     config = train_preset(preset).with_overrides(
         epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, max_minutes=max_minutes,
-        holdout_fraction=holdout_fraction, seed=seed, device=device,
+        holdout_fraction=holdout_fraction, seed=seed, device=device, precision=precision,
         mse=False if no_mse else None, opr=False if no_opr else None,
         slices_per_candidate=slices_per_candidate)
     model_config = get_preset(preset)

@@ -53,6 +53,9 @@ class TrainConfig:
     ``workers``: processes that build samples (0 = all cores). ``validate_every``: epochs
     between validations (the last epoch is always validated). ``augment``: random CT
     intensity scale/offset/noise and small shifts/zooms of each training batch (no flips).
+    ``precision``: arithmetic of the forward passes (``auto``: bf16 on CUDA, fp16 with loss
+    scaling on GPUs without bf16, bf16 with channels-last on CPUs with native bf16 (about 1.9x
+    faster than fp32 on AVX512-BF16), fp32 otherwise); weights and optimizer stay fp32.
     """
 
     preset: str = "default"
@@ -71,6 +74,7 @@ class TrainConfig:
     device: str = "auto"
     validate_every: int = 1
     augment: bool = True
+    precision: str = "auto"
     samples: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +104,11 @@ class TrainConfig:
             raise UsageError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
         if not (self.mse or self.opr):
             raise UsageError("--no-mse and --no-opr together leave no loss to train with")
+        from qsaudit.model.config import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}: choose from "
+                             f"{', '.join(PRECISIONS)}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise UsageError(f"--max-minutes must be positive, got {self.max_minutes}")
 

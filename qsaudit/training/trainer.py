@@ -24,7 +24,7 @@ import torch
 
 from qsaudit.analyses.evaluate import mae, pearson
 from qsaudit.errors import ModelError, UsageError
-from qsaudit.model.checkpoint import resolve_device
+from qsaudit.model.checkpoint import resolve_device, resolve_precision
 from qsaudit.training.augment import augment_batch
 from qsaudit.training.config import TrainConfig
 from qsaudit.training.samples import SampleSet, bin_weights
@@ -57,6 +57,23 @@ def _lr_lambda(total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def _dtype(precision: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def _autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision`` ("fp32" disables it)."""
+    dtype = _dtype(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def _layout(device: torch.device, precision: str) -> torch.memory_format:
+    """Channels-last on the CPU in bf16 (oneDNN's fast path), the default layout otherwise."""
+    if device.type == "cpu" and precision == "bf16":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _name_index(names: np.ndarray, vocab: list[str]) -> np.ndarray:
     lookup = {n: i for i, n in enumerate(vocab)}
     try:
@@ -68,16 +85,21 @@ def _name_index(names: np.ndarray, vocab: list[str]) -> np.ndarray:
 @torch.no_grad()
 def predict_samples(model: torch.nn.Module, inputs: np.ndarray | torch.Tensor,
                     emb_index: np.ndarray, emb_table: torch.Tensor, *, device: torch.device,
-                    batch_size: int = 256) -> np.ndarray:
-    """Model outputs for ``inputs`` (N, 2, S, S) -> (N,) float64, in eval mode."""
+                    batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+    """Model outputs for ``inputs`` (N, 2, S, S) -> (N,) float64, in eval mode.
+
+    ``precision`` is a resolved one (``fp32``, ``bf16`` or ``fp16``), as training uses.
+    """
     model.eval()
+    layout = _layout(device, precision)
     out = []
     x_all = torch.as_tensor(inputs)
     idx_all = torch.as_tensor(emb_index)
     for start in range(0, len(idx_all), batch_size):
         x = x_all[start:start + batch_size].to(device, non_blocking=True).float()
+        x = x.contiguous(memory_format=layout)
         e = emb_table[idx_all[start:start + batch_size].to(emb_table.device)]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with _autocast(device, precision):
             y = model(x, e)
         out.append(y.float().cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
@@ -147,7 +169,10 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
         x_train, y_train, train_idx = x_train.to(device), y_train.to(device), train_idx.to(device)
     weights = torch.from_numpy(bin_weights(train.targets, bins=config.samples.bins))
 
-    model.to(device)
+    precision = resolve_precision(config.precision, device, bounded=True)
+    layout = _layout(device, precision)
+    model.to(device=device, memory_format=layout)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     opt_cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train) // config.batch_size)
@@ -188,17 +213,19 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
             x = x_train[batch].to(device, non_blocking=True).float()
             if config.augment:
                 x = augment_batch(x, aug_gen)
+            x = x.contiguous(memory_format=layout)
             y = y_train[batch].to(device, non_blocking=True)
             e = emb_table[train_idx[batch].to(device)]
-            with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=device.type == "cuda"):
+            with _autocast(device, precision):
                 pred = model(x, e)
             loss = quality_loss(pred.float(), y, e, mse=config.mse, opr=config.opr,
                                 opr_weight=config.opr_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             losses.append(float(loss.detach()))
             if on_step:
@@ -207,18 +234,20 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
             if deadline is not None and time.monotonic() > deadline:
                 stopped = True
                 break
-        record: dict[str, Any] = {"epoch": epoch, "steps": len(losses),
+        record: dict[str, Any] = {"epoch": epoch, "steps": len(losses), "precision": precision,
                                   "train_loss": float(np.mean(losses)),
                                   "lr": float(scheduler.get_last_lr()[0])}
         if len(val) and (epoch % config.validate_every == 0 or epoch == config.epochs or stopped):
-            pred = predict_samples(model, val.inputs, val_idx, emb_table, device=device)
+            pred = predict_samples(model, val.inputs, val_idx, emb_table, device=device,
+                                   precision=precision)
             record.update(validation_metrics(val, pred))
         record["seconds"] = round(time.monotonic() - started, 1)
         score = selection_score(record) if len(val) else float(epoch)
         if score > best_score:
             best_score, best_epoch = score, epoch
             best_metrics = {k: v for k, v in record.items() if k not in ("steps", "lr")}
-            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                    for k, v in model.state_dict().items()}
         record["best_epoch"] = best_epoch
         history.append(record)
         if on_epoch:
@@ -229,7 +258,8 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
         if stopped:
             break
     if best is None:
-        best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        best = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                for k, v in model.state_dict().items()}
     return FitResult(best_state=best, best_metrics=best_metrics, best_epoch=best_epoch,
                      history=history, epochs_done=epoch, stopped_early=stopped,
                      seconds=time.monotonic() - started)

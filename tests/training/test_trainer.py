@@ -57,7 +57,8 @@ def test_built_samples_are_split_by_patient_and_cover_the_range(built):
     assert 0.0 <= train.targets.min() and train.targets.max() <= 1.0
 
 
-def test_training_lowers_loss_and_correlates(built, tiny_model_config_module):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_lowers_loss_and_correlates(built, tiny_model_config_module, precision):
     from qsaudit.model.network import QualityNet
     from qsaudit.training.trainer import fit, predict_samples
 
@@ -65,10 +66,15 @@ def test_training_lowers_loss_and_correlates(built, tiny_model_config_module):
     emb = _embeddings(set(train.names) | set(val.names))
     torch.manual_seed(0)
     model = QualityNet(tiny_model_config_module)
-    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, device="cpu", samples=SAMPLES)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, device="cpu", samples=SAMPLES,
+                      precision=precision)
     result = fit(model, train, val, config=cfg, embeddings=emb)
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < losses[0]
+    assert {r["precision"] for r in result.history} == {precision}
+    # The kept weights are plain fp32 tensors in the default layout, whatever trained them.
+    assert all(v.dtype != torch.bfloat16 and (v.ndim != 4 or v.is_contiguous())
+               for v in result.best_state.values())
     model.load_state_dict(result.best_state)
     vocab = sorted(emb)
     idx = np.array([vocab.index(n) for n in train.names])
@@ -106,3 +112,13 @@ def test_resume_continues_from_the_state_file(built, tiny_model_config_module, t
     with pytest.raises(Exception, match="other data or settings"):
         fit(QualityNet(tiny_model_config_module), small_train, val, config=cfg, embeddings=emb,
             state_path=state, resume=True, fingerprint={"other": 1})
+
+
+def test_fp16_training_on_the_cpu_is_refused():
+    from qsaudit.errors import ModelError, UsageError
+    from qsaudit.model.checkpoint import resolve_precision
+
+    with pytest.raises(UsageError, match="--precision"):
+        TrainConfig().with_overrides(precision="half")
+    with pytest.raises(ModelError, match="only on CUDA"):
+        resolve_precision("fp16", torch.device("cpu"), bounded=True)
