@@ -27,7 +27,7 @@ import numpy as np
 from qsaudit import __version__
 from qsaudit.atomic import write_json
 from qsaudit.checks.shape import SHAPE_FEATURES
-from qsaudit.cpu import usable_cores
+from qsaudit.cpu import single_threaded_children, usable_cores
 from qsaudit.errors import ModelError, QsauditError
 from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
@@ -197,9 +197,14 @@ def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int
         for case in cases:
             yield prepare_case(case, spec)
         return
-    pool = ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("spawn"),
-                               initializer=exit_with_parent, initargs=(os.getpid(),))
+    with single_threaded_children():
+        pool = ProcessPoolExecutor(max_workers=workers,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=exit_with_parent, initargs=(os.getpid(),))
+        # spawn starts every worker at the first submit: start them while the variables hold
+        futures = [pool.submit(os.getpid) for _ in range(workers)]
+        for future in futures:
+            future.result()
     try:
         pending = iter(cases)
         window: deque = deque()

@@ -15,7 +15,7 @@ Two preprocessing modes (``ModelConfig.preprocessing``):
 
 Both resize the crop to ``S x S`` with the triangle (bilinear, antialiased when shrinking)
 filter of PIL's ``Image.resize(..., BILINEAR)``, the mask too, so its edge keeps partial-pixel
-information. ``"qsaudit"`` resizes in float; ``"paper"`` reproduces the released pipeline bit
+information. ``"qsaudit"`` resizes in float32 (both channels in one pass); ``"paper"`` reproduces the released pipeline bit
 for bit, including its 8-bit rounding (torchvision's ``ToPILImage`` turns float arrays into
 8-bit images).
 """
@@ -81,9 +81,9 @@ def crop_slice(ct2d: np.ndarray, mask2d: np.ndarray, *, config: ModelConfig,
         left = c0 - margin - (side - (c1 - c0 + 1 + 2 * margin)) // 2
         ct_crop = _padded_crop(ct, top, left, side, AIR_HU)
         mask_crop = _padded_crop(mask, top, left, side, 0.0, nonzero=True)
-        ct01 = (np.clip(ct_crop, lo, hi) - lo) / (hi - lo)
-        ct_ch = resize_bilinear(ct01, size) * 2.0 - 1.0
-        mask_ch = resize_bilinear(mask_crop, size) * 2.0 - 1.0
+        ct01 = (np.clip(ct_crop, lo, hi) - np.float32(lo)) / np.float32(hi - lo)
+        both = resize_bilinear(np.stack([ct01, mask_crop]), size)
+        return both * np.float32(2.0) - np.float32(1.0)
     return np.stack([ct_ch, mask_ch]).astype(np.float32, copy=False)
 
 
@@ -118,18 +118,28 @@ def _padded_crop(img: np.ndarray, top: int, left: int, side: int, fill: float, *
 
 
 def resize_bilinear(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Resize a 2D image to ``size`` (``S`` or ``(rows, cols)``) with PIL's bilinear filter.
+    """Resize a 2D image, or a stack ``(..., H, W)`` of them, to ``size`` (``S`` or
+    ``(rows, cols)``) with PIL's bilinear filter.
 
     Pixel centres are aligned (half-pixel convention); when shrinking, the triangle filter widens
-    by the scale factor, so the result is antialiased. Returns float32.
+    by the scale factor, so the result is antialiased. Computed in float32 (PIL's "F" images
+    store float32; its double accumulation differs by ~1e-7), columns first, then rows, like
+    PIL. Returns float32.
     """
     out_r, out_c = (size, size) if isinstance(size, int | np.integer) else size
-    img = np.asarray(img, dtype=np.float64)
-    wr = _resize_weights(img.shape[0], int(out_r))
-    wc = _resize_weights(img.shape[1], int(out_c))
-    # columns first, then rows, like PIL; each pass rounds to float32 as PIL's "F" images do
-    tmp = (img @ wc.T).astype(np.float32)
-    return (wr @ tmp.astype(np.float64)).astype(np.float32)
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim < 2:
+        raise ModelError(f"resize: need a 2D image or a stack of them, got shape {img.shape}")
+    wr = _resize_weights32(img.shape[-2], int(out_r))
+    wc = _resize_weights32(img.shape[-1], int(out_c))
+    return np.matmul(wr, np.matmul(img, wc.T))
+
+
+@lru_cache(maxsize=256)
+def _resize_weights32(n_in: int, n_out: int) -> np.ndarray:
+    w = _resize_weights(n_in, n_out).astype(np.float32)
+    w.setflags(write=False)
+    return w
 
 
 _PIL_PRECISION_BITS = 22  # fixed-point bits of PIL's 8-bit resampling (32 - 8 - 2)

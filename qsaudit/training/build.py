@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsaudit.cpu import usable_cores
+from qsaudit.cpu import single_threaded_children, usable_cores
 from qsaudit.training.cases import CaseSpec, load_case
 from qsaudit.training.config import SampleConfig
 from qsaudit.training.samples import SampleSet, candidate_samples, rebalance, scorable_slices
@@ -141,8 +141,9 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                  initializer=_worker_init) as pool:
-            futures = {pool.submit(build_unit, u, model_config, sample_config): i
-                       for i, u in enumerate(units)}
+            with single_threaded_children():  # workers start at these submits
+                futures = {pool.submit(build_unit, u, model_config, sample_config): i
+                           for i, u in enumerate(units)}
             for done, fut in enumerate(as_completed(futures), start=1):
                 results[futures[fut]] = fut.result()
                 if on_unit:
