@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from qsaudit.checks.morphology import CROSS_IN_PLANE, dilate, erode, opening
+
 SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_ratio",
                   "end_area", "area_jump", "hu_outside", "hu_spread", "edge_contrast")
 """Names of :func:`shape_features`' values, in order (see its docstring)."""
@@ -58,8 +60,6 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
 
     Raises ValueError for an empty mask or mismatched shapes.
     """
-    from scipy import ndimage
-
     if mask.shape != ct.shape or mask.ndim != 3:
         raise ValueError(f"shape_features: mask {mask.shape} and CT {ct.shape} must be one 3D shape")
     if bbox is None:
@@ -85,18 +85,15 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     if voxels == 0:  # a mask of a few scattered voxels the in-plane step skipped
         return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
-    cross = ndimage.generate_binary_structure(3, 1)
-    # in-plane cross for the opening: a 3D one would erase every label one or two slices thick
-    flat = np.zeros((3, 3, 3), dtype=bool)
-    flat[:, :, 1] = ndimage.generate_binary_structure(2, 1)
     if largest_share is None:
         from qsaudit.checks.mask import largest_component_share
 
         largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
-    eroded = ndimage.binary_erosion(sub, structure=cross)
-    opened = ndimage.binary_opening(sub, structure=flat)
-    dilated = ndimage.binary_dilation(sub, structure=cross)
-    closed = ndimage.binary_erosion(dilated, structure=cross, border_value=1)
+    eroded = erode(sub)
+    # in-plane cross for the opening: a 3D one would erase every label one or two slices thick
+    opened = opening(sub, CROSS_IN_PLANE)
+    dilated = dilate(sub)
+    closed = erode(dilated, border_value=True)
     outer = dilated & ~sub
     rim = sub & ~eroded
 
