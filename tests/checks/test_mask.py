@@ -1,6 +1,7 @@
 """Per-label mask checks on planted arrays."""
 
 import numpy as np
+import pytest
 
 from qsaudit.checks import count_components, flag_components, flag_hu, mask_stats
 
@@ -61,3 +62,19 @@ def test_flag_hu_median_outside_range_and_air_rule():
     assert not flag_hu(liver - 500, hu_range=None)
     assert not flag_hu(liver - 70, hu_range=(0, 200))    # median -10 HU: within the margin
     assert flag_hu(liver - 70, hu_range=(0, 200), margin=0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_component_sizes_equal_scipys_26_connected_labelling(seed):
+    from scipy import ndimage
+
+    from qsaudit.checks.mask import component_sizes
+
+    rng = np.random.default_rng(seed)
+    m = rng.random((9, 11, 7)) < rng.uniform(0.05, 0.4)
+    if seed % 2:
+        m = np.asfortranarray(m)  # volumes are kept in NIfTI's Fortran order
+    labels, _ = ndimage.label(m, structure=np.ones((3, 3, 3), dtype=bool))
+    expected = np.sort(np.bincount(labels.ravel())[1:])
+    np.testing.assert_array_equal(np.sort(component_sizes(m)), expected)
+    assert component_sizes(np.zeros((3, 3, 3), bool)).size == 0
