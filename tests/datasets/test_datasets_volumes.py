@@ -132,8 +132,8 @@ def test_label_map_is_decoded_once_per_cache(tmp_path: Path, write_nifti, ct_dat
     image = read_image(_case(write_nifti(tmp_path / "ct.nii.gz", ct_data)))
     path = write_nifti(tmp_path / "map.nii.gz", label_map)
     calls = []
-    real_load = volumes.nib.load
-    monkeypatch.setattr(volumes.nib, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    real_load = volumes.load_nifti
+    monkeypatch.setattr(volumes, "load_nifti", lambda *a, **k: calls.append(a) or real_load(*a, **k))
     cache: dict = {}
     masks = [read_mask(LabelRef(str(v), path, v), image, label_maps=cache) for v in (1, 2, 3)]
     assert len(calls) == 1
@@ -227,3 +227,26 @@ def test_read_only_dataset_is_listed_and_read_without_writes(nnunet_dataset: Pat
         for path, mode in sorted(modes.items(), key=lambda item: len(item[0].parts)):
             os.chmod(path, mode)
     assert snapshot(nnunet_dataset) == before
+
+
+@pytest.mark.parametrize("kind", ["nifti2", "big-endian", "scaled"])
+def test_gzipped_files_read_as_nibabel_reads_them(tmp_path: Path, ct_data, kind):
+    """The in-memory ISA-L path gives nibabel's own array and affine for every NIfTI flavour."""
+    import nibabel as nib
+
+    from qsaudit.datasets.volumes import load_nifti
+
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    if kind == "nifti2":
+        image = nib.Nifti2Image(ct_data.astype(np.int16), affine)
+    else:
+        header = nib.Nifti1Header(endianness=">" if kind == "big-endian" else "<")
+        image = nib.Nifti1Image(ct_data.astype(np.int16), affine, header=header)
+        if kind == "scaled":
+            image.header.set_slope_inter(0.5, -100.0)
+    path = tmp_path / f"{kind}.nii.gz"
+    nib.save(image, path)
+    ours, theirs = load_nifti(path), nib.load(str(path))
+    assert type(ours) is type(theirs)
+    np.testing.assert_array_equal(ours.get_fdata(), theirs.get_fdata())
+    np.testing.assert_array_equal(ours.affine, theirs.affine)
