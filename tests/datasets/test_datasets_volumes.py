@@ -250,3 +250,16 @@ def test_gzipped_files_read_as_nibabel_reads_them(tmp_path: Path, ct_data, kind)
     assert type(ours) is type(theirs)
     np.testing.assert_array_equal(ours.get_fdata(), theirs.get_fdata())
     np.testing.assert_array_equal(ours.affine, theirs.affine)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_per_structure_masks_are_values_above_one_half(tmp_path: Path, write_nifti, ct_data,
+                                                       dtype):
+    image = read_image(_case(write_nifti(tmp_path / "ct.nii.gz", ct_data)))
+    rng = np.random.default_rng(3)
+    values = rng.integers(-2 if dtype == np.int16 else 0, 3, size=ct_data.shape)
+    data = values.astype(np.float32) + (0.4 if dtype == np.float32 else 0.0)
+    path = write_nifti(tmp_path / "m.nii.gz", data.astype(dtype))
+    mask = read_mask(LabelRef("m", path, None), image)
+    assert mask.dtype == np.bool_
+    np.testing.assert_array_equal(mask, data.astype(dtype) > 0.5)
