@@ -78,3 +78,17 @@ def test_component_sizes_equal_scipys_26_connected_labelling(seed):
     expected = np.sort(np.bincount(labels.ravel())[1:])
     np.testing.assert_array_equal(np.sort(component_sizes(m)), expected)
     assert component_sizes(np.zeros((3, 3, 3), bool)).size == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mask_stats_equal_a_brute_force_count(seed):
+    rng = np.random.default_rng(seed)
+    m = np.zeros((30, 25, 20), dtype=bool, order="F" if seed % 2 else "C")
+    m[3:22, 5:19, 4:15] = rng.random((19, 14, 11)) < 0.3
+    m[:, :, 9] = False  # a gap: the slab has a slice without mask
+    stats = mask_stats(m)
+    idx = np.argwhere(m)
+    assert stats.voxels == len(idx)
+    assert stats.bbox == tuple((int(lo), int(hi) + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
+    np.testing.assert_allclose(stats.centroid, idx.mean(axis=0), rtol=1e-12)
+    assert stats.mask_slices == len(np.unique(idx[:, 2]))
