@@ -15,6 +15,7 @@ from qsaudit.checks.mask import (
     flag_components,
     flag_hu,
     largest_component_share,
+    masked_values,
     mask_stats,
 )
 from qsaudit.checks.side import flag_side, side_offset_mm, wrong_side_share
@@ -73,7 +74,7 @@ def check_label(mask: np.ndarray, ct: np.ndarray, spacing: tuple[float, float, f
     # Vessels are not judged against the midline: the aorta splits left of it, so the right
     # common iliac artery crosses it in normal anatomy (swapped pairs still apply).
     side = structure.side if structure is not None and structure.region != "vessels" else None
-    values = stats.crop(ct)[sub]
+    values = masked_values(stats.crop(ct), sub)
     share = wrong_side_share(sub.sum(axis=(1, 2)), midline_x - stats.bbox[0][0], spacing[0], side)
     return LabelChecks(
         flag_edge=flag_edge(stats, mask.shape, z_ends=z_ends_matter(key)),

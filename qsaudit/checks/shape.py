@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from qsaudit.checks.mask import masked_values
 from qsaudit.checks.morphology import CROSS_IN_PLANE, dilate, erode, opening
 
 SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_ratio",
@@ -79,7 +80,7 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         hi[:2] = [min(n, b[1] + PAD * step)
                   for b, n in zip(bbox[:2], mask.shape[:2], strict=True)]
     window = (slice(lo[0], hi[0], step), slice(lo[1], hi[1], step), slice(lo[2], hi[2]))
-    sub = np.ascontiguousarray(mask[window])
+    sub = np.array(mask[window], order="K")  # a copy in the volume's own layout
     hu = np.clip(ct[window], *HU_CLIP)
     voxels = int(np.count_nonzero(sub))
     if voxels == 0:  # a mask of a few scattered voxels the in-plane step skipped
@@ -102,13 +103,14 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     top = float(areas.max())
     jump = float(np.abs(np.diff(areas)).max() / top) if areas.size > 1 else 0.0
 
-    inside = hu[sub]
+    inside = masked_values(hu, sub)
     outside = 0.0
     hu_range = getattr(structure, "hu_range", None) if structure is not None else None
     if hu_range is not None:
         low, high = float(hu_range[0]) - HU_OUTSIDE_MARGIN, float(hu_range[1]) + HU_OUTSIDE_MARGIN
         outside = float(np.count_nonzero((inside < low) | (inside > high)) / voxels)
-    contrast = (abs(float(hu[rim].mean()) - float(hu[outer].mean())) / 100.0
+    contrast = (abs(float(masked_values(hu, rim).mean())
+                    - float(masked_values(hu, outer).mean())) / 100.0
                 if outer.any() and rim.any() else 0.0)
     return np.array([
         float(largest_share),

@@ -92,3 +92,16 @@ def test_mask_stats_equal_a_brute_force_count(seed):
     assert stats.bbox == tuple((int(lo), int(hi) + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
     np.testing.assert_allclose(stats.centroid, idx.mean(axis=0), rtol=1e-12)
     assert stats.mask_slices == len(np.unique(idx[:, 2]))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_masked_values_are_the_masked_voxels_in_any_layout(order):
+    from qsaudit.checks.mask import masked_values
+
+    rng = np.random.default_rng(5)
+    values = np.asarray(rng.normal(size=(8, 9, 7)), order=order)
+    m = np.asarray(rng.random((8, 9, 7)) < 0.3, order=order)
+    window = (slice(1, 7), slice(2, 9), slice(0, 5))  # strided views too
+    for arr, mask in ((values, m), (values[window], m[window])):
+        got = masked_values(arr, mask)
+        np.testing.assert_array_equal(np.sort(got), np.sort(arr[mask]))

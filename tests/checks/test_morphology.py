@@ -42,3 +42,14 @@ def test_a_cube_loses_its_skin_and_gains_a_face_layer():
 def test_rejects_non_3d_input():
     with pytest.raises(ValueError, match="3D"):
         erode(np.ones((3, 3), dtype=bool))
+
+
+def test_fortran_ordered_masks_give_the_same_result():
+    rng = np.random.default_rng(9)
+    mask = rng.random((9, 8, 7)) < 0.6
+    fortran = np.asfortranarray(mask)
+    np.testing.assert_array_equal(erode(fortran), erode(mask))
+    np.testing.assert_array_equal(erode(fortran, CROSS_IN_PLANE, border_value=True),
+                                  ndimage.binary_erosion(mask, FLAT, border_value=1))
+    np.testing.assert_array_equal(opening(fortran, CROSS_IN_PLANE), opening(mask, CROSS_IN_PLANE))
+    np.testing.assert_array_equal(dilate(fortran), dilate(mask))
