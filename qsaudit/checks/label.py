@@ -15,8 +15,8 @@ from qsaudit.checks.mask import (
     flag_components,
     flag_hu,
     largest_component_share,
-    masked_values,
     mask_stats,
+    masked_values,
 )
 from qsaudit.checks.side import flag_side, side_offset_mm, wrong_side_share
 
