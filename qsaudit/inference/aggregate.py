@@ -15,6 +15,8 @@ uses, so one fitted before a feature was added keeps working.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,7 +256,9 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     return Aggregate(dsc, min(dsc, *ends), max(dsc, *ends), plain.std)
 
 
+@lru_cache(maxsize=1024)
 def _t_quantile(p: float, df: float) -> float:
-    from scipy import stats
+    """Student-t quantile (``scipy.stats.t.ppf``, through scipy.special: a 4x lighter import)."""
+    from scipy.special import stdtrit
 
-    return float(stats.t.ppf(p, df))
+    return float(stdtrit(df, p))

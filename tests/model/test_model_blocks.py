@@ -1,0 +1,42 @@
+"""Our residual blocks compute exactly what torchvision's do with the same weights (the paper's
+released ResNet-50 checkpoint loads into them)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.mark.parametrize("kind", ["basic", "bottleneck"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_blocks_match_torchvision(kind, stride):
+    from torch import nn
+    from torchvision.models import resnet as tv
+
+    from qsaudit.model import network as ours
+
+    torch.manual_seed(stride)
+    expansion = 1 if kind == "basic" else 4
+    inplanes, planes = 8, 6
+    downsample = None
+    if stride != 1 or inplanes != planes * expansion:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * expansion, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(planes * expansion))
+    theirs_cls = tv.BasicBlock if kind == "basic" else tv.Bottleneck
+    ours_cls = ours.BasicBlock if kind == "basic" else ours.Bottleneck
+    theirs = theirs_cls(inplanes, planes, stride, downsample)
+    for module in theirs.modules():  # non-trivial batch-norm statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    mine = ours_cls(inplanes, planes, stride,
+                    None if downsample is None else type(downsample)(*downsample))
+    mine.load_state_dict(theirs.state_dict(), strict=True)
+    assert list(mine.state_dict()) == list(theirs.state_dict())
+    x = torch.randn(2, inplanes, 12, 12)
+    theirs.eval()
+    mine.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(mine(x), theirs(x), rtol=0, atol=0)
