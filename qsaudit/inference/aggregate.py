@@ -15,10 +15,9 @@ uses, so one fitted before a feature was added keeps working.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
