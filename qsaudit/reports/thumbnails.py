@@ -107,11 +107,12 @@ def make_thumbnail(
 
 
 def png_data_uri(rgb: np.ndarray) -> str:
-    """Encode an ``(H, W, 3)`` uint8 image as a base64 ``data:image/png`` URI."""
-    from matplotlib.image import imsave
+    """Encode an ``(H, W, 3)`` uint8 image as a base64 ``data:image/png`` URI (Pillow;
+    matplotlib's ``imsave`` wraps the same encoder behind a much heavier import)."""
+    from PIL import Image
 
     buf = io.BytesIO()
-    imsave(buf, np.ascontiguousarray(rgb, dtype=np.uint8), format="png")
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
