@@ -201,11 +201,11 @@ def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int
         pool = ProcessPoolExecutor(max_workers=workers,
                                    mp_context=multiprocessing.get_context("spawn"),
                                    initializer=exit_with_parent, initargs=(os.getpid(),))
-        # spawn starts every worker at the first submit: start them while the variables hold
-        futures = [pool.submit(os.getpid) for _ in range(workers)]
-        for future in futures:
-            future.result()
+        # workers are spawned at submits: start them all while the variables hold
+        started = [pool.submit(os.getpid) for _ in range(workers)]
     try:
+        for future in started:
+            future.result()
         pending = iter(cases)
         window: deque = deque()
         for case in pending:
