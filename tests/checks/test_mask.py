@@ -71,7 +71,14 @@ def test_component_sizes_equal_scipys_26_connected_labelling(seed):
     from qsaudit.checks.mask import component_sizes
 
     rng = np.random.default_rng(seed)
-    m = rng.random((9, 11, 7)) < rng.uniform(0.05, 0.4)
+    shapes = [(9, 11, 7), (9, 1, 7), (1, 13, 1), (12, 1, 1), (1, 1, 1)]  # lines and planes too
+    for shape in shapes[1:]:
+        line = rng.random(shape) < 0.5
+        line.flat[0] = True
+        labels, _ = ndimage.label(line, structure=np.ones((3, 3, 3), dtype=bool))
+        np.testing.assert_array_equal(np.sort(component_sizes(line)),
+                                      np.sort(np.bincount(labels.ravel())[1:]))
+    m = rng.random(shapes[0]) < rng.uniform(0.05, 0.4)
     if seed % 2:
         m = np.asfortranarray(m)  # volumes are kept in NIfTI's Fortran order
     labels, _ = ndimage.label(m, structure=np.ones((3, 3, 3), dtype=bool))
