@@ -22,7 +22,7 @@ import torch
 from qsaudit.atomic import write_with
 from qsaudit.errors import ModelError
 from qsaudit.model.config import PRECISIONS, ModelConfig
-from qsaudit.model.network import QualityNet
+from qsaudit.model.network import QualityNet, fold_batch_norm
 from qsaudit.model.text import canonical, get_text_encoder
 
 FORMAT = "qsaudit-model"
@@ -135,7 +135,7 @@ class Predictor:
     def __init__(self, model: QualityNet, config: ModelConfig, *, encoder_spec: str,
                  vocabulary: dict[str, np.ndarray], meta: dict[str, Any], device: torch.device,
                  path: Path, fingerprint: str, precision: str = "auto") -> None:
-        self.model = model.to(device).eval()
+        self.model = fold_batch_norm(model.eval()).to(device)  # inference only
         self.config = config
         self.encoder_spec = encoder_spec
         self.meta = meta

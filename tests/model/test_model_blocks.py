@@ -40,3 +40,28 @@ def test_blocks_match_torchvision(kind, stride):
     mine.eval()
     with torch.no_grad():
         torch.testing.assert_close(mine(x), theirs(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backbone", ["resnet10", "resnet50"])
+def test_folded_batch_norm_gives_the_same_outputs(backbone):
+    from torch import nn
+
+    from qsaudit.model.config import ModelConfig
+    from qsaudit.model.network import QualityNet, fold_batch_norm
+
+    torch.manual_seed(0)
+    model = QualityNet(ModelConfig(backbone=backbone, width=8, input_size=32, hidden=16,
+                                   embed_dim=8))
+    for module in model.modules():  # trained-looking statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is kept
+    x, e = torch.randn(3, 2, 32, 32), torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x, e), model(x, e), rtol=1e-5, atol=1e-6)
