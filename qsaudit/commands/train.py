@@ -42,6 +42,9 @@ def train(
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA with mixed precision when present), cpu or cuda.")
     ] = "auto",
+    init: Annotated[Path | None, typer.Option(
+        "--init", help="Start from this model file's network (fine-tuning; same architecture "
+        "and text encoder), e.g. weights/qsaudit-default.pt.")] = None,
     precision: Annotated[str, typer.Option(
         "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
         "fp32, bf16 or fp16 (CUDA only).")] = "auto",
@@ -105,7 +108,7 @@ def train(
     command = _command_line(ctx)
     report = train_model(list(data or []), out=out, phantoms=phantoms, config=config,
                          model_config=model_config, exclude_cases=excluded, resume=resume,
-                         embeddings_file=embeddings, command=command)
+                         embeddings_file=embeddings, command=command, init=init)
     m = report.best_metrics
     typer.echo(f"wrote {report.checkpoint} (best epoch {report.best_epoch} of "
                f"{report.epochs_done}{', stopped early' if report.stopped_early else ''})")

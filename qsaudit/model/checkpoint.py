@@ -240,10 +240,28 @@ def load_checkpoint(path: str | Path, *, device: str = "auto",
         ModelError: missing file, not a qsaudit model (e.g. the paper's raw checkpoint, which
             ``qsaudit import-paper`` converts), or weights that do not fit the stored config.
     """
+    dev = resolve_device(device)
+    model, config, payload = read_network(path)
+    path = Path(path)
+    try:
+        names = list(payload["vocabulary_names"])
+        matrix = payload["vocabulary"].float().numpy()
+        meta = json.loads(payload.get("meta_json", "{}"))
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f'"{path}": damaged qsaudit model file ({reason})') from None
+    vocabulary = {n: matrix[i] for i, n in enumerate(names)}
+    return Predictor(model, config, encoder_spec=str(payload["encoder_spec"]),
+                     vocabulary=vocabulary, meta=meta, device=dev, path=path,
+                     fingerprint=_file_sha256(path), precision=precision)
+
+
+def read_network(path: str | Path) -> tuple[QualityNet, ModelConfig, dict[str, Any]]:
+    """The trainable network of a qsaudit model file (CPU, fp32, batch norms unfolded), its
+    configuration and the file's payload. Raises ModelError as :func:`load_checkpoint` does."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f'"{path}": model file not found')
-    dev = resolve_device(device)
     payload = load_torch_file(path, what="qsaudit model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
@@ -257,16 +275,10 @@ def load_checkpoint(path: str | Path, *, device: str = "auto",
         config = ModelConfig.from_dict(payload["config"])
         model = QualityNet(config)
         model.load_state_dict(payload["state_dict"], strict=True)
-        names = list(payload["vocabulary_names"])
-        matrix = payload["vocabulary"].float().numpy()
-        meta = json.loads(payload.get("meta_json", "{}"))
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f'"{path}": damaged qsaudit model file ({reason})') from None
-    vocabulary = {n: matrix[i] for i, n in enumerate(names)}
-    return Predictor(model, config, encoder_spec=str(payload["encoder_spec"]),
-                     vocabulary=vocabulary, meta=meta, device=dev, path=path,
-                     fingerprint=_file_sha256(path), precision=precision)
+    return model, config, payload
 
 
 def _flat_keys(d: dict) -> list[str]:

@@ -121,18 +121,36 @@ def validation_calibration(model: Any, val: SampleSet, embeddings: dict[str, np.
     return calibrate(val, pred, seed=config.seed)
 
 
+def _start_from(model: Any, model_config: Any, encoder: str, init: str | Path) -> None:
+    """Load the network weights of the model file ``init`` into ``model`` (fine-tuning)."""
+    from qsaudit.model.checkpoint import read_network
+
+    network, config, payload = read_network(init)
+    if config != model_config:
+        raise UsageError(f'"{init}": --init model has another architecture ({config.backbone}, '
+                         f"width {config.width}, {config.input_size} px, embeddings "
+                         f"{config.embed_dim}) than this run ({model_config.backbone}, width "
+                         f"{model_config.width}, {model_config.input_size} px, embeddings "
+                         f"{model_config.embed_dim})")
+    if str(payload.get("encoder_spec")) != encoder:
+        raise UsageError(f'"{init}": --init model used the text encoder '
+                         f'{payload.get("encoder_spec")!r}, this run {encoder!r}')
+    model.load_state_dict(network.state_dict(), strict=True)
+
+
 def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int = 0,
                 config: TrainConfig | None = None, model_config: Any = None,
                 exclude_cases: set[str] | None = None, resume: bool = False,
                 encoder: str = "minilm", embeddings_file: str | Path | None = None,
-                command: str | None = None) -> TrainReport:
+                command: str | None = None, init: str | Path | None = None) -> TrainReport:
     """Build samples, train a QualityNet and write the model file ``out`` (see module doc).
 
     ``model_config`` defaults to the model preset named by ``config.preset`` with the text
     encoder's embedding size. ``exclude_cases`` (case or patient ids) are used neither for
     training nor for validation. ``embeddings_file`` (see :mod:`qsaudit.training.embeddings`)
-    replaces the text encoder on machines that lack it. Raises :class:`UsageError` for
-    unusable inputs.
+    replaces the text encoder on machines that lack it. ``init``: a model file whose network
+    weights start the training (fine-tuning; same architecture and text encoder), unless a
+    resumed run's state file supplies them. Raises :class:`UsageError` for unusable inputs.
     """
     import torch
 
@@ -181,6 +199,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     embeddings = lookup_embeddings(names, encoder=encoder, table=table)
     torch.manual_seed(config.seed)
     model = QualityNet(model_config)
+    if init is not None:
+        _start_from(model, model_config, encoder, init)
     if not resume:
         paths["log"].unlink(missing_ok=True)
     log_fh = open(paths["log"], "a", encoding="utf-8")  # noqa: SIM115 - closed below
@@ -212,6 +232,7 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
         "phantoms": phantoms,
         "phantom_seed_stream": "(7101, seed, index)",
         "seed": config.seed,
+        "init": str(init) if init is not None else None,
         "train_config": config.to_dict(),
         "encoder": encoder,
         "n_train_samples": len(train),

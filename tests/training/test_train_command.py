@@ -60,3 +60,29 @@ def test_train_rejects_bad_options(tmp_path, extra, message):
 def test_train_without_data_is_a_usage_error(tmp_path):
     run = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "m.pt")])
     assert run.exit_code == 2 and "no training data" in run.output
+
+
+def test_train_can_start_from_a_model_file(tmp_path):
+    import torch
+
+    from qsaudit.model.checkpoint import load_checkpoint, read_network
+
+    data = write_dataset(tmp_path / "ds", [31, 32, 33])
+    first = tmp_path / "first.pt"
+    base = ["train", "--data", str(data), "--epochs", "1", "--holdout-fraction", "0.34", *TINY]
+    assert CliRunner().invoke(app, [*base, "--out", str(first)]).exit_code == 0
+    # a vanishing learning rate: the fine-tuned network keeps the weights it started from
+    tuned = tmp_path / "tuned.pt"
+    run = CliRunner().invoke(app, [*base, "--out", str(tuned), "--init", str(first),
+                                   "--lr", "1e-12", "--seed", "5"])
+    assert run.exit_code == 0, run.output
+    start, _, _ = read_network(first)
+    end, _, _ = read_network(tuned)
+    for key in ("conv1.weight", "net.layer1.0.conv1.weight", "fc2.weight"):
+        torch.testing.assert_close(end.state_dict()[key], start.state_dict()[key],
+                                   rtol=0, atol=1e-6)
+    assert load_checkpoint(tuned, device="cpu").meta["init"] == str(first)
+
+    other = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "w.pt"), "--init",
+                                     str(first), "--width", "16"])
+    assert other.exit_code == 2 and "another architecture" in other.output
