@@ -118,7 +118,7 @@ def component_sizes(mask: np.ndarray) -> np.ndarray:
         try:
             labels, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
         except RuntimeError:  # pragma: no cover - a cc3d bug not seen on full 3D boxes
-            labels = None
+            pass
     if labels is None:
         labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 1:  # the common case: no need to count voxels per component

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from qsaudit.checks.mask import masked_values
+from qsaudit.checks.mask import largest_component_share, mask_stats, masked_values
 from qsaudit.checks.morphology import CROSS_IN_PLANE, dilate, erode, opening
 
 SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_ratio",
@@ -64,8 +64,6 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     if mask.shape != ct.shape or mask.ndim != 3:
         raise ValueError(f"shape_features: mask {mask.shape} and CT {ct.shape} must be one 3D shape")
     if bbox is None:
-        from qsaudit.checks.mask import mask_stats
-
         bbox = mask_stats(mask).bbox
     if bbox is None:
         raise ValueError("shape_features: empty mask")
@@ -87,8 +85,6 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
     if largest_share is None:
-        from qsaudit.checks.mask import largest_component_share
-
         largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
     eroded = erode(sub)
     # in-plane cross for the opening: a 3D one would erase every label one or two slices thick

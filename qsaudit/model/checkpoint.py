@@ -82,6 +82,19 @@ def resolve_precision(precision: str, device: torch.device, *, bounded: bool) ->
     return "fp32"
 
 
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a resolved ``precision`` (``fp32`` disables it)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def memory_layout(device: torch.device, precision: str) -> torch.memory_format:
+    """Channels-last on the CPU in bf16 (oneDNN's fast convolutions), the default otherwise."""
+    if device.type == "cpu" and precision == "bf16":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def save_checkpoint(path: str | Path, model: QualityNet, config: ModelConfig, *,
                     encoder_spec: str, vocabulary: dict[str, np.ndarray],
                     meta: dict[str, Any]) -> Path:
@@ -147,10 +160,8 @@ class Predictor:
         # Mixed precision for qsaudit's bounded models; unbounded models (the paper's) run in
         # float32, as bf16 moves their raw output by ~5e-3 relative (measured on H100).
         self.precision = resolve_precision(precision, device, bounded=config.bounded)
-        # oneDNN's bf16 convolutions on the CPU are fastest in channels-last layout.
-        self._channels_last = device.type == "cpu" and self.precision == "bf16"
-        if self._channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self._layout = memory_layout(device, self.precision)
+        self.model = self.model.to(memory_format=self._layout)
 
     @property
     def use_amp(self) -> bool:
@@ -210,14 +221,11 @@ class Predictor:
             raise ModelError(f"predict: batch_size = {batch_size}, must be >= 1")
         emb = self.embeddings(names)
         raw = np.empty(x.shape[0], dtype=np.float64)
-        amp = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=amp,
-                                                    enabled=self.use_amp):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             for start in range(0, x.shape[0], batch_size):
                 stop = start + batch_size
                 xb = torch.from_numpy(x[start:stop]).to(self.device)
-                if self._channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = xb.contiguous(memory_format=self._layout)
                 eb = torch.from_numpy(emb[start:stop]).to(self.device)
                 raw[start:stop] = self.model(xb, eb).float().cpu().numpy()
         return np.clip(raw, 0.0, 1.0), raw

@@ -15,9 +15,9 @@ Two preprocessing modes (``ModelConfig.preprocessing``):
 
 Both resize the crop to ``S x S`` with the triangle (bilinear, antialiased when shrinking)
 filter of PIL's ``Image.resize(..., BILINEAR)``, the mask too, so its edge keeps partial-pixel
-information. ``"qsaudit"`` resizes in float32 (both channels in one pass); ``"paper"`` reproduces the released pipeline bit
-for bit, including its 8-bit rounding (torchvision's ``ToPILImage`` turns float arrays into
-8-bit images).
+information. ``"qsaudit"`` resizes in float32 (both channels in one pass); ``"paper"``
+reproduces the released pipeline bit for bit, including its 8-bit rounding (torchvision's
+``ToPILImage`` turns float arrays into 8-bit images).
 """
 
 from __future__ import annotations
@@ -75,16 +75,15 @@ def crop_slice(ct2d: np.ndarray, mask2d: np.ndarray, *, config: ModelConfig,
         ct01 = (np.clip(ct_crop, lo, hi) - np.float32(lo)) / np.float32(hi - lo)
         ct_ch = (_resize_as_8bit_image(ct01, size) - np.float32(0.5)) / np.float32(0.25)
         mask_ch = (_resize_as_8bit_image(mask_crop, size) - np.float32(0.5)) / np.float32(0.5)
-    else:
-        side = max(r1 - r0 + 1, c1 - c0 + 1) + 2 * margin
-        top = r0 - margin - (side - (r1 - r0 + 1 + 2 * margin)) // 2
-        left = c0 - margin - (side - (c1 - c0 + 1 + 2 * margin)) // 2
-        ct_crop = _padded_crop(ct, top, left, side, AIR_HU)
-        mask_crop = _padded_crop(mask, top, left, side, 0.0, nonzero=True)
-        ct01 = (np.clip(ct_crop, lo, hi) - np.float32(lo)) / np.float32(hi - lo)
-        both = resize_bilinear(np.stack([ct01, mask_crop]), size)
-        return both * np.float32(2.0) - np.float32(1.0)
-    return np.stack([ct_ch, mask_ch]).astype(np.float32, copy=False)
+        return np.stack([ct_ch, mask_ch]).astype(np.float32, copy=False)
+    side = max(r1 - r0 + 1, c1 - c0 + 1) + 2 * margin
+    top = r0 - margin - (side - (r1 - r0 + 1 + 2 * margin)) // 2
+    left = c0 - margin - (side - (c1 - c0 + 1 + 2 * margin)) // 2
+    ct_crop = _padded_crop(ct, top, left, side, AIR_HU)
+    mask_crop = _padded_crop(mask, top, left, side, 0.0, nonzero=True)
+    ct01 = (np.clip(ct_crop, lo, hi) - np.float32(lo)) / np.float32(hi - lo)
+    both = resize_bilinear(np.stack([ct01, mask_crop]), size)
+    return both * np.float32(2.0) - np.float32(1.0)
 
 
 def _paper_box(r0: int, r1: int, c0: int, c1: int, margin: int,

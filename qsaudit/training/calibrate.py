@@ -44,7 +44,6 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     their names, true Dice, patient, candidate source) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
-
     from qsaudit.model.checkpoint import load_checkpoint
     from qsaudit.training.build import build_samples
     from qsaudit.training.calibration import calibrate

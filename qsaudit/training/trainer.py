@@ -24,7 +24,12 @@ import torch
 
 from qsaudit.analyses.evaluate import mae, pearson
 from qsaudit.errors import ModelError, UsageError
-from qsaudit.model.checkpoint import resolve_device, resolve_precision
+from qsaudit.model.checkpoint import (
+    autocast,
+    memory_layout,
+    resolve_device,
+    resolve_precision,
+)
 from qsaudit.training.augment import augment_batch
 from qsaudit.training.config import TrainConfig
 from qsaudit.training.samples import SampleSet, bin_weights
@@ -57,21 +62,10 @@ def _lr_lambda(total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def _dtype(precision: str) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-
-def _autocast(device: torch.device, precision: str):
-    """Autocast context for ``precision`` ("fp32" disables it)."""
-    dtype = _dtype(precision)
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-def _layout(device: torch.device, precision: str) -> torch.memory_format:
-    """Channels-last on the CPU in bf16 (oneDNN's fast path), the default layout otherwise."""
-    if device.type == "cpu" and precision == "bf16":
-        return torch.channels_last
-    return torch.contiguous_format
+def _cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights in the default layout, whatever layout trained them."""
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+            for k, v in model.state_dict().items()}
 
 
 def _name_index(names: np.ndarray, vocab: list[str]) -> np.ndarray:
@@ -91,7 +85,7 @@ def predict_samples(model: torch.nn.Module, inputs: np.ndarray | torch.Tensor,
     ``precision`` is a resolved one (``fp32``, ``bf16`` or ``fp16``), as training uses.
     """
     model.eval()
-    layout = _layout(device, precision)
+    layout = memory_layout(device, precision)
     out = []
     x_all = torch.as_tensor(inputs)
     idx_all = torch.as_tensor(emb_index)
@@ -99,7 +93,7 @@ def predict_samples(model: torch.nn.Module, inputs: np.ndarray | torch.Tensor,
         x = x_all[start:start + batch_size].to(device, non_blocking=True).float()
         x = x.contiguous(memory_format=layout)
         e = emb_table[idx_all[start:start + batch_size].to(emb_table.device)]
-        with _autocast(device, precision):
+        with autocast(device, precision):
             y = model(x, e)
         out.append(y.float().cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
@@ -170,7 +164,7 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
     weights = torch.from_numpy(bin_weights(train.targets, bins=config.samples.bins))
 
     precision = resolve_precision(config.precision, device, bounded=True)
-    layout = _layout(device, precision)
+    layout = memory_layout(device, precision)
     model.to(device=device, memory_format=layout)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     opt_cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
@@ -216,7 +210,7 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
             x = x.contiguous(memory_format=layout)
             y = y_train[batch].to(device, non_blocking=True)
             e = emb_table[train_idx[batch].to(device)]
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 pred = model(x, e)
             loss = quality_loss(pred.float(), y, e, mse=config.mse, opr=config.opr,
                                 opr_weight=config.opr_weight)
@@ -246,8 +240,7 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
         if score > best_score:
             best_score, best_epoch = score, epoch
             best_metrics = {k: v for k, v in record.items() if k not in ("steps", "lr")}
-            best = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
-                    for k, v in model.state_dict().items()}
+            best = _cpu_weights(model)
         record["best_epoch"] = best_epoch
         history.append(record)
         if on_epoch:
@@ -258,8 +251,7 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
         if stopped:
             break
     if best is None:
-        best = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
-                for k, v in model.state_dict().items()}
+        best = _cpu_weights(model)
     return FitResult(best_state=best, best_metrics=best_metrics, best_epoch=best_epoch,
                      history=history, epochs_done=epoch, stopped_early=stopped,
                      seconds=time.monotonic() - started)
