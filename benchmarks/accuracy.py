@@ -48,13 +48,14 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     """
     from qsaudit.inference.aggregate import model_calibration
     from qsaudit.training.build import build_samples
+    from qsaudit.training.calibrate import predict_probes
     from qsaudit.training.calibration import label_table
 
     patients = {s.patient_id for s in specs}
     _, val = build_samples(specs, patients, model_config=predictor.config,
                            sample_config=sample_config, seed=seed, workers=workers)
     pred, _ = predictor.predict(val.inputs.astype(np.float32), list(val.names))
-    table = label_table(val, pred)
+    table = label_table(val, pred, predict_probes(predictor, val))
     calibration = model_calibration(predictor.meta)
     calibrated = None if calibration is None else calibration.apply(table.features)
     kinds = np.array([kind_of(s) for s in table.sources])

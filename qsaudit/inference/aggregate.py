@@ -99,13 +99,17 @@ def aggregate(slice_scores: np.ndarray, weights: np.ndarray | None = None, *,
 SLICE_FEATURES = ("area_mean", "mean", "min", "std", "frac_low", "log_slices", "fill",
                   "gap_mean", "edge_area")
 """Features from the slice scores and the label's slice counts."""
-FEATURES = SLICE_FEATURES + SHAPE_FEATURES
+PROBE_FEATURES = ("probe_max", "probe_min")
+"""The network's scores of the label's end slices moved one slice outwards
+(``qsaudit.inference.probes``): high when the organ goes on beyond an end."""
+FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES
 """Everything :func:`label_features` returns, in order."""
 CALIBRATION_FORMAT = "qsaudit-label-calibration"
 
 
 def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: int | None = None,
-                   z_extent: int | None = None, shape: np.ndarray | None = None) -> np.ndarray:
+                   z_extent: int | None = None, shape: np.ndarray | None = None,
+                   probes: np.ndarray | None = None) -> np.ndarray:
     """The calibration features of one label -> (len(FEATURES),) float64.
 
     Args:
@@ -117,12 +121,17 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
             ``mask_slices``); ``fill = mask_slices / z_extent`` is below 1 when slices are missing.
         shape: the mask's ``qsaudit.checks.shape.shape_features`` (None = unknown: NaN, which a
             calibration replaces by its training mean).
+        probes: the label's end-probe scores (``qsaudit.inference.probes``; None or empty =
+            unknown: NaN).
 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
     whose missing slices score 0) and the mean area of the two end slices over the largest area
-    (high when the label is cut off flat), then the :data:`SHAPE_FEATURES` of the whole mask.
+    (high when the label is cut off flat), then the :data:`SHAPE_FEATURES` of the whole mask
+    and the :data:`PROBE_FEATURES`.
     """
+    from qsaudit.inference.probes import probe_summary
+
     s = np.clip(np.asarray(slice_scores, dtype=np.float64).ravel(), 0.0, 1.0)
     a = np.asarray(areas, dtype=np.float64).ravel()
     if s.size == 0:
@@ -142,7 +151,8 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
                              f"{len(SHAPE_FEATURES)}")
     return np.concatenate([[area_mean, float(s.mean()), float(s.min()), float(s.std()),
                             float((s < 0.5).mean()), math.log1p(n_mask), fill,
-                            area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part])
+                            area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part,
+                           probe_summary(probes)])
 
 
 @dataclass(frozen=True)
@@ -224,14 +234,16 @@ Calibration = Any  # LabelCalibration or qsaudit.inference.trees.TreeCalibration
 def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          calibration: Calibration, *, population: int | None = None,
                          slice_indices: np.ndarray | None = None,
-                         shape: np.ndarray | None = None, level: float = LEVEL) -> Aggregate:
+                         shape: np.ndarray | None = None, probes: np.ndarray | None = None,
+                         level: float = LEVEL) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
     (first to last); ``population`` is the label's slice count. The interval ends are the
     calibrated values of the slice scores shifted down / up by the plain interval's half
     widths (so they follow the calibration and always bracket ``dsc``); ``std`` stays the
-    spread of the raw slice scores. ``shape``: the mask's shape features (see label_features).
+    spread of the raw slice scores. ``shape``/``probes``: the mask's shape features and its
+    end-probe scores (see label_features).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -245,7 +257,7 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
 
     def calibrated(shift: float) -> float:
         feats = label_features(scores + shift, weights, mask_slices=population, z_extent=extent,
-                               shape=shape)
+                               shape=shape, probes=probes)
         return float(calibration.apply(feats))
 
     dsc = calibrated(0.0)

@@ -31,6 +31,7 @@ from qsaudit.cpu import single_threaded_children, usable_cores
 from qsaudit.errors import ModelError, QsauditError
 from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
+    PROBE_FEATURES,
     Calibration,
     aggregate,
     calibrated_aggregate,
@@ -121,7 +122,9 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=calibration is not None
-                       and any(n in SHAPE_FEATURES for n in calibration.names))
+                       and any(n in SHAPE_FEATURES for n in calibration.names),
+                       end_probes=calibration is not None
+                       and any(n in PROBE_FEATURES for n in calibration.names))
     batcher = CrossCaseBatcher(predictor, settings.batch_size)
     timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
@@ -268,13 +271,17 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
     the model has a calibration; ``raw_score`` is always the plain aggregate)."""
     rows, slice_rows, thumbs = [], [], {}
-    for work, scores, raw in zip(scored.case.labels, scored.scores, scored.raw, strict=True):
+    for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
+                                         strict=True):
         row = dict(work.row)
-        if work.slice_indices.size:
+        n = int(work.slice_indices.size)  # the end probes' scores follow the slices' scores
+        scores, raw, probes = all_scores[:n], all_raw[:n], all_scores[n:]
+        if n:
             if calibration is not None:
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
                                            population=row.get("mask_slices"),
-                                           slice_indices=work.slice_indices, shape=work.shape)
+                                           slice_indices=work.slice_indices, shape=work.shape,
+                                           probes=probes)
             elif method == "mean":  # clip(mean of raw outputs), as the paper scores a label
                 plain = aggregate(raw, work.slice_areas, method=method,
                                   population=row.get("mask_slices"))

@@ -39,13 +39,15 @@ class PrepareSpec:
     seed: int = 0
     thumb_size: int = THUMB_SIZE
     shape_features: bool = True  # computed only for a calibration that reads them
+    end_probes: bool = False  # likewise: crops beyond the label's ends (inference.probes)
 
 
 @dataclass
 class LabelWork:
     """One label of one case, ready for the model.
 
-    ``crops``: (n, 2, S, S) float32 model inputs of the ``n`` scored slices (None unless ok);
+    ``crops``: (n + n_probes, 2, S, S) float32 model inputs of the ``n`` scored slices, then of
+    the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None unless ok);
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
     mask, with in-plane spacing ``thumb_spacing`` (mm). ``row`` holds the results-table fields
@@ -61,10 +63,11 @@ class LabelWork:
     thumb_mask: np.ndarray | None = None
     thumb_spacing: tuple[float, float] = (1.0, 1.0)
     shape: np.ndarray | None = None
+    n_probes: int = 0
 
     @property
     def n_slices(self) -> int:
-        """Number of crops to score."""
+        """Number of crops to score (scored slices and end probes)."""
         return 0 if self.crops is None else int(self.crops.shape[0])
 
 
@@ -226,6 +229,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                    ) -> tuple[LabelWork, tuple[str, float] | None]:
     from qsaudit import checks
     from qsaudit.checks.shape import shape_features
+    from qsaudit.inference.probes import end_probes
     from qsaudit.registry import lookup
 
     row = _base_row(case, ref)
@@ -259,7 +263,11 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
             thumbs = _thumbnails(file_ct, file_mask, checks.mask_stats(file_mask), index,
                                  order.spacing, spec.thumb_size)
     thumb_ct, thumb_mask, thumb_spacing = thumbs
-    work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index,
+    n_probes = 0
+    if spec.end_probes and order is None:  # a paper-protocol model has no calibration
+        probes, _sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config)
+        crops, n_probes = np.concatenate([crops, probes]), len(probes)
+    work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing,
                      shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,

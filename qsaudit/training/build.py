@@ -34,6 +34,7 @@ class Unit:
 def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleSet:
     """Load the cases of ``unit``, make their candidates and cut them into samples."""
     from qsaudit.checks.shape import shape_features
+    from qsaudit.inference.probes import end_probes
     from qsaudit.model.preprocess import sample_slices
     from qsaudit.registry import lookup
     from qsaudit.training.candidates import degraded_candidates, snapshot_group_candidates
@@ -76,12 +77,17 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                      "severity": cand.severity, "true_dsc": cand.true_dsc,
                      "mask_slices": int(valid.size),
                      "z_extent": int(valid[-1] - valid[0] + 1)}
+            probes: dict = {}
             if unit.validation:  # what the label calibration reads beside the slice scores
                 group["shape"] = shape_features(cand.mask, case.ct,
                                                 structure=lookup(cand.structure)).tolist()
+                crops, _sides = end_probes(case.ct, cand.mask, (int(valid[0]), int(valid[-1]) + 1),
+                                           model_config=model_config)
+                probes = {"probe_inputs": crops.astype(np.float16),
+                          "probe_groups": np.zeros(len(crops), np.int64)}
             parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),
                                                              dtype=object),
-                                   np.zeros(len(slices), np.int64), areas, [group]))
+                                   np.zeros(len(slices), np.int64), areas, [group], **probes))
     return SampleSet.concat(parts, size=model_config.input_size)
 
 

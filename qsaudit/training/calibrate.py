@@ -80,14 +80,26 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     if len(val) == 0:
         raise UsageError("no scorable labels in the calibration data")
     pred, _ = predictor.predict(val.inputs.astype("float32"), list(val.names))
-    calibration, metrics = calibrate(val, pred, seed=seed, method=method)
+    probe_pred = predict_probes(predictor, val)
+    calibration, metrics = calibrate(val, pred, seed=seed, method=method, probe_pred=probe_pred)
     if table_out is not None:
         from qsaudit.training.calibration import label_table
 
-        label_table(val, pred).save(table_out)
+        label_table(val, pred, probe_pred).save(table_out)
     patients_used = {s.patient_id for s in specs}
     return _write(model, meta, calibration, metrics, patients_used, out=out,
                   info={"data": [str(d) for d in data_dirs], "phantoms": phantoms})
+
+
+def predict_probes(predictor: Any, samples: Any) -> Any:
+    """The predictor's scores (P,) of a sample set's end probes (None when it has none)."""
+    if samples.probe_inputs is None:
+        return None
+    if len(samples.probe_inputs) == 0:
+        return samples.probe_inputs[:0, 0, 0, 0].astype("float64")
+    pred, _ = predictor.predict(samples.probe_inputs.astype("float32"),
+                                list(samples.probe_names()))
+    return pred
 
 
 def calibrate_from_table(model: str | Path, table_file: str | Path, *,

@@ -76,26 +76,42 @@ class LabelTable:
         return table
 
 
-def label_table(samples: SampleSet, slice_pred: np.ndarray) -> LabelTable:
+def label_table(samples: SampleSet, slice_pred: np.ndarray,
+                probe_pred: np.ndarray | None = None) -> LabelTable:
     """Group the slice predictions (N,) of ``samples`` by candidate and compute the features.
 
     Slices of a group are in ascending axial order (as validation samples are built); a
     group's ``mask_slices``/``z_extent`` fields are used when present, and its ``shape``
-    (the mask's shape features; NaN when absent).
+    (the mask's shape features; NaN when absent). ``probe_pred`` (P,): the predictions of
+    ``samples.probe_inputs`` (None: probe features unknown, NaN).
     """
     pred = np.clip(np.asarray(slice_pred, dtype=np.float64), 0.0, 1.0)
+    probes_of: dict[int, list[float]] | None = None
+    if probe_pred is not None and samples.probe_groups is not None:
+        probe_pred = np.asarray(probe_pred, dtype=np.float64).ravel()
+        if probe_pred.size != samples.probe_groups.size:
+            raise ValueError(f"label_table: {probe_pred.size} probe predictions for "
+                             f"{samples.probe_groups.size} probes")
+        probes_of = {}
+        for g, v in zip(samples.probe_groups.tolist(), probe_pred.tolist(), strict=True):
+            probes_of.setdefault(int(g), []).append(v)
     feats, true, plain, patients, sources = [], [], [], [], []
     order = np.argsort(samples.groups, kind="stable")
     bounds = np.flatnonzero(np.diff(samples.groups[order])) + 1
     for part in np.split(order, bounds):
         if part.size == 0:
             continue
-        g = samples.group_table[int(samples.groups[part[0]])]
+        group = int(samples.groups[part[0]])
+        g = samples.group_table[group]
         areas = samples.areas[part].astype(np.float64)
         shape = g.get("shape")
+        probes = None
+        if probes_of is not None:  # a group without probes: both ends at the volume's edge
+            probes = np.asarray(probes_of.get(group, []), dtype=np.float64)
         feats.append(label_features(pred[part], areas, mask_slices=g.get("mask_slices"),
                                     z_extent=g.get("z_extent"),
-                                    shape=None if shape is None else np.asarray(shape)))
+                                    shape=None if shape is None else np.asarray(shape),
+                                    probes=probes))
         plain.append(aggregate(pred[part], areas, method="area_weighted").dsc)
         true.append(float(g["true_dsc"]))
         patients.append(str(g["patient_id"]))
@@ -233,8 +249,11 @@ def _mae(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
-              seed: int = 0, method: str = "auto") -> tuple[Any, dict[str, Any]]:
+              seed: int = 0, method: str = "auto", probe_pred: np.ndarray | None = None
+              ) -> tuple[Any, dict[str, Any]]:
     """Fit a calibration on held-out ``samples`` and measure it.
+
+    ``probe_pred``: predictions of ``samples.probe_inputs`` (see :func:`label_table`).
 
     Returns ``(calibration, metrics)``; calibration is None with fewer than
     :data:`MIN_GROUPS` labels or fewer than 2 patients. ``metrics``: label-level r / MAE
@@ -255,8 +274,8 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
         "slice_bias_dsc_ge_0.95": float((pred[high] - targets[high]).mean())
         if high.any() else float("nan"),
     }
-    calibration, metrics = calibrate_table(label_table(samples, pred), ridge=ridge, seed=seed,
-                                           method=method)
+    calibration, metrics = calibrate_table(label_table(samples, pred, probe_pred), ridge=ridge,
+                                           seed=seed, method=method)
     return calibration, {**slice_metrics, **metrics}
 
 

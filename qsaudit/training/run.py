@@ -118,7 +118,12 @@ def validation_calibration(model: Any, val: SampleSet, embeddings: dict[str, np.
     model.to(device)
     pred = predict_samples(model, val.inputs, _name_index(val.names, vocab), table.to(device),
                            device=device)
-    return calibrate(val, pred, seed=config.seed)
+    probe_pred = None
+    if val.probe_inputs is not None:
+        probe_pred = predict_samples(model, val.probe_inputs,
+                                     _name_index(val.probe_names(), vocab), table.to(device),
+                                     device=device)
+    return calibrate(val, pred, seed=config.seed, probe_pred=probe_pred)
 
 
 def _start_from(model: Any, model_config: Any, encoder: str, init: str | Path) -> None:

@@ -33,7 +33,9 @@ class SampleSet:
     ``inputs`` (N, 2, S, S) float16; ``targets`` (N,) float32 slice Dice in [0, 1];
     ``names`` (N,) structure names (str); ``groups`` (N,) int64 index into ``group_table``;
     ``areas`` (N,) float32 candidate voxels on the slice; ``group_table`` one dict per
-    candidate with :data:`GROUP_FIELDS`.
+    candidate with :data:`GROUP_FIELDS`. Validation sets also carry each candidate's end
+    probes (``qsaudit.inference.probes``): ``probe_inputs`` (P, 2, S, S) float16 and
+    ``probe_groups`` (P,) int64 (None when the set has none).
     """
 
     inputs: np.ndarray
@@ -42,6 +44,8 @@ class SampleSet:
     groups: np.ndarray
     areas: np.ndarray
     group_table: list[dict[str, Any]] = field(default_factory=list)
+    probe_inputs: np.ndarray | None = None
+    probe_groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -54,11 +58,18 @@ class SampleSet:
 
     @classmethod
     def concat(cls, parts: list[SampleSet], *, size: int) -> SampleSet:
-        """Join sets, renumbering groups."""
+        """Join sets, renumbering groups (probes kept when any part has them)."""
         parts = [p for p in parts if len(p) or p.group_table]
         if not parts:
             return cls.empty(size)
         offsets = np.cumsum([0] + [len(p.group_table) for p in parts[:-1]])
+        probed = [(p, off) for p, off in zip(parts, offsets, strict=True)
+                  if p.probe_inputs is not None]
+        probes: dict[str, Any] = {}
+        if probed:
+            probes = {"probe_inputs": np.concatenate([p.probe_inputs for p, _ in probed]),
+                      "probe_groups": np.concatenate([p.probe_groups + off
+                                                      for p, off in probed]).astype(np.int64)}
         return cls(
             inputs=np.concatenate([p.inputs for p in parts]),
             targets=np.concatenate([p.targets for p in parts]).astype(np.float32),
@@ -67,12 +78,21 @@ class SampleSet:
                                                                     strict=True)]),
             areas=np.concatenate([p.areas for p in parts]).astype(np.float32),
             group_table=[g for p in parts for g in p.group_table],
+            **probes,
         )
 
     def subset(self, index: np.ndarray) -> SampleSet:
-        """The samples at ``index`` (group table kept whole)."""
+        """The samples at ``index`` (group table and probes kept whole)."""
         return SampleSet(self.inputs[index], self.targets[index], self.names[index],
-                         self.groups[index], self.areas[index], self.group_table)
+                         self.groups[index], self.areas[index], self.group_table,
+                         self.probe_inputs, self.probe_groups)
+
+    def probe_names(self) -> np.ndarray:
+        """(P,) structure names of the probes (their groups' structures)."""
+        if self.probe_groups is None:
+            return np.zeros(0, dtype=object)
+        return np.array([self.group_table[int(g)]["structure"] for g in self.probe_groups],
+                        dtype=object)
 
     def patients(self) -> list[str]:
         """Distinct patient ids, sorted."""
@@ -84,22 +104,28 @@ class SampleSet:
 
         from qsaudit.atomic import write_with
 
+        probes = {} if self.probe_inputs is None else {"probe_inputs": self.probe_inputs,
+                                                       "probe_groups": self.probe_groups}
+
         def writer(p: Path) -> None:
             with open(p, "wb") as fh:
                 np.savez(fh, inputs=self.inputs, targets=self.targets,
                          names=self.names.astype(str), groups=self.groups, areas=self.areas,
-                         group_table=np.array(json.dumps(self.group_table)))
+                         group_table=np.array(json.dumps(self.group_table)), **probes)
 
         write_with(path, writer)
 
     @classmethod
     def load(cls, path: str | Path) -> SampleSet:
-        """Read a set written by :meth:`save`."""
+        """Read a set written by :meth:`save` (one saved before probes existed has none)."""
         import json
 
         with np.load(path, allow_pickle=False) as z:
+            probed = "probe_inputs" in z.files
             return cls(z["inputs"], z["targets"], z["names"].astype(object), z["groups"],
-                       z["areas"], json.loads(str(z["group_table"])))
+                       z["areas"], json.loads(str(z["group_table"])),
+                       z["probe_inputs"] if probed else None,
+                       z["probe_groups"] if probed else None)
 
 
 def candidate_samples(ct: np.ndarray, candidate: np.ndarray, truth: np.ndarray, *,
