@@ -255,16 +255,16 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
         extent = int(slice_indices[-1]) - int(slice_indices[0]) + 1
         extent = max(extent, int(population or 0)) if population else extent
 
-    def calibrated(shift: float) -> float:
-        feats = label_features(scores + shift, weights, mask_slices=population, z_extent=extent,
-                               shape=shape, probes=probes)
-        return float(calibration.apply(feats))
-
-    dsc = calibrated(0.0)
-    if math.isnan(plain.low):
+    shifts = [0.0] if math.isnan(plain.low) else [0.0, plain.low - plain.dsc,
+                                                  plain.high - plain.dsc]
+    feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
+                                     z_extent=extent, shape=shape, probes=probes)
+                      for shift in shifts])
+    values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)  # one call: trees are
+    dsc = float(values[0])                                                # evaluated row-wise
+    if values.size == 1:
         return Aggregate(dsc, float("nan"), float("nan"), plain.std)
-    ends = (calibrated(plain.low - plain.dsc), calibrated(plain.high - plain.dsc))
-    return Aggregate(dsc, min(dsc, *ends), max(dsc, *ends), plain.std)
+    return Aggregate(dsc, float(values.min()), float(values.max()), plain.std)
 
 
 @lru_cache(maxsize=1024)
