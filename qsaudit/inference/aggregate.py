@@ -260,8 +260,9 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
                                      z_extent=extent, shape=shape, probes=probes)
                       for shift in shifts])
-    values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)  # one call: trees are
-    dsc = float(values[0])                                                # evaluated row-wise
+    # one call for the value and both interval ends: a calibration evaluates rows together
+    values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)
+    dsc = float(values[0])
     if values.size == 1:
         return Aggregate(dsc, float("nan"), float("nan"), plain.std)
     return Aggregate(dsc, float(values.min()), float(values.max()), plain.std)

@@ -121,10 +121,8 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     calibration = _calibration(predictor, settings.aggregation)
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed,
-                       shape_features=calibration is not None
-                       and any(n in SHAPE_FEATURES for n in calibration.names),
-                       end_probes=calibration is not None
-                       and any(n in PROBE_FEATURES for n in calibration.names))
+                       shape_features=_reads(calibration, SHAPE_FEATURES),
+                       end_probes=_reads(calibration, PROBE_FEATURES))
     batcher = CrossCaseBatcher(predictor, settings.batch_size)
     timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
@@ -263,6 +261,12 @@ def _calibration(predictor: SlicePredictor, method: str) -> Calibration | None:
         return model_calibration(getattr(predictor, "meta", None))
     except ValueError as exc:
         raise ModelError(f"model file: {exc}") from None
+
+
+def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
+    """True when ``calibration`` uses any of the features ``names`` (the readers then
+    compute them)."""
+    return calibration is not None and any(n in names for n in calibration.names)
 
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,

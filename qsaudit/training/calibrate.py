@@ -95,10 +95,7 @@ def predict_probes(predictor: Any, samples: Any) -> Any:
     """The predictor's scores (P,) of a sample set's end probes (None when it has none)."""
     if samples.probe_inputs is None:
         return None
-    if len(samples.probe_inputs) == 0:
-        return samples.probe_inputs[:0, 0, 0, 0].astype("float64")
-    pred, _ = predictor.predict(samples.probe_inputs.astype("float32"),
-                                list(samples.probe_names()))
+    pred, _ = predictor.predict(samples.probe_inputs, list(samples.probe_names()))
     return pred
 
 
