@@ -65,6 +65,10 @@ def train(
     snapshot_steps: Annotated[str | None, typer.Option(
         "--snapshot-steps", help="Training steps at which the segmentation network that makes "
         "candidate masks is snapshotted, e.g. 5,20,60,200 (empty: no snapshots).")] = None,
+    sample_draw: Annotated[int | None, typer.Option(
+        "--sample-draw", help="Draw fresh training candidates and slices (N >= 1; 0 = the "
+        "original draw) while the patient split and validation samples stay the same, e.g. "
+        "to fine-tune with --init on new samples.")] = None,
     embeddings: Annotated[Path | None, typer.Option(
         "--embeddings", help="Precomputed name embeddings (python -m "
         "qsaudit.training.embeddings FILE) for machines without the text encoder.")] = None,
@@ -88,7 +92,7 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, max_minutes=max_minutes,
         holdout_fraction=holdout_fraction, seed=seed, device=device, precision=precision,
         mse=False if no_mse else None, opr=False if no_opr else None,
-        slices_per_candidate=slices_per_candidate)
+        slices_per_candidate=slices_per_candidate, draw=sample_draw)
     model_config = get_preset(preset)
     changes = {k: v for k, v in (("backbone", backbone), ("width", width),
                                  ("input_size", input_size)) if v is not None}

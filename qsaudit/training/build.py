@@ -105,14 +105,19 @@ def train_margins(sample_config: SampleConfig, model_config) -> tuple[int, int]:
 
 
 def make_units(specs: list[CaseSpec], validation_patients: set[str], *, group: int,
-               seed: int) -> list[Unit]:
-    """Group ``specs`` into units of at most ``group`` cases, never mixing the two splits."""
+               seed: int, draw: int = 0) -> list[Unit]:
+    """Group ``specs`` into units of at most ``group`` cases, never mixing the two splits.
+
+    ``draw`` (``SampleConfig.draw``) reseeds the training units only: validation units keep
+    their seeds, so every draw is validated on the same samples.
+    """
     units: list[Unit] = []
     for is_val in (False, True):
         chosen = [s for s in specs if (s.patient_id in validation_patients) == is_val]
+        extra = (draw,) if draw and not is_val else ()
         for start in range(0, len(chosen), max(1, group)):
             units.append(Unit(tuple(chosen[start:start + group]),
-                              (seed, 3301, int(is_val), start), is_val))
+                              (seed, 3301, int(is_val), start, *extra), is_val))
     return units
 
 
@@ -131,7 +136,8 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
     ``workers`` processes (0 = all cores; 1 = in this process). ``on_unit(done, total)`` is
     called after each unit, for progress display.
     """
-    units = make_units(specs, validation_patients, group=sample_config.snapshot_group, seed=seed)
+    units = make_units(specs, validation_patients, group=sample_config.snapshot_group, seed=seed,
+                       draw=sample_config.draw)
     workers = usable_cores() if workers <= 0 else workers
     workers = min(workers, max(1, len(units)))
     results: list[SampleSet | None] = [None] * len(units)
@@ -159,6 +165,7 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
                               if r is not None and not u.validation], size=size)
     val = SampleSet.concat([r for r, u in zip(results, units, strict=True)
                             if r is not None and u.validation], size=size)
-    keep = rebalance(train.targets, np.random.default_rng([seed, 4401]),
+    draw = (sample_config.draw,) if sample_config.draw else ()
+    keep = rebalance(train.targets, np.random.default_rng([seed, 4401, *draw]),
                      bins=sample_config.bins, max_ratio=sample_config.max_bin_ratio)
     return train.subset(keep), val

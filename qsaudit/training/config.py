@@ -27,6 +27,9 @@ class SampleConfig:
     so that no bin holds more than ``max_bin_ratio`` times the median bin. ``margin_range``:
     crop margin (pixels of the original slice) drawn per training sample; None = 60-140% of
     the model's inference margin (which then sits in the middle of the training range).
+    ``draw``: which random draw of *training* candidates and slices to make (0 = the original
+    one); another draw gives fresh training samples for a fine-tune while the patient split and
+    the validation samples stay exactly as they were.
     """
 
     degraded_per_label: int = 4
@@ -42,6 +45,7 @@ class SampleConfig:
     min_inside_fraction: float = 0.5
     min_label_voxels: int = 20
     phantom_shape: tuple[int, int, int] | None = None
+    draw: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,8 @@ class TrainConfig:
                              f"{', '.join(PRECISIONS)}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise UsageError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if self.samples.draw < 0:
+            raise UsageError(f"--sample-draw must be 0 or more, got {self.samples.draw}")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -122,3 +122,23 @@ def test_fp16_training_on_the_cpu_is_refused():
         TrainConfig().with_overrides(precision="half")
     with pytest.raises(ModelError, match="only on CUDA"):
         resolve_precision("fp16", torch.device("cpu"), bounded=True)
+
+
+def test_another_sample_draw_changes_training_samples_only(tmp_path, tiny_model_config_module):
+    """``--sample-draw``: fresh training candidates for a fine-tune, the same validation set."""
+    from qsaudit.training.build import build_samples
+    from qsaudit.training.cases import dataset_specs
+
+    specs = dataset_specs(write_dataset(tmp_path, [21, 22, 23]))
+    quick = replace(SAMPLES, snapshot_steps=())
+    built = [build_samples(specs, {"case_23"}, model_config=tiny_model_config_module,
+                           sample_config=replace(quick, draw=draw), seed=0, workers=1)
+             for draw in (0, 0, 1)]
+    (train0, val0), (train0b, _), (train1, val1) = built
+    np.testing.assert_array_equal(train0.targets, train0b.targets)  # a draw is reproducible
+    np.testing.assert_array_equal(val0.inputs, val1.inputs)
+    np.testing.assert_array_equal(val0.targets, val1.targets)
+    assert val0.group_table == val1.group_table
+    assert {g["patient_id"] for g in train1.group_table} == {"case_21", "case_22"}
+    severities = [[g["severity"] for g in t.group_table] for t in (train0, train1)]
+    assert severities[0] != severities[1]  # other degradations were drawn
