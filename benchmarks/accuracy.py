@@ -7,7 +7,9 @@ way ``qsaudit scan`` scores them (evenly spaced slices, fixed crop margin, area-
 * OpenKBP patients held out from training (the ``excluded_cases`` and ``validation_patients``
   recorded in the model's meta), cropped to their main CT block like the training data.
 
-Prints Pearson r, Spearman rho, MAE and AUROC (true Dice < 0.8) per test set and candidate kind.
+Prints Pearson r, Spearman rho, MAE and AUROC (true Dice < 0.8) per test set and candidate kind,
+and, where a test set has radiotherapy target volumes (OpenKBP's PTVs: a clinical margin around a
+tumour, not an edge the CT shows), for the anatomical structures and the target volumes apart.
 Targets: phantoms r >= 0.95 and MAE <= 0.05; OpenKBP held-out r >= 0.90.
 
     python benchmarks/accuracy.py [--model weights/qsaudit-default.pt] [--phantoms 20]
@@ -33,6 +35,14 @@ from qsaudit.training.cases import (
 from qsaudit.training.config import SampleConfig
 
 
+def is_target_volume(structure: str) -> bool:
+    """True for a radiotherapy target volume (registry region ``target``, e.g. PTV70)."""
+    from qsaudit.registry import lookup
+
+    found = lookup(structure)
+    return found is not None and found.region == "target"
+
+
 def kind_of(source: str) -> str:
     """Candidate family: perfect, snapshot or degraded."""
     if source == "perfect":
@@ -41,7 +51,8 @@ def kind_of(source: str) -> str:
 
 
 def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, workers: int):
-    """Label Dice of every candidate of ``specs``: (plain, calibrated or None, true, kinds).
+    """Label Dice of every candidate of ``specs``: (plain, calibrated or None, true, kinds,
+    target), ``target`` True for the labels of radiotherapy target volumes.
 
     ``plain`` is the area-weighted mean of the slice predictions; ``calibrated`` applies the
     model's label calibration (``meta["calibration"]``) to the same slices, as the scan does.
@@ -59,15 +70,21 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     calibration = model_calibration(predictor.meta)
     calibrated = None if calibration is None else calibration.apply(table.features)
     kinds = np.array([kind_of(s) for s in table.sources])
-    return table.plain, calibrated, table.true, kinds
+    target = np.array([is_target_volume(s) for s in table.structures], dtype=bool)
+    return table.plain, calibrated, table.true, kinds, target
 
 
-def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray) -> None:
-    """Print r, rho, MAE, AUROC (bad = true Dice < 0.8) overall and per candidate kind."""
+def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray,
+           target: np.ndarray) -> None:
+    """Print r, rho, MAE, AUROC (bad = true Dice < 0.8) overall, per candidate kind and, when
+    some labels are target volumes, for anatomical structures and target volumes apart."""
     print(f"\n{title}")
     print(f"{'subset':<10}{'labels':>8}{'bad':>6}{'r':>8}{'rho':>8}{'MAE':>8}{'AUROC':>8}")
-    for name in ("all", "degraded", "snapshot", "perfect"):
-        keep = np.ones(len(pred), bool) if name == "all" else kinds == name
+    subsets = {"all": np.ones(len(pred), bool),
+               **{name: kinds == name for name in ("degraded", "snapshot", "perfect")}}
+    if target.any():
+        subsets.update(anatomy=~target, targets=target)
+    for name, keep in subsets.items():
         if not keep.any():
             continue
         m = quality_metrics(pred[keep], true[keep])
@@ -101,12 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.phantoms > 0:
         specs = phantom_specs(args.phantoms, seed=args.seed, stream=PHANTOM_BENCHMARK_STREAM,
                               shape=sample_config.phantom_shape)
-        p, c, t, k = score_specs(predictor, specs, sample_config=sample_config, seed=args.seed,
-                                 workers=args.workers)
+        p, c, t, k, tv = score_specs(predictor, specs, sample_config=sample_config,
+                                     seed=args.seed, workers=args.workers)
         title = f"phantoms (benchmark seed stream, {args.phantoms} patients)"
-        report(f"{title}, uncalibrated", p, t, k)
+        report(f"{title}, uncalibrated", p, t, k, tv)
         if c is not None:
-            report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k)
+            report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k, tv)
 
     held = set(meta.get("excluded_cases", [])) | set(meta.get("validation_patients", []))
     # Patients used to fit the label calibration are not a fair test of it.
@@ -116,12 +133,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_cases:
             specs = specs[:args.max_cases]
         if specs:
-            p, c, t, k = score_specs(predictor, specs, sample_config=sample_config,
-                                     seed=args.seed, workers=args.workers)
+            p, c, t, k, tv = score_specs(predictor, specs, sample_config=sample_config,
+                                         seed=args.seed, workers=args.workers)
             title = f"OpenKBP patients held out from training and calibration ({len(specs)})"
-            report(f"{title}, uncalibrated", p, t, k)
+            report(f"{title}, uncalibrated", p, t, k, tv)
             if c is not None:
-                report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k)
+                report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k, tv)
         else:
             print("\nOpenKBP: the model's meta names no held-out OpenKBP patient")
     else:

@@ -36,13 +36,15 @@ MIN_GROUPS = 20  # fewer held-out labels than this: no calibration is fitted
 @dataclass
 class LabelTable:
     """Per held-out label: ``features`` (G, F), ``true`` (G,) 3D Dice, ``plain`` (G,) the
-    uncalibrated area-weighted mean, ``patients`` (G,) patient ids, ``sources`` (G,)."""
+    uncalibrated area-weighted mean, ``patients`` (G,) patient ids, ``sources`` (G,),
+    ``structures`` (G,) structure names (None in tables saved before they were kept)."""
 
     features: np.ndarray
     true: np.ndarray
     plain: np.ndarray
     patients: np.ndarray
     sources: np.ndarray
+    structures: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.true.size)
@@ -52,10 +54,11 @@ class LabelTable:
         from qsaudit.atomic import write_with
 
         def write(tmp: Path) -> None:
+            extra = {} if self.structures is None else {"structures": self.structures.astype(str)}
             with open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
                 np.savez(fh, features=self.features, names=np.array(FEATURES), true=self.true,
                          plain=self.plain, patients=self.patients.astype(str),
-                         sources=self.sources.astype(str))
+                         sources=self.sources.astype(str), **extra)
 
         return write_with(Path(path), write)
 
@@ -68,7 +71,8 @@ class LabelTable:
             names = [str(n) for n in saved["names"]]
             table = cls(saved["features"].astype(np.float64), saved["true"].astype(np.float64),
                         saved["plain"].astype(np.float64), saved["patients"].astype(object),
-                        saved["sources"].astype(object))
+                        saved["sources"].astype(object),
+                        saved["structures"].astype(object) if "structures" in saved else None)
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"not a calibration table ({exc})") from None
         if names != list(FEATURES):
@@ -95,7 +99,7 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         probes_of = {}
         for g, v in zip(samples.probe_groups.tolist(), probe_pred.tolist(), strict=True):
             probes_of.setdefault(int(g), []).append(v)
-    feats, true, plain, patients, sources = [], [], [], [], []
+    feats, true, plain, patients, sources, structures = [], [], [], [], [], []
     order = np.argsort(samples.groups, kind="stable")
     bounds = np.flatnonzero(np.diff(samples.groups[order])) + 1
     for part in np.split(order, bounds):
@@ -116,10 +120,12 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         true.append(float(g["true_dsc"]))
         patients.append(str(g["patient_id"]))
         sources.append(str(g.get("source", "")))
+        structures.append(str(g.get("structure", "")))
     f = len(FEATURES)
     return LabelTable(np.asarray(feats, dtype=np.float64).reshape(-1, f),
                       np.asarray(true, dtype=np.float64), np.asarray(plain, dtype=np.float64),
-                      np.asarray(patients, dtype=object), np.asarray(sources, dtype=object))
+                      np.asarray(patients, dtype=object), np.asarray(sources, dtype=object),
+                      np.asarray(structures, dtype=object))
 
 
 def isotonic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None

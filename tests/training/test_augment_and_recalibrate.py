@@ -61,6 +61,7 @@ def test_recalibrate_writes_a_calibration_the_scan_reads(tmp_path):
                                        len(saved["names"]))
     assert not np.isnan(saved["features"]).any()
     assert set(saved["patients"]) == {"case_31", "case_32", "case_33"}
+    assert set(saved["structures"]) == set(ORGANS)  # per-structure studies need the names
     # refit from the table alone: no data, same patients recorded
     again = tmp_path / "again.pt"
     assert main([str(model), "--from-table", str(table), "--out", str(again)]) == 0
