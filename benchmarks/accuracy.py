@@ -10,6 +10,8 @@ way ``qsaudit scan`` scores them (evenly spaced slices, fixed crop margin, area-
 Prints Pearson r, Spearman rho, MAE and AUROC (true Dice < 0.8) per test set and candidate kind,
 and, where a test set has radiotherapy target volumes (OpenKBP's PTVs: a clinical margin around a
 tumour, not an edge the CT shows), for the anatomical structures and the target volumes apart.
+For the calibrated scores it also prints how often the 90% prediction interval that the scan
+reports (``dsc_low``..``dsc_high``) holds the true Dice, and its mean width.
 Targets: phantoms r >= 0.95 and MAE <= 0.05; OpenKBP held-out r >= 0.90.
 
     python benchmarks/accuracy.py [--model weights/qsaudit-default.pt] [--phantoms 20]
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qsaudit.analyses.evaluate import quality_metrics
+from qsaudit.inference.intervals import calibration_bands, coverage
 from qsaudit.training.cases import (
     PHANTOM_BENCHMARK_STREAM,
     dataset_specs,
@@ -51,8 +54,10 @@ def kind_of(source: str) -> str:
 
 
 def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, workers: int):
-    """Label Dice of every candidate of ``specs``: (plain, calibrated or None, true, kinds,
-    target), ``target`` True for the labels of radiotherapy target volumes.
+    """Label Dice of every candidate of ``specs``: (plain, calibrated or None, interval or
+    None, true, kinds, target); ``interval`` is the (low, high) pair the scan reports for the
+    calibrated score (None without error bands), ``target`` True for the labels of
+    radiotherapy target volumes.
 
     ``plain`` is the area-weighted mean of the slice predictions; ``calibrated`` applies the
     model's label calibration (``meta["calibration"]``) to the same slices, as the scan does.
@@ -69,17 +74,21 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     table = label_table(val, pred, predict_probes(predictor, val))
     calibration = model_calibration(predictor.meta)
     calibrated = None if calibration is None else calibration.apply(table.features)
+    bands = None if calibration is None else calibration_bands(calibration)
+    interval = None if bands is None else bands.interval(calibrated)
     kinds = np.array([kind_of(s) for s in table.sources])
     target = np.array([is_target_volume(s) for s in table.structures], dtype=bool)
-    return table.plain, calibrated, table.true, kinds, target
+    return table.plain, calibrated, interval, table.true, kinds, target
 
 
 def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray,
-           target: np.ndarray) -> None:
+           target: np.ndarray, interval: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Print r, rho, MAE, AUROC (bad = true Dice < 0.8) overall, per candidate kind and, when
-    some labels are target volumes, for anatomical structures and target volumes apart."""
+    some labels are target volumes, for anatomical structures and target volumes apart; with
+    ``interval`` also its coverage of the true Dice and mean width."""
     print(f"\n{title}")
-    print(f"{'subset':<10}{'labels':>8}{'bad':>6}{'r':>8}{'rho':>8}{'MAE':>8}{'AUROC':>8}")
+    extra = f"{'cover':>8}{'width':>8}" if interval is not None else ""
+    print(f"{'subset':<10}{'labels':>8}{'bad':>6}{'r':>8}{'rho':>8}{'MAE':>8}{'AUROC':>8}{extra}")
     subsets = {"all": np.ones(len(pred), bool),
                **{name: kinds == name for name in ("degraded", "snapshot", "perfect")}}
     if target.any():
@@ -88,8 +97,12 @@ def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray,
         if not keep.any():
             continue
         m = quality_metrics(pred[keep], true[keep])
+        extra = ""
+        if interval is not None:
+            low, high = interval[0][keep], interval[1][keep]
+            extra = f"{coverage(low, high, true[keep]):>8.3f}{np.mean(high - low):>8.3f}"
         print(f"{name:<10}{m['n']:>8}{m['n_bad']:>6}{m['pearson']:>8.3f}{m['spearman']:>8.3f}"
-              f"{m['mae']:>8.3f}{m['auroc']:>8.3f}")
+              f"{m['mae']:>8.3f}{m['auroc']:>8.3f}{extra}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.phantoms > 0:
         specs = phantom_specs(args.phantoms, seed=args.seed, stream=PHANTOM_BENCHMARK_STREAM,
                               shape=sample_config.phantom_shape)
-        p, c, t, k, tv = score_specs(predictor, specs, sample_config=sample_config,
-                                     seed=args.seed, workers=args.workers)
+        p, c, iv, t, k, tv = score_specs(predictor, specs, sample_config=sample_config,
+                                         seed=args.seed, workers=args.workers)
         title = f"phantoms (benchmark seed stream, {args.phantoms} patients)"
         report(f"{title}, uncalibrated", p, t, k, tv)
         if c is not None:
-            report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k, tv)
+            report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k, tv, iv)
 
     held = set(meta.get("excluded_cases", [])) | set(meta.get("validation_patients", []))
     # Patients used to fit the label calibration are not a fair test of it.
@@ -133,12 +146,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_cases:
             specs = specs[:args.max_cases]
         if specs:
-            p, c, t, k, tv = score_specs(predictor, specs, sample_config=sample_config,
-                                         seed=args.seed, workers=args.workers)
+            p, c, iv, t, k, tv = score_specs(predictor, specs, sample_config=sample_config,
+                                             seed=args.seed, workers=args.workers)
             title = f"OpenKBP patients held out from training and calibration ({len(specs)})"
             report(f"{title}, uncalibrated", p, t, k, tv)
             if c is not None:
-                report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k, tv)
+                report(f"{title}, calibrated (what qsaudit scan reports)", c, t, k, tv, iv)
         else:
             print("\nOpenKBP: the model's meta names no held-out OpenKBP patient")
     else:

@@ -28,8 +28,9 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "(unknown names are kept as given)."),
     Column("predicted_dsc", "float64", "Predicted Dice of the mask against an expert label, in "
            "[0, 1]; lower = worse label. Empty when status is not ok."),
-    Column("dsc_low", "float64", "Lower end of an approximate 90% interval for the predicted Dice "
-           "(from the spread of the slice predictions)."),
+    Column("dsc_low", "float64", "Lower end of a 90% prediction interval for the true Dice, sized "
+           "by the model's cross-validated errors on held-out real-CT labels of the same "
+           "predicted value (models without them: from the spread of the slice predictions)."),
     Column("dsc_high", "float64", "Upper end of that interval."),
     Column("raw_score", "float64", "The model's unclipped mean slice output (equals predicted_dsc "
            "for bounded models; the paper's model is unbounded)."),

@@ -235,15 +235,18 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          calibration: Calibration, *, population: int | None = None,
                          slice_indices: np.ndarray | None = None,
                          shape: np.ndarray | None = None, probes: np.ndarray | None = None,
-                         level: float = LEVEL) -> Aggregate:
+                         level: float = LEVEL, bands: Any | None = None) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
-    (first to last); ``population`` is the label's slice count. The interval ends are the
-    calibrated values of the slice scores shifted down / up by the plain interval's half
-    widths (so they follow the calibration and always bracket ``dsc``); ``std`` stays the
-    spread of the raw slice scores. ``shape``/``probes``: the mask's shape features and its
-    end-probe scores (see label_features).
+    (first to last); ``population`` is the label's slice count. With ``bands`` (the
+    calibration's :class:`~qsaudit.inference.intervals.ErrorBands`) the interval is a
+    prediction interval for the true Dice, sized by the calibration's held-out errors at this
+    predicted value. Without (calibrations fitted before bands existed), its ends are the
+    calibrated values of the slice scores shifted down / up by the plain interval's half widths,
+    which show only how much the slices disagree. ``std`` stays the spread of the raw slice
+    scores. ``shape``/``probes``: the mask's shape features and its end-probe scores (see
+    label_features).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -255,14 +258,17 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
         extent = int(slice_indices[-1]) - int(slice_indices[0]) + 1
         extent = max(extent, int(population or 0)) if population else extent
 
-    shifts = [0.0] if math.isnan(plain.low) else [0.0, plain.low - plain.dsc,
-                                                  plain.high - plain.dsc]
+    shifts = [0.0] if bands is not None or math.isnan(plain.low) else \
+        [0.0, plain.low - plain.dsc, plain.high - plain.dsc]
     feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
                                      z_extent=extent, shape=shape, probes=probes)
                       for shift in shifts])
     # one call for the value and both interval ends: a calibration evaluates rows together
     values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)
     dsc = float(values[0])
+    if bands is not None:
+        low, high = bands.interval(dsc)
+        return Aggregate(dsc, float(low), float(high), plain.std)
     if values.size == 1:
         return Aggregate(dsc, float("nan"), float("nan"), plain.std)
     return Aggregate(dsc, float(values.min()), float(values.max()), plain.std)

@@ -39,6 +39,7 @@ from qsaudit.inference.aggregate import (
 )
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase, SlicePredictor
 from qsaudit.inference.finalize import REPORT_SLICES, write_outputs
+from qsaudit.inference.intervals import ErrorBands, calibration_bands
 from qsaudit.inference.prepare import PreparedCase, PrepareSpec, exit_with_parent, prepare_case
 from qsaudit.inference.sampling import settings_for_model
 from qsaudit.inference.settings import ScanSettings
@@ -119,6 +120,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
             for r in p["rows"]]
     keeper = WorstKeeper(settings.thumbnails, seen)
     calibration = _calibration(predictor, settings.aggregation)
+    bands = _bands(calibration)
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=_reads(calibration, SHAPE_FEATURES),
@@ -127,7 +129,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
     def commit(scored: ScoredCase) -> None:
-        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration)
+        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration, bands)
         store.commit(scored.case.case_id, part, thumbs)
         timings["read_seconds"] += scored.case.seconds
         progress.update(task, advance=1)
@@ -263,6 +265,14 @@ def _calibration(predictor: SlicePredictor, method: str) -> Calibration | None:
         raise ModelError(f"model file: {exc}") from None
 
 
+def _bands(calibration: Calibration | None) -> ErrorBands | None:
+    """The prediction-interval bands stored in the model's calibration (None: none stored)."""
+    try:
+        return None if calibration is None else calibration_bands(calibration)
+    except ValueError as exc:
+        raise ModelError(f"model file: {exc}") from None
+
+
 def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
     """True when ``calibration`` uses any of the features ``names`` (the readers then
     compute them)."""
@@ -270,10 +280,11 @@ def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
 
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
-               calibration: Calibration | None = None
+               calibration: Calibration | None = None, bands: ErrorBands | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
-    the model has a calibration; ``raw_score`` is always the plain aggregate)."""
+    the model has a calibration, with the interval of its ``bands`` when it has them;
+    ``raw_score`` is always the plain aggregate)."""
     rows, slice_rows, thumbs = [], [], {}
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
@@ -285,7 +296,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
                                            population=row.get("mask_slices"),
                                            slice_indices=work.slice_indices, shape=work.shape,
-                                           probes=probes)
+                                           probes=probes, bands=bands)
             elif method == "mean":  # clip(mean of raw outputs), as the paper scores a label
                 plain = aggregate(raw, work.slice_areas, method=method,
                                   population=row.get("mask_slices"))

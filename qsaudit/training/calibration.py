@@ -9,7 +9,8 @@ Dice on the linear score (:class:`~qsaudit.inference.aggregate.LabelCalibration`
 stored as plain JSON in the model file. Reported metrics are cross-validated by patient, so they
 are honest about labels the fit has not seen; both fits are always measured, and by default
 the one with the lower cross-validated MAE is kept (ridge on a few dozen labels, trees on
-thousands).
+thousands). The kept fit's cross-validated errors also size its prediction intervals
+(``qsaudit.inference.intervals``), stored in its ``info["intervals"]``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qsaudit.inference.aggregate import (
     aggregate,
     label_features,
 )
+from qsaudit.inference.intervals import ErrorBands, fit_error_bands
 from qsaudit.training.samples import SampleSet
 
 MIN_GROUPS = 20  # fewer held-out labels than this: no calibration is fitted
@@ -285,6 +287,20 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
     return calibration, {**slice_metrics, **metrics}
 
 
+MIN_REAL_FOR_INTERVALS = 200  # real-CT labels needed to size the intervals on them alone
+
+
+def interval_bands(cross_validated_pred: np.ndarray, true: np.ndarray, *,
+                   real: np.ndarray) -> ErrorBands:
+    """The calibration's prediction-interval bands (``qsaudit.inference.intervals``) from its
+    cross-validated predictions: sized on the real-CT labels alone when there are at least
+    :data:`MIN_REAL_FOR_INTERVALS` (scans are of real CT, whose errors are larger than the
+    phantoms'), else on all labels."""
+    if int(np.sum(real)) >= MIN_REAL_FOR_INTERVALS:
+        return fit_error_bands(cross_validated_pred[real], true[real], reference="real CT")
+    return fit_error_bands(cross_validated_pred, true, reference="all calibration labels")
+
+
 def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
                     method: str = "auto") -> tuple[Any, dict[str, Any]]:
     """:func:`calibrate` from a per-label table (e.g. one saved by ``calibrate --table``).
@@ -325,9 +341,13 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
             metrics[f"label_mae_calibrated_{name}"] = _mae(cv[part], table.true[part])
     if perfect.any():
         metrics["perfect_mae_calibrated"] = _mae(cv[perfect], table.true[perfect])
+    bands = interval_bands(cv, table.true, real=~phantom)
+    metrics.update(interval_reference=bands.reference, interval_level=bands.level,
+                   interval_mean_width=float(np.mean(bands.high - bands.low)))
     info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "method": method,
             "ridge": ridge, **{k: metrics[k] for k in ("label_r", "label_mae",
                                                        "label_r_calibrated",
-                                                       "label_mae_calibrated")}}
+                                                       "label_mae_calibrated")},
+            "intervals": bands.to_json()}
     return fit_method(method, table.features, table.true, ridge=ridge, seed=seed,
                       weights=patient_weights(table.patients), info=info), metrics

@@ -112,3 +112,39 @@ def test_scan_applies_the_models_calibration(tiny_dataset, tmp_path):
     # another aggregation than the calibrated one: the calibration is not applied
     mean_plain = tables["cal_mean"]["raw_score"]
     np.testing.assert_allclose(tables["cal_mean"]["predicted_dsc"], mean_plain)
+
+
+def test_scan_intervals_come_from_the_calibrations_error_bands(tiny_dataset, tmp_path):
+    import pandas as pd
+    import torch
+
+    from qsaudit.errors import ModelError
+    from qsaudit.inference import ScanSettings, scan_dataset
+    from qsaudit.inference.intervals import ErrorBands
+    from qsaudit.progress import set_quiet
+    from tests.inference.conftest import write_tiny_model
+
+    set_quiet(True)
+    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
+    cal = _half_up_calibration()
+    bands = ErrorBands(edges=np.array([0.75]), low=np.array([-0.4, -0.1]),
+                       high=np.array([0.3, 0.02]), counts=np.array([60, 60]))
+    cal.info["intervals"] = bands.to_json()
+    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
+    model = tmp_path / "banded.pt"
+    torch.save(payload, model)
+    settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4)
+    scan_dataset(tiny_dataset, tmp_path / "out", settings=settings)
+    rows = pd.read_parquet(tmp_path / "out" / "results.parquet").dropna(subset=["predicted_dsc"])
+    assert len(rows)
+    p = rows["predicted_dsc"].to_numpy()
+    low = np.where(p > 0.75, p - 0.1, p - 0.4).clip(0, 1)
+    high = np.where(p > 0.75, p + 0.02, p + 0.3).clip(0, 1)
+    np.testing.assert_allclose(rows["dsc_low"], low, atol=1e-9)
+    np.testing.assert_allclose(rows["dsc_high"], high, atol=1e-9)
+
+    cal.info["intervals"] = {"format": "qsaudit-error-bands", "low": [0.2]}  # damaged
+    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
+    torch.save(payload, model)
+    with pytest.raises(ModelError, match="interval bands"):
+        scan_dataset(tiny_dataset, tmp_path / "out2", settings=settings)

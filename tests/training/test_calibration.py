@@ -13,7 +13,8 @@ from qsaudit.inference.aggregate import (
     LabelCalibration,
     label_features,
 )
-from qsaudit.training.calibration import calibrate, fit_calibration, isotonic
+from qsaudit.inference.intervals import calibration_bands
+from qsaudit.training.calibration import calibrate, fit_calibration, interval_bands, isotonic
 from qsaudit.training.samples import SampleSet
 
 
@@ -134,6 +135,22 @@ def test_calibrate_reports_cross_validated_gain_and_bias():
     assert m["perfect_mae_calibrated"] < m["perfect_mae"]
     assert m["slice_bias"] < -0.1 and m["slice_bias_dsc_ge_0.95"] < -0.2
     assert cal.info["label_mae_calibrated"] == m["label_mae_calibrated"]
+    # the kept fit's held-out errors size its prediction intervals (few real labels: all)
+    bands = calibration_bands(cal)
+    assert bands is not None and bands.reference == "all calibration labels"
+    assert m["interval_mean_width"] == pytest.approx(float(np.mean(bands.high - bands.low)))
+    assert 0 < m["interval_mean_width"] < 0.3
+
+
+def test_intervals_are_sized_on_real_ct_labels_when_there_are_enough():
+    rng = np.random.default_rng(5)
+    true = rng.uniform(0, 1, 600)
+    real = np.arange(600) < 300
+    pred = true + np.where(real, rng.normal(0, 0.2, 600), rng.normal(0, 0.02, 600))
+    bands = interval_bands(pred, true, real=real)
+    assert bands.reference == "real CT" and np.mean(bands.high - bands.low) > 0.4
+    few = interval_bands(pred, true, real=np.arange(600) < 50)
+    assert few.reference == "all calibration labels" and bands.counts.sum() == 300
 
 
 def test_calibrate_skips_tiny_validation_sets():

@@ -1,0 +1,133 @@
+"""Prediction intervals for a label's calibrated Dice, from the calibration's own held-out errors.
+
+A label calibration is fitted on labels whose true Dice is known. Cross-validated by patient, its
+errors (true - predicted) show how far off a prediction of a given value is on labels it never
+saw. :class:`ErrorBands` keep, for bins of the predicted value, the ``(1 - level) / 2`` and
+``(1 + level) / 2`` quantiles of those errors; a label's interval is its prediction plus them,
+clipped to [0, 1] (split conformal prediction conditioned on the predicted value). The interval
+is thus about the *true* Dice, and its coverage on new patients can be measured
+(``benchmarks/accuracy.py``), unlike an interval from the spread of the slice predictions, which
+only says how much the slices disagree.
+
+The bands travel inside the calibration (``calibration.info["intervals"]``), so a model file
+keeps one JSON object for everything that turns slice scores into a label score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+INTERVALS_FORMAT = "qsaudit-error-bands"
+LEVEL = 0.90
+MIN_PER_BIN = 40  # labels per bin: a 95% quantile of fewer errors is mostly noise
+MAX_BINS = 8
+
+
+@dataclass(frozen=True)
+class ErrorBands:
+    """Error quantiles of a calibration per bin of its predicted Dice.
+
+    ``edges`` (B-1,) inner bin edges (ascending) of the predicted Dice; ``low``/``high`` (B,)
+    the lower (<= 0) and upper (>= 0) error quantiles of each bin; ``counts`` (B,) the labels
+    each bin was measured on; ``level`` the nominal coverage; ``reference`` which labels they
+    were (e.g. "real CT").
+    """
+
+    edges: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    counts: np.ndarray
+    level: float = LEVEL
+    reference: str = ""
+
+    def interval(self, predicted: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) ends of the interval around ``predicted`` Dice (array or scalar),
+        clipped to [0, 1]; they always bracket the (clipped) prediction. NaN stays NaN."""
+        p = np.asarray(predicted, dtype=np.float64)
+        which = np.searchsorted(self.edges, np.nan_to_num(p), side="right")
+        clipped = np.clip(p, 0.0, 1.0)
+        lo = np.clip(p + self.low[which], 0.0, 1.0)
+        hi = np.clip(p + self.high[which], 0.0, 1.0)
+        return np.minimum(lo, clipped), np.maximum(hi, clipped)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (kept as ``calibration.info["intervals"]``)."""
+        return {"format": INTERVALS_FORMAT, "edges": self.edges.tolist(),
+                "low": self.low.tolist(), "high": self.high.tolist(),
+                "counts": self.counts.astype(int).tolist(), "level": float(self.level),
+                "reference": self.reference}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ErrorBands:
+        """Rebuild from :meth:`to_json`; ValueError when it is malformed."""
+        if not isinstance(d, dict) or d.get("format") != INTERVALS_FORMAT:
+            raise ValueError("interval bands: unknown format")
+        try:
+            edges, low, high, counts = (np.asarray(d[k], dtype=np.float64)
+                                        for k in ("edges", "low", "high", "counts"))
+            level = float(d["level"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("interval bands: fields missing or not numbers") from None
+        b = low.size
+        if b < 1 or high.shape != (b,) or counts.shape != (b,) or edges.shape != (b - 1,) \
+                or np.any(np.diff(edges) < 0) or np.any(low > 0) or np.any(high < 0) \
+                or not 0.0 < level < 1.0:
+            raise ValueError("interval bands: arrays have the wrong sizes, order or signs")
+        return cls(edges=edges, low=low, high=high, counts=counts, level=level,
+                   reference=str(d.get("reference", "")))
+
+
+def fit_error_bands(predicted: np.ndarray, true: np.ndarray, *, level: float = LEVEL,
+                    max_bins: int = MAX_BINS, min_per_bin: int = MIN_PER_BIN,
+                    reference: str = "") -> ErrorBands:
+    """Bands from held-out predictions (G,) and the true Dice (G,) of the same labels.
+
+    Bins are quantiles of the predictions (at most ``max_bins``, at least ``min_per_bin``
+    labels each; one bin when there are fewer). Each bin's quantiles carry the split-conformal
+    finite-sample correction (the ``ceil((n + 1) q) / n`` order statistic). Labels with a NaN on
+    either side are ignored. ValueError with fewer than 2 usable labels or a level outside (0, 1).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"fit_error_bands: level {level} is not in (0, 1)")
+    p = np.asarray(predicted, dtype=np.float64).ravel()
+    t = np.asarray(true, dtype=np.float64).ravel()
+    if p.shape != t.shape:
+        raise ValueError(f"fit_error_bands: {p.size} predictions for {t.size} true values")
+    ok = ~(np.isnan(p) | np.isnan(t))
+    p, t = p[ok], t[ok]
+    if p.size < 2:
+        raise ValueError("fit_error_bands: fewer than 2 labels")
+    bins = max(1, min(max_bins, p.size // max(1, min_per_bin)))
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1]))
+    which = np.searchsorted(edges, p, side="right")
+    low, high, counts = [], [], []
+    for b in range(edges.size + 1):
+        err = np.sort(t[which == b] - p[which == b])
+        if err.size == 0:  # duplicate quantiles can leave a bin empty: use all the errors
+            err = np.sort(t - p)
+        n = err.size
+        k = min(n, math.ceil((n + 1) * (1 + level) / 2))  # the k-th smallest / largest error
+        low.append(min(0.0, float(err[n - k])))
+        high.append(max(0.0, float(err[k - 1])))
+        counts.append(int((which == b).sum()))
+    return ErrorBands(edges=edges, low=np.array(low), high=np.array(high),
+                      counts=np.array(counts), level=level, reference=reference)
+
+
+def calibration_bands(calibration: Any) -> ErrorBands | None:
+    """The bands stored in a calibration (``info["intervals"]``), None when it has none.
+    Raises ValueError when they are stored but damaged."""
+    stored = (getattr(calibration, "info", None) or {}).get("intervals")
+    return None if stored is None else ErrorBands.from_json(stored)
+
+
+def coverage(low: np.ndarray, high: np.ndarray, true: np.ndarray) -> float:
+    """Share of labels whose true Dice lies in [low, high] (NaN intervals count as misses)."""
+    low, high, true = (np.asarray(a, dtype=np.float64) for a in (low, high, true))
+    if true.size == 0:
+        return float("nan")
+    return float(np.mean((low <= true + 1e-12) & (true <= high + 1e-12)))

@@ -1,0 +1,89 @@
+"""Prediction intervals sized by a calibration's held-out errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qsaudit.inference.aggregate import FEATURES, calibrated_aggregate
+from qsaudit.inference.intervals import (
+    ErrorBands,
+    calibration_bands,
+    coverage,
+    fit_error_bands,
+)
+
+
+def _noisy(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and true Dice whose errors grow as the prediction falls."""
+    rng = np.random.default_rng(seed)
+    pred = rng.uniform(0, 1, n)
+    true = np.clip(pred + rng.normal(0, 0.03 + 0.15 * (1 - pred)), 0, 1)
+    return pred, true
+
+
+def test_bands_cover_new_labels_at_their_level_and_follow_the_error_size():
+    pred, true = _noisy(0, 3000)
+    bands = fit_error_bands(pred, true, level=0.9)
+    new_pred, new_true = _noisy(1, 5000)
+    low, high = bands.interval(new_pred)
+    assert 0.87 <= coverage(low, high, new_true) <= 0.94
+    width = high - low
+    assert width[new_pred < 0.3].mean() > 1.5 * width[new_pred > 0.8].mean()
+    assert np.all(low <= np.clip(new_pred, 0, 1)) and np.all(np.clip(new_pred, 0, 1) <= high)
+    assert np.all((low >= 0) & (high <= 1))
+    tighter = fit_error_bands(pred, true, level=0.5)
+    lo50, hi50 = tighter.interval(new_pred)
+    assert 0.45 <= coverage(lo50, hi50, new_true) <= 0.56
+
+
+def test_conformal_order_statistic_on_a_hand_made_bin():
+    # 9 errors -0.4..+0.4 in 0.1 steps, one bin: at level 0.8, k = ceil(10 * 0.9) = 9 -> extremes
+    pred = np.full(9, 0.5)
+    true = pred + np.linspace(-0.4, 0.4, 9)
+    bands = fit_error_bands(pred, true, level=0.8, min_per_bin=40)
+    assert bands.edges.size == 0
+    assert bands.low[0] == pytest.approx(-0.4) and bands.high[0] == pytest.approx(0.4)
+    half = fit_error_bands(pred, true, level=0.5, min_per_bin=40)  # k = ceil(7.5) = 8
+    assert half.low[0] == pytest.approx(-0.3) and half.high[0] == pytest.approx(0.3)
+
+
+def test_bands_round_trip_and_reject_damage():
+    bands = fit_error_bands(*_noisy(2, 500), reference="real CT")
+    again = ErrorBands.from_json(bands.to_json())
+    np.testing.assert_array_equal(again.high, bands.high)
+    assert again.reference == "real CT" and again.level == bands.level
+    broken = bands.to_json()
+    broken["low"] = [0.1] * len(broken["low"])  # a lower end above the prediction
+    with pytest.raises(ValueError, match="signs"):
+        ErrorBands.from_json(broken)
+    with pytest.raises(ValueError, match="format"):
+        ErrorBands.from_json({"format": "other"})
+    with pytest.raises(ValueError):
+        fit_error_bands([0.5], [0.4])
+
+
+class _Flat:
+    """A calibration that returns the area-weighted mean feature and carries bands."""
+
+    names = ("area_mean",)
+
+    def __init__(self, bands: ErrorBands | None):
+        self.info = {} if bands is None else {"intervals": bands.to_json()}
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(features)[:, FEATURES.index("area_mean")]
+
+
+def test_calibrated_aggregate_uses_the_bands_when_the_calibration_has_them():
+    bands = ErrorBands(edges=np.array([0.5]), low=np.array([-0.3, -0.1]),
+                       high=np.array([0.2, 0.05]), counts=np.array([50, 50]))
+    cal = _Flat(bands)
+    stored = calibration_bands(cal)
+    scores, areas = np.array([0.8, 0.82, 0.78]), np.ones(3)
+    agg = calibrated_aggregate(scores, areas, cal, bands=stored)
+    assert agg.dsc == pytest.approx(0.8)
+    assert (agg.low, agg.high) == (pytest.approx(0.7), pytest.approx(0.85))
+    plain = calibrated_aggregate(scores, areas, _Flat(None))  # no bands: the slices' spread
+    assert calibration_bands(_Flat(None)) is None
+    assert plain.low < 0.8 < plain.high and plain.high - plain.low < 0.15
