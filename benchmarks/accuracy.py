@@ -30,20 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from qsaudit.analyses.evaluate import quality_metrics
 from qsaudit.inference.intervals import calibration_bands, coverage
+from qsaudit.registry import is_target_volume
 from qsaudit.training.cases import (
     PHANTOM_BENCHMARK_STREAM,
     dataset_specs,
     phantom_specs,
 )
 from qsaudit.training.config import SampleConfig
-
-
-def is_target_volume(structure: str) -> bool:
-    """True for a radiotherapy target volume (registry region ``target``, e.g. PTV70)."""
-    from qsaudit.registry import lookup
-
-    found = lookup(structure)
-    return found is not None and found.region == "target"
 
 
 def kind_of(source: str) -> str:
@@ -75,7 +68,7 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     calibration = model_calibration(predictor.meta)
     calibrated = None if calibration is None else calibration.apply(table.features)
     bands = None if calibration is None else calibration_bands(calibration)
-    interval = None if bands is None else bands.interval(calibrated)
+    interval = None if bands is None else bands.interval(calibrated, table.structures)
     kinds = np.array([kind_of(s) for s in table.sources])
     target = np.array([is_target_volume(s) for s in table.structures], dtype=bool)
     return table.plain, calibrated, interval, table.true, kinds, target

@@ -39,7 +39,7 @@ from qsaudit.inference.aggregate import (
 )
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase, SlicePredictor
 from qsaudit.inference.finalize import REPORT_SLICES, write_outputs
-from qsaudit.inference.intervals import ErrorBands, calibration_bands
+from qsaudit.inference.intervals import StructureBands, calibration_bands
 from qsaudit.inference.prepare import PreparedCase, PrepareSpec, exit_with_parent, prepare_case
 from qsaudit.inference.sampling import settings_for_model
 from qsaudit.inference.settings import ScanSettings
@@ -265,7 +265,7 @@ def _calibration(predictor: SlicePredictor, method: str) -> Calibration | None:
         raise ModelError(f"model file: {exc}") from None
 
 
-def _bands(calibration: Calibration | None) -> ErrorBands | None:
+def _bands(calibration: Calibration | None) -> StructureBands | None:
     """The prediction-interval bands stored in the model's calibration (None: none stored)."""
     try:
         return None if calibration is None else calibration_bands(calibration)
@@ -280,7 +280,7 @@ def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
 
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
-               calibration: Calibration | None = None, bands: ErrorBands | None = None
+               calibration: Calibration | None = None, bands: StructureBands | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
     the model has a calibration, with the interval of its ``bands`` when it has them;
@@ -296,7 +296,9 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
                                            population=row.get("mask_slices"),
                                            slice_indices=work.slice_indices, shape=work.shape,
-                                           probes=probes, bands=bands)
+                                           probes=probes,
+                                           bands=None if bands is None
+                                           else bands.for_structure(row.get("structure")))
             elif method == "mean":  # clip(mean of raw outputs), as the paper scores a label
                 plain = aggregate(raw, work.slice_areas, method=method,
                                   population=row.get("mask_slices"))

@@ -9,8 +9,9 @@ is thus about the *true* Dice, and its coverage on new patients can be measured
 (``benchmarks/accuracy.py``), unlike an interval from the spread of the slice predictions, which
 only says how much the slices disagree.
 
-The bands travel inside the calibration (``calibration.info["intervals"]``), so a model file
-keeps one JSON object for everything that turns slice scores into a label score.
+The bands travel inside the calibration (``calibration.info["intervals"]``, and
+``info["intervals_targets"]`` for radiotherapy target volumes when they were sized apart), so a
+model file keeps one JSON object for everything that turns slice scores into a label score.
 """
 
 from __future__ import annotations
@@ -118,11 +119,45 @@ def fit_error_bands(predicted: np.ndarray, true: np.ndarray, *, level: float = L
                       counts=np.array(counts), level=level, reference=reference)
 
 
-def calibration_bands(calibration: Any) -> ErrorBands | None:
-    """The bands stored in a calibration (``info["intervals"]``), None when it has none.
+@dataclass(frozen=True)
+class StructureBands:
+    """The bands of a calibration: ``default`` for every structure, and ``targets`` for
+    radiotherapy target volumes when the calibration had enough of them to size their own
+    (their errors are larger: a PTV's edge is a clinical margin, not an edge in the CT)."""
+
+    default: ErrorBands
+    targets: ErrorBands | None = None
+
+    def for_structure(self, structure: str | None) -> ErrorBands:
+        """The bands for a label of ``structure`` (a name any vocabulary knows, or None)."""
+        if self.targets is not None and structure:
+            from qsaudit.registry import is_target_volume
+
+            if is_target_volume(structure):
+                return self.targets
+        return self.default
+
+    def interval(self, predicted: np.ndarray, structures: list[str] | np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of many labels (G,) with their structures (G,)."""
+        p = np.asarray(predicted, dtype=np.float64)
+        low, high = np.empty_like(p), np.empty_like(p)
+        for i, (value, name) in enumerate(zip(p, structures, strict=True)):
+            lo, hi = self.for_structure(str(name)).interval(value)
+            low[i], high[i] = lo, hi
+        return low, high
+
+
+def calibration_bands(calibration: Any) -> StructureBands | None:
+    """The bands stored in a calibration (``info["intervals"]``, and
+    ``info["intervals_targets"]`` when target volumes have their own), None when it has none.
     Raises ValueError when they are stored but damaged."""
-    stored = (getattr(calibration, "info", None) or {}).get("intervals")
-    return None if stored is None else ErrorBands.from_json(stored)
+    info = getattr(calibration, "info", None) or {}
+    if info.get("intervals") is None:
+        return None
+    targets = info.get("intervals_targets")
+    return StructureBands(ErrorBands.from_json(info["intervals"]),
+                          None if targets is None else ErrorBands.from_json(targets))
 
 
 def coverage(low: np.ndarray, high: np.ndarray, true: np.ndarray) -> float:

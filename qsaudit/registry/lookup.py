@@ -88,3 +88,11 @@ def contralateral(name: str) -> Structure | None:
     if structure is None or structure.pair is None:
         return None
     return load_registry().by_key[structure.pair]
+
+
+def is_target_volume(name: str) -> bool:
+    """True for a radiotherapy target volume (region ``target``: PTV56/63/70): a clinical margin
+    around a tumour rather than an edge the CT shows, so its label quality is harder to judge
+    from the image. Unknown names are not target volumes."""
+    structure = lookup(name)
+    return structure is not None and structure.region == "target"

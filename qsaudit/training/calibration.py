@@ -29,7 +29,8 @@ from qsaudit.inference.aggregate import (
     aggregate,
     label_features,
 )
-from qsaudit.inference.intervals import ErrorBands, fit_error_bands
+from qsaudit.inference.intervals import StructureBands, fit_error_bands
+from qsaudit.registry import is_target_volume
 from qsaudit.training.samples import SampleSet
 
 MIN_GROUPS = 20  # fewer held-out labels than this: no calibration is fitted
@@ -291,14 +292,25 @@ MIN_REAL_FOR_INTERVALS = 200  # real-CT labels needed to size the intervals on t
 
 
 def interval_bands(cross_validated_pred: np.ndarray, true: np.ndarray, *,
-                   real: np.ndarray) -> ErrorBands:
+                   real: np.ndarray, target: np.ndarray | None = None) -> StructureBands:
     """The calibration's prediction-interval bands (``qsaudit.inference.intervals``) from its
     cross-validated predictions: sized on the real-CT labels alone when there are at least
     :data:`MIN_REAL_FOR_INTERVALS` (scans are of real CT, whose errors are larger than the
-    phantoms'), else on all labels."""
-    if int(np.sum(real)) >= MIN_REAL_FOR_INTERVALS:
-        return fit_error_bands(cross_validated_pred[real], true[real], reference="real CT")
-    return fit_error_bands(cross_validated_pred, true, reference="all calibration labels")
+    phantoms'), else on all labels. ``target`` (G,) marks radiotherapy target volumes: when
+    real CT has that many labels both of them and of anatomical structures, each gets its own."""
+    p, t = cross_validated_pred, true
+    real = np.asarray(real, dtype=bool)
+    if target is not None:
+        target = np.asarray(target, dtype=bool)
+        organs, targets = real & ~target, real & target
+        if min(organs.sum(), targets.sum()) >= MIN_REAL_FOR_INTERVALS:
+            return StructureBands(
+                fit_error_bands(p[organs], t[organs], reference="real CT, anatomical structures"),
+                fit_error_bands(p[targets], t[targets],
+                                reference="real CT, radiotherapy target volumes"))
+    if int(real.sum()) >= MIN_REAL_FOR_INTERVALS:
+        return StructureBands(fit_error_bands(p[real], t[real], reference="real CT"))
+    return StructureBands(fit_error_bands(p, t, reference="all calibration labels"))
 
 
 def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
@@ -341,13 +353,20 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
             metrics[f"label_mae_calibrated_{name}"] = _mae(cv[part], table.true[part])
     if perfect.any():
         metrics["perfect_mae_calibrated"] = _mae(cv[perfect], table.true[perfect])
-    bands = interval_bands(cv, table.true, real=~phantom)
-    metrics.update(interval_reference=bands.reference, interval_level=bands.level,
-                   interval_mean_width=float(np.mean(bands.high - bands.low)))
+    target = None if table.structures is None else \
+        np.array([is_target_volume(str(s)) for s in table.structures], dtype=bool)
+    bands = interval_bands(cv, table.true, real=~phantom, target=target)
+    metrics.update(interval_reference=bands.default.reference, interval_level=bands.default.level,
+                   interval_mean_width=float(np.mean(bands.default.high - bands.default.low)))
+    if bands.targets is not None:
+        metrics["interval_mean_width_targets"] = float(np.mean(bands.targets.high
+                                                               - bands.targets.low))
     info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "method": method,
             "ridge": ridge, **{k: metrics[k] for k in ("label_r", "label_mae",
                                                        "label_r_calibrated",
                                                        "label_mae_calibrated")},
-            "intervals": bands.to_json()}
+            "intervals": bands.default.to_json()}
+    if bands.targets is not None:
+        info["intervals_targets"] = bands.targets.to_json()
     return fit_method(method, table.features, table.true, ridge=ridge, seed=seed,
                       weights=patient_weights(table.patients), info=info), metrics

@@ -79,7 +79,7 @@ def test_calibrated_aggregate_uses_the_bands_when_the_calibration_has_them():
     bands = ErrorBands(edges=np.array([0.5]), low=np.array([-0.3, -0.1]),
                        high=np.array([0.2, 0.05]), counts=np.array([50, 50]))
     cal = _Flat(bands)
-    stored = calibration_bands(cal)
+    stored = calibration_bands(cal).for_structure("liver")
     scores, areas = np.array([0.8, 0.82, 0.78]), np.ones(3)
     agg = calibrated_aggregate(scores, areas, cal, bands=stored)
     assert agg.dsc == pytest.approx(0.8)
@@ -87,3 +87,17 @@ def test_calibrated_aggregate_uses_the_bands_when_the_calibration_has_them():
     plain = calibrated_aggregate(scores, areas, _Flat(None))  # no bands: the slices' spread
     assert calibration_bands(_Flat(None)) is None
     assert plain.low < 0.8 < plain.high and plain.high - plain.low < 0.15
+
+
+def test_target_volumes_get_their_own_bands_when_stored():
+    wide = fit_error_bands(*_noisy(3, 400), reference="targets")
+    narrow = ErrorBands(edges=np.array([]), low=np.array([-0.05]), high=np.array([0.05]),
+                        counts=np.array([400]))
+    cal = _Flat(narrow)
+    cal.info["intervals_targets"] = wide.to_json()
+    bands = calibration_bands(cal)
+    assert bands.for_structure("PTV70").reference == "targets"
+    assert bands.for_structure("planning target volume 56 Gy") is bands.targets
+    assert bands.for_structure("Liver") is bands.default and bands.for_structure(None) is bands.default
+    low, high = bands.interval(np.array([0.5, 0.5]), ["liver", "PTV63"])
+    assert high[0] - low[0] == pytest.approx(0.1) and high[1] - low[1] > 0.2

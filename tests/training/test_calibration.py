@@ -137,8 +137,10 @@ def test_calibrate_reports_cross_validated_gain_and_bias():
     assert cal.info["label_mae_calibrated"] == m["label_mae_calibrated"]
     # the kept fit's held-out errors size its prediction intervals (few real labels: all)
     bands = calibration_bands(cal)
-    assert bands is not None and bands.reference == "all calibration labels"
-    assert m["interval_mean_width"] == pytest.approx(float(np.mean(bands.high - bands.low)))
+    assert bands is not None and bands.targets is None
+    assert bands.default.reference == "all calibration labels"
+    width = float(np.mean(bands.default.high - bands.default.low))
+    assert m["interval_mean_width"] == pytest.approx(width)
     assert 0 < m["interval_mean_width"] < 0.3
 
 
@@ -147,10 +149,20 @@ def test_intervals_are_sized_on_real_ct_labels_when_there_are_enough():
     true = rng.uniform(0, 1, 600)
     real = np.arange(600) < 300
     pred = true + np.where(real, rng.normal(0, 0.2, 600), rng.normal(0, 0.02, 600))
-    bands = interval_bands(pred, true, real=real)
+    bands = interval_bands(pred, true, real=real).default
     assert bands.reference == "real CT" and np.mean(bands.high - bands.low) > 0.4
-    few = interval_bands(pred, true, real=np.arange(600) < 50)
-    assert few.reference == "all calibration labels" and bands.counts.sum() == 300
+    assert bands.counts.sum() == 300
+    few = interval_bands(pred, true, real=np.arange(600) < 50).default
+    assert few.reference == "all calibration labels"
+    # real target volumes and real organs, 200+ each: every kind sized on its own errors
+    real = np.ones(600, bool)
+    target = np.arange(600) >= 300
+    pred = true + np.where(target, rng.normal(0, 0.2, 600), rng.normal(0, 0.02, 600))
+    split = interval_bands(pred, true, real=real, target=target)
+    assert split.targets is not None and split.targets.reference.endswith("target volumes")
+    assert np.mean(split.targets.high - split.targets.low) > \
+        4 * np.mean(split.default.high - split.default.low)
+    assert interval_bands(pred, true, real=real, target=np.arange(600) >= 500).targets is None
 
 
 def test_calibrate_skips_tiny_validation_sets():
