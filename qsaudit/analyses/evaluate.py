@@ -4,7 +4,10 @@ The truth is either the ``truth.csv`` written by ``qsaudit demo`` (read with
 :func:`qsaudit.analyses.results.load_truth`) or is recomputed from reference masks with
 :func:`truth_from_reference`. A "bad" label is one whose true Dice is below ``threshold``
 (0.8 by default); AUROC measures how well a low ``predicted_dsc`` finds them
-(0.5 = chance, 1 = every bad label scored below every good one).
+(0.5 = chance, 1 = every bad label scored below every good one). When the results carry the
+scan's prediction interval (``dsc_low``/``dsc_high``), ``coverage`` is the share of labels whose
+true Dice lies inside it (the interval is nominally 90%) and ``width`` its mean width: an
+interval is only as honest as its coverage on labels whose truth is known.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from qsaudit.errors import AnalysisError, DatasetError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-METRIC_NAMES = ("n", "pearson", "spearman", "mae", "auroc", "n_bad")
+METRIC_NAMES = ("n", "pearson", "spearman", "mae", "auroc", "n_bad", "coverage", "width")
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -91,15 +94,34 @@ def auroc(scores: Any, positives: Any) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def quality_metrics(predicted: Any, true: Any, *, threshold: float = 0.8) -> dict[str, float]:
+def interval_metrics(low: Any, high: Any, true: Any) -> tuple[float, float]:
+    """(coverage, mean width) of intervals ``low``..``high`` for the ``true`` values; labels
+    without an interval (NaN ends) are left out; (NaN, NaN) when none has one."""
+    lo = np.asarray(low, dtype=np.float64)
+    hi = np.asarray(high, dtype=np.float64)
+    tru = np.asarray(true, dtype=np.float64)
+    has = ~(np.isnan(lo) | np.isnan(hi))
+    if not has.any():
+        return math.nan, math.nan
+    lo, hi, tru = lo[has], hi[has], tru[has]
+    inside = (lo <= tru + 1e-9) & (tru <= hi + 1e-9)  # Dice stored as text loses the last digits
+    return float(inside.mean()), float((hi - lo).mean())
+
+
+def quality_metrics(predicted: Any, true: Any, *, threshold: float = 0.8,
+                    low: Any = None, high: Any = None) -> dict[str, float]:
     """Label-quality metrics of predicted vs true Dice (both in [0, 1]).
 
     Returns ``n``, ``pearson``, ``spearman``, ``mae``, ``auroc`` (finding labels with true Dice
-    below ``threshold`` by a low prediction) and ``n_bad`` (labels below the threshold).
+    below ``threshold`` by a low prediction), ``n_bad`` (labels below the threshold), and
+    ``coverage`` / ``width`` of the prediction intervals ``low``..``high`` when given
+    (:func:`interval_metrics`; NaN without them).
     """
     pred = np.asarray(predicted, dtype=np.float64)
     tru = np.asarray(true, dtype=np.float64)
     bad = tru < threshold
+    cover, width = (math.nan, math.nan) if low is None or high is None \
+        else interval_metrics(low, high, tru)
     return {
         "n": int(pred.size),
         "pearson": pearson(pred, tru),
@@ -107,6 +129,8 @@ def quality_metrics(predicted: Any, true: Any, *, threshold: float = 0.8) -> dic
         "mae": mae(pred, tru),
         "auroc": auroc(-pred, bad),
         "n_bad": int(bad.sum()),
+        "coverage": cover,
+        "width": width,
     }
 
 
@@ -115,7 +139,8 @@ class Evaluation:
     """The outcome of :func:`evaluate_predictions`.
 
     ``table`` has one row per matched label (``case_id``, ``label``, ``structure``,
-    ``predicted_dsc``, ``true_dsc``, ``error``); ``overall`` the metrics over all of them;
+    ``predicted_dsc``, ``dsc_low``, ``dsc_high`` (NaN when the results have no interval),
+    ``true_dsc``, ``error``); ``overall`` the metrics over all of them;
     ``groups`` one row per (scope, group) with scope ``all``, ``structure`` or ``error``.
     """
 
@@ -187,15 +212,20 @@ def evaluate_predictions(results: pd.DataFrame, truth: pd.DataFrame, *,
     res = res[res["predicted_dsc"].notna()]
     if "structure" not in res.columns:
         res["structure"] = res["label"]
+    for col in ("dsc_low", "dsc_high"):
+        if col not in res.columns:
+            res[col] = math.nan
     tru = truth.copy()
     if "error" not in tru.columns:
         tru["error"] = "unknown"
     for frame in (res, tru):
         frame["case_id"] = frame["case_id"].astype(str)
         frame["label"] = frame["label"].astype(str)
-    table = res[["case_id", "label", "structure", "predicted_dsc"]].merge(
+    table = res[["case_id", "label", "structure", "predicted_dsc", "dsc_low", "dsc_high"]].merge(
         tru[["case_id", "label", "true_dsc", "error"]], on=["case_id", "label"], how="inner")
     table["predicted_dsc"] = table["predicted_dsc"].astype(float)
+    for col in ("dsc_low", "dsc_high"):  # an interval end that is not a number: no interval
+        table[col] = pd.to_numeric(table[col], errors="coerce")
     table["true_dsc"] = table["true_dsc"].astype(float)
     table["error"] = table["error"].fillna("unknown").astype(str)
     table["structure"] = table["structure"].fillna(table["label"]).astype(str)
@@ -205,13 +235,16 @@ def evaluate_predictions(results: pd.DataFrame, truth: pd.DataFrame, *,
     unmatched = {"results_without_truth": int(len(res) - len(table)),
                  "truth_without_prediction": int(len(tru) - len(table)),
                  "not_ok": int(len(results) - len(res))}
-    overall = quality_metrics(table["predicted_dsc"], table["true_dsc"], threshold=threshold)
+
+    def metrics(part: pd.DataFrame) -> dict[str, float]:
+        return quality_metrics(part["predicted_dsc"], part["true_dsc"], threshold=threshold,
+                               low=part["dsc_low"], high=part["dsc_high"])
+
+    overall = metrics(table)
     rows = [{"scope": "all", "group": "all", **overall}]
     for scope in ("structure", "error"):
         for name, part in table.groupby(scope, sort=True):
-            rows.append({"scope": scope, "group": str(name),
-                         **quality_metrics(part["predicted_dsc"], part["true_dsc"],
-                                           threshold=threshold)})
+            rows.append({"scope": scope, "group": str(name), **metrics(part)})
     groups = pd.DataFrame(rows, columns=["scope", "group", *METRIC_NAMES])
     return Evaluation(table=table.sort_values(["case_id", "label"]).reset_index(drop=True),
                       overall=overall, groups=groups, threshold=threshold, unmatched=unmatched)
@@ -239,8 +272,10 @@ def plot_scatter(evaluation: Evaluation, path: str | Path, *, color_by: str = "e
     ax.axvline(thr, color="0.75", lw=0.8)
     ax.axhline(thr, color="0.75", lw=0.8)
     ov = evaluation.overall
-    ax.set_title(f"n={ov['n']}  r={ov['pearson']:.3f}  MAE={ov['mae']:.3f}  "
-                 f"AUROC={ov['auroc']:.3f}", fontsize=9)
+    title = f"n={ov['n']}  r={ov['pearson']:.3f}  MAE={ov['mae']:.3f}  AUROC={ov['auroc']:.3f}"
+    if not math.isnan(ov.get("coverage", math.nan)):
+        title += f"  interval coverage={ov['coverage']:.2f}"
+    ax.set_title(title, fontsize=9)
     ax.set_xlabel("true Dice")
     ax.set_ylabel("predicted Dice")
     ax.set_xlim(-0.02, 1.02)

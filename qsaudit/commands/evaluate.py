@@ -31,7 +31,8 @@ def evaluate(
     quiet: bool = QuietOption,
 ) -> None:
     """Pearson r, Spearman rho, MAE and AUROC of predicted vs true Dice, per structure and
-    per error type, and the scatter plot (the paper's Fig. 3).
+    per error type, how often the scan's 90% interval holds the true Dice, and the scatter
+    plot (the paper's Fig. 3).
 
     Writes evaluation.csv, evaluation.json and evaluation.png.
 
@@ -76,11 +77,15 @@ def _render(result) -> None:
     def f(v: float) -> str:
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
+    # the interval columns only when the results carry the scan's interval
+    intervals = not math.isnan(result.overall.get("coverage", math.nan))
     t = Table(title=f"Predicted vs true Dice (bad = true Dice < {result.threshold:g})",
               title_justify="left")
-    for name in ("scope", "group", "labels", "bad", "Pearson r", "Spearman ρ", "MAE", "AUROC"):
+    names = ["scope", "group", "labels", "bad", "Pearson r", "Spearman ρ", "MAE", "AUROC"]
+    for name in names + (["cover", "width"] if intervals else []):
         t.add_column(name, justify="left" if name in ("scope", "group") else "right")
     for row in result.groups.itertuples(index=False):
-        t.add_row(row.scope, row.group, str(row.n), str(row.n_bad), f(row.pearson),
-                  f(row.spearman), f(row.mae), f(row.auroc))
+        cells = [row.scope, row.group, str(row.n), str(row.n_bad), f(row.pearson),
+                 f(row.spearman), f(row.mae), f(row.auroc)]
+        t.add_row(*cells, *([f(row.coverage), f(row.width)] if intervals else []))
     stdout_console().print(t)

@@ -77,6 +77,24 @@ def test_evaluate_predictions_on_a_hand_made_table(tmp_path):
     assert pd.read_csv(tmp_path / "evaluation.csv").scope.iloc[0] == "all"
 
 
+def test_interval_coverage_and_width_per_group():
+    results, truth = _tables()
+    # true 0.95 in [0.8, 1.0]; 0.4 outside [0.45, 0.6]; 0.85 in [0.6, 0.9]; 0.99 outside
+    results["dsc_low"] = [0.8, 0.45, 0.6, np.nan, 0.9]
+    results["dsc_high"] = [1.0, 0.6, 0.9, np.nan, 0.98]
+    ev = evaluate_predictions(results, truth)
+    assert ev.overall["coverage"] == pytest.approx(0.5)
+    assert ev.overall["width"] == pytest.approx((0.2 + 0.15 + 0.3 + 0.08) / 4)
+    liver = ev.groups[(ev.groups.scope == "structure") & (ev.groups.group == "liver")].iloc[0]
+    assert liver.coverage == pytest.approx(2 / 3)
+    # a label without an interval is left out of the coverage, not counted as a miss
+    results.loc[0, ["dsc_low", "dsc_high"]] = np.nan
+    assert evaluate_predictions(results, truth).overall["coverage"] == pytest.approx(1 / 3)
+    # results without interval columns: the rest of the metrics, coverage NaN
+    plain = evaluate_predictions(results.drop(columns=["dsc_low", "dsc_high"]), truth)
+    assert math.isnan(plain.overall["coverage"]) and plain.overall["n"] == 4
+
+
 def test_quality_metrics_detect_a_planted_bad_label():
     rng = np.random.default_rng(0)
     true = rng.uniform(0.85, 1.0, 30)
@@ -104,7 +122,15 @@ def test_evaluate_command(tmp_path):
                              env={"COLUMNS": "160"})
     assert run.exit_code == 0, run.output
     assert "Pearson" in run.output and "liver" in run.output
+    assert "cover" not in run.output  # these results carry no interval
     assert (res_dir / "evaluation.csv").is_file() and (res_dir / "evaluation.png").is_file()
+    results["dsc_low"], results["dsc_high"] = 0.0, 1.0
+    results.to_csv(res_dir / "results.csv", index=False)
+    run = CliRunner().invoke(app, ["evaluate", "--results", str(res_dir), "--truth",
+                                   str(tmp_path / "truth.csv"), "--quiet"],
+                             env={"COLUMNS": "160"})
+    assert run.exit_code == 0 and "cover" in run.output
+    assert (pd.read_csv(res_dir / "evaluation.csv").coverage == 1.0).all()
     bad = CliRunner().invoke(app, ["evaluate", "--results", str(res_dir)])
     assert bad.exit_code == 2 and "--truth" in bad.output
 
