@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qsaudit.analyses.evaluate import quality_metrics
-from qsaudit.inference.intervals import calibration_bands, coverage
+from qsaudit.inference.intervals import calibration_bands
 from qsaudit.registry import is_target_volume
 from qsaudit.training.cases import (
     PHANTOM_BENCHMARK_STREAM,
@@ -89,11 +89,9 @@ def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray,
     for name, keep in subsets.items():
         if not keep.any():
             continue
-        m = quality_metrics(pred[keep], true[keep])
-        extra = ""
-        if interval is not None:
-            low, high = interval[0][keep], interval[1][keep]
-            extra = f"{coverage(low, high, true[keep]):>8.3f}{np.mean(high - low):>8.3f}"
+        low, high = (None, None) if interval is None else (interval[0][keep], interval[1][keep])
+        m = quality_metrics(pred[keep], true[keep], low=low, high=high)
+        extra = "" if interval is None else f"{m['coverage']:>8.3f}{m['width']:>8.3f}"
         print(f"{name:<10}{m['n']:>8}{m['n_bad']:>6}{m['pearson']:>8.3f}{m['spearman']:>8.3f}"
               f"{m['mae']:>8.3f}{m['auroc']:>8.3f}{extra}")
 

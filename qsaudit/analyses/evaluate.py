@@ -7,7 +7,9 @@ The truth is either the ``truth.csv`` written by ``qsaudit demo`` (read with
 (0.5 = chance, 1 = every bad label scored below every good one). When the results carry the
 scan's prediction interval (``dsc_low``/``dsc_high``), ``coverage`` is the share of labels whose
 true Dice lies inside it (the interval is nominally 90%) and ``width`` its mean width: an
-interval is only as honest as its coverage on labels whose truth is known.
+interval is only as honest as its coverage on labels whose truth is known. Which interval that
+is depends on the scan: the calibration's error bands for the default aggregation of a model
+that stores them, else the spread of the slice predictions.
 """
 
 from __future__ import annotations
@@ -97,15 +99,14 @@ def auroc(scores: Any, positives: Any) -> float:
 def interval_metrics(low: Any, high: Any, true: Any) -> tuple[float, float]:
     """(coverage, mean width) of intervals ``low``..``high`` for the ``true`` values; labels
     without an interval (NaN ends) are left out; (NaN, NaN) when none has one."""
+    from qsaudit.inference.intervals import coverage
+
     lo = np.asarray(low, dtype=np.float64)
     hi = np.asarray(high, dtype=np.float64)
-    tru = np.asarray(true, dtype=np.float64)
     has = ~(np.isnan(lo) | np.isnan(hi))
     if not has.any():
         return math.nan, math.nan
-    lo, hi, tru = lo[has], hi[has], tru[has]
-    inside = (lo <= tru + 1e-9) & (tru <= hi + 1e-9)  # Dice stored as text loses the last digits
-    return float(inside.mean()), float((hi - lo).mean())
+    return coverage(lo, hi, true), float((hi[has] - lo[has]).mean())
 
 
 def quality_metrics(predicted: Any, true: Any, *, threshold: float = 0.8,

@@ -74,8 +74,12 @@ class ErrorBands:
         except (KeyError, TypeError, ValueError):
             raise ValueError("interval bands: fields missing or not numbers") from None
         b = low.size
+        if not all(np.isfinite(a).all() for a in (edges, low, high, counts)) \
+                or not math.isfinite(level):
+            raise ValueError("interval bands: values are not finite")
         if b < 1 or high.shape != (b,) or counts.shape != (b,) or edges.shape != (b - 1,) \
                 or np.any(np.diff(edges) < 0) or np.any(low > 0) or np.any(high < 0) \
+                or np.any(counts < 0) or np.any(counts != np.round(counts)) \
                 or not 0.0 < level < 1.0:
             raise ValueError("interval bands: arrays have the wrong sizes, order or signs")
         return cls(edges=edges, low=low, high=high, counts=counts, level=level,
@@ -87,10 +91,13 @@ def fit_error_bands(predicted: np.ndarray, true: np.ndarray, *, level: float = L
                     reference: str = "") -> ErrorBands:
     """Bands from held-out predictions (G,) and the true Dice (G,) of the same labels.
 
-    Bins are quantiles of the predictions (at most ``max_bins``, at least ``min_per_bin``
-    labels each; one bin when there are fewer). Each bin's quantiles carry the split-conformal
-    finite-sample correction (the ``ceil((n + 1) q) / n`` order statistic). Labels with a NaN on
-    either side are ignored. ValueError with fewer than 2 usable labels or a level outside (0, 1).
+    Bins are quantiles of the predictions (at most ``max_bins``); a bin left with fewer than
+    ``min_per_bin`` labels (tied predictions merge quantiles) joins its smaller neighbour. Each
+    bin's quantiles carry the split-conformal finite-sample correction (the
+    ``ceil((n + 1) q) / n`` order statistic); a bin too small for it (that order statistic beyond
+    its n errors) gets the whole range, the honest interval when too few errors were seen.
+    Labels with a NaN on either side are ignored. ValueError with fewer than 2 usable labels or
+    a level outside (0, 1).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"fit_error_bands: level {level} is not in (0, 1)")
@@ -103,20 +110,43 @@ def fit_error_bands(predicted: np.ndarray, true: np.ndarray, *, level: float = L
     if p.size < 2:
         raise ValueError("fit_error_bands: fewer than 2 labels")
     bins = max(1, min(max_bins, p.size // max(1, min_per_bin)))
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1]))
+    edges = _merge_small_bins(np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1])),
+                              p, min_per_bin)
     which = np.searchsorted(edges, p, side="right")
     low, high, counts = [], [], []
     for b in range(edges.size + 1):
         err = np.sort(t[which == b] - p[which == b])
-        if err.size == 0:  # duplicate quantiles can leave a bin empty: use all the errors
-            err = np.sort(t - p)
         n = err.size
-        k = min(n, math.ceil((n + 1) * (1 + level) / 2))  # the k-th smallest / largest error
-        low.append(min(0.0, float(err[n - k])))
-        high.append(max(0.0, float(err[k - 1])))
-        counts.append(int((which == b).sum()))
+        k = math.ceil((n + 1) * (1 + level) / 2)  # the k-th smallest / largest error
+        if k > n:  # too few errors to bound this quantile: the whole range
+            low.append(-1.0)
+            high.append(1.0)
+        else:
+            low.append(min(0.0, float(err[n - k])))
+            high.append(max(0.0, float(err[k - 1])))
+        counts.append(n)
     return ErrorBands(edges=edges, low=np.array(low), high=np.array(high),
                       counts=np.array(counts), level=level, reference=reference)
+
+
+def _merge_small_bins(edges: np.ndarray, p: np.ndarray, min_per_bin: int) -> np.ndarray:
+    """``edges`` with the bins of fewer than ``min_per_bin`` predictions ``p`` merged, each into
+    its smaller neighbour, smallest first, until every bin has enough or one bin is left."""
+    edges = np.asarray(edges, dtype=np.float64)
+    while edges.size:
+        counts = np.bincount(np.searchsorted(edges, p, side="right"), minlength=edges.size + 1)
+        b = int(np.argmin(counts))
+        if counts[b] >= min_per_bin:
+            break
+        # bin b lies between edges[b - 1] and edges[b]: drop the edge towards the smaller side
+        if b == 0:
+            drop = 0
+        elif b == edges.size:
+            drop = b - 1
+        else:
+            drop = b - 1 if counts[b - 1] <= counts[b + 1] else b
+        edges = np.delete(edges, drop)
+    return edges
 
 
 @dataclass(frozen=True)
@@ -161,8 +191,12 @@ def calibration_bands(calibration: Any) -> StructureBands | None:
 
 
 def coverage(low: np.ndarray, high: np.ndarray, true: np.ndarray) -> float:
-    """Share of labels whose true Dice lies in [low, high] (NaN intervals count as misses)."""
+    """Share of the labels with an interval whose true Dice lies in [low, high]; labels whose
+    interval has a NaN end are left out (NaN when none is left). A 1e-9 tolerance absorbs the
+    digits a Dice loses when stored as text."""
     low, high, true = (np.asarray(a, dtype=np.float64) for a in (low, high, true))
-    if true.size == 0:
+    has = ~(np.isnan(low) | np.isnan(high))
+    if not has.any():
         return float("nan")
-    return float(np.mean((low <= true + 1e-12) & (true <= high + 1e-12)))
+    low, high, true = low[has], high[has], true[has]
+    return float(np.mean((low <= true + 1e-9) & (true <= high + 1e-9)))

@@ -6,9 +6,15 @@ Unknown names are never rejected: :func:`lookup` returns None for them and
 
 from __future__ import annotations
 
+import re
+
 from qsaudit.errors import UsageError
 from qsaudit.registry.normalize import normalize_name
 from qsaudit.registry.table import SOURCES, Structure, load_registry
+
+# radiotherapy target volumes by name: planning / clinical / gross / internal target volume,
+# then anything but a longer word (PTV70, PTV_high, CTV 1, GTVp, GTVn)
+_TARGET_NAME = re.compile(r"^(?:ptv|ctv|gtv|itv)(?![a-z]{3})", re.IGNORECASE)
 
 LABEL_PRESETS: tuple[str, ...] = ("btcv", "amos", "totalseg_v1", "totalseg_v2", "dap_atlas")
 
@@ -91,8 +97,11 @@ def contralateral(name: str) -> Structure | None:
 
 
 def is_target_volume(name: str) -> bool:
-    """True for a radiotherapy target volume (region ``target``: PTV56/63/70): a clinical margin
-    around a tumour rather than an edge the CT shows, so its label quality is harder to judge
-    from the image. Unknown names are not target volumes."""
+    """True for a radiotherapy target volume: a clinical margin around a tumour rather than an
+    edge the CT shows, so its label quality is harder to judge from the image. Known names count
+    by their region (``target``: PTV56/63/70 and their spellings); names the registry does not
+    know count when they start with PTV, CTV, GTV or ITV (``PTV60``, ``CTV_high``, ``GTVp``)."""
     structure = lookup(name)
-    return structure is not None and structure.region == "target"
+    if structure is not None:
+        return structure.region == "target"
+    return _TARGET_NAME.match(name.strip()) is not None

@@ -63,6 +63,35 @@ def test_bands_round_trip_and_reject_damage():
         fit_error_bands([0.5], [0.4])
 
 
+def test_tied_predictions_never_leave_a_bin_too_small_to_size():
+    # a third of the labels predicted exactly 1.0: the quantile edges there merge
+    rng = np.random.default_rng(3)
+    pred = np.concatenate([rng.uniform(0, 1, 200), np.ones(100)])
+    true = np.clip(pred - np.abs(rng.normal(0, 0.1, 300)), 0, 1)
+    bands = fit_error_bands(pred, true, min_per_bin=40)
+    assert bands.counts.sum() == 300 and np.all(bands.counts >= 40)
+    assert bands.edges.size == bands.counts.size - 1
+
+
+def test_too_few_labels_give_the_whole_range_not_a_false_bound():
+    # 10 errors cannot bound a 90% interval (k = ceil(11 * 0.95) = 11 > 10): the honest
+    # interval is all of [0, 1]
+    pred = np.linspace(0.3, 0.7, 10)
+    bands = fit_error_bands(pred, pred + 0.01, level=0.9)
+    low, high = bands.interval(np.array([0.5]))
+    assert low[0] == 0.0 and high[0] == 1.0
+
+
+@pytest.mark.parametrize("field, value", [("low", float("nan")), ("high", float("inf")),
+                                          ("edges", float("nan")), ("counts", -3),
+                                          ("counts", 2.5)])
+def test_damaged_values_are_rejected(field, value):
+    broken = fit_error_bands(*_noisy(4, 400)).to_json()
+    broken[field] = [value] * len(broken[field])
+    with pytest.raises(ValueError, match="interval bands"):
+        ErrorBands.from_json(broken)
+
+
 class _Flat:
     """A calibration that returns the area-weighted mean feature and carries bands."""
 

@@ -183,3 +183,13 @@ def test_import_is_torch_and_pandas_free() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name, target", [
+    ("PTV70", True), ("ptv 56", True), ("PTV60", True), ("CTV_high", True), ("GTVp", True),
+    ("ITV", True), ("Parotid_L", False), ("liver", False), ("spinal cord", False),
+    ("ptvfoo", False)])
+def test_target_volumes_by_registry_region_or_name(name: str, target: bool) -> None:
+    from qsaudit.registry import is_target_volume
+
+    assert is_target_volume(name) is target

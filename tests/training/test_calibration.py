@@ -169,3 +169,27 @@ def test_calibrate_skips_tiny_validation_sets():
     samples, pred = _sample_set(8, 4)
     cal, m = calibrate(samples, pred)
     assert cal is None and m["calibration"].startswith("skipped")
+
+
+@pytest.mark.slow  # cross-validates the boosted trees on 420 labels (~20 s)
+def test_calibrate_table_sizes_target_volume_bands_from_the_structure_names():
+    # 420 real-CT labels of 7 patients, half PTVs (larger errors)
+    from qsaudit.training.calibration import LabelTable, calibrate_table
+
+    rng = np.random.default_rng(5)
+    n = 420
+    true = rng.uniform(0.2, 1.0, n)
+    structures = np.array(["PTV70" if i % 2 else "Parotid_L" for i in range(n)], dtype=object)
+    noise = np.where(structures == "PTV70", 0.15, 0.02)
+    plain = np.clip(true + rng.normal(0, 1, n) * noise, 0, 1)
+    features = np.zeros((n, len(FEATURES)))
+    features[:, FEATURES.index("area_mean")] = plain
+    patients = np.array([f"pt{i % 7}" for i in range(n)], dtype=object)
+    table = LabelTable(features, true, plain, patients, np.array(["blur"] * n, dtype=object),
+                       structures)
+    cal, m = calibrate_table(table, method="ridge")
+    bands = calibration_bands(cal)
+    assert bands.targets is not None and bands.default.reference.endswith("anatomical structures")
+    assert m["interval_mean_width_targets"] > 2 * m["interval_mean_width"]
+    assert bands.for_structure("PTV 70") is bands.targets
+    assert bands.for_structure("parotid left") is bands.default
