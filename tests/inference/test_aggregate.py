@@ -148,3 +148,39 @@ def test_scan_intervals_come_from_the_calibrations_error_bands(tiny_dataset, tmp
     torch.save(payload, model)
     with pytest.raises(ModelError, match="interval bands"):
         scan_dataset(tiny_dataset, tmp_path / "out2", settings=settings)
+
+
+def test_scan_gives_target_volumes_their_own_bands(tiny_dataset, tmp_path, monkeypatch):
+    # the tiny model knows no PTV: the aorta stands in for one, so that the scan's choice of
+    # bands by each label's structure is what is tested
+    import pandas as pd
+    import torch
+
+    import qsaudit.registry
+    from qsaudit.inference import ScanSettings, scan_dataset
+    from qsaudit.inference.intervals import ErrorBands
+    from qsaudit.progress import set_quiet
+    from tests.inference.conftest import write_tiny_model
+
+    set_quiet(True)
+    monkeypatch.setattr(qsaudit.registry, "is_target_volume", lambda name: name == "aorta")
+    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
+    cal = _half_up_calibration()
+    one_bin = {"edges": np.array([]), "counts": np.array([300])}
+    cal.info["intervals"] = ErrorBands(low=np.array([-0.05]), high=np.array([0.05]),
+                                       **one_bin).to_json()
+    cal.info["intervals_targets"] = ErrorBands(low=np.array([-0.3]), high=np.array([0.2]),
+                                               **one_bin).to_json()
+    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
+    model = tmp_path / "banded.pt"
+    torch.save(payload, model)
+    settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4)
+    scan_dataset(tiny_dataset, tmp_path / "out", settings=settings)
+    rows = pd.read_parquet(tmp_path / "out" / "results.parquet").dropna(subset=["predicted_dsc"])
+    target = (rows["structure"] == "aorta").to_numpy()
+    assert target.any() and (~target).any()
+    p = rows["predicted_dsc"].to_numpy()
+    np.testing.assert_allclose(rows["dsc_low"], np.clip(p - np.where(target, 0.3, 0.05), 0, 1),
+                               atol=1e-9)
+    np.testing.assert_allclose(rows["dsc_high"], np.clip(p + np.where(target, 0.2, 0.05), 0, 1),
+                               atol=1e-9)
