@@ -114,28 +114,39 @@ def test_scan_applies_the_models_calibration(tiny_dataset, tmp_path):
     np.testing.assert_allclose(tables["cal_mean"]["predicted_dsc"], mean_plain)
 
 
-def test_scan_intervals_come_from_the_calibrations_error_bands(tiny_dataset, tmp_path):
+def _scan_with(calibration, dataset, tmp_path, out: str = "out"):
+    """Scan ``dataset`` with the tiny model carrying ``calibration``: (model file, settings,
+    the result rows that have a prediction)."""
     import pandas as pd
     import torch
 
-    from qsaudit.errors import ModelError
     from qsaudit.inference import ScanSettings, scan_dataset
-    from qsaudit.inference.intervals import ErrorBands
     from qsaudit.progress import set_quiet
     from tests.inference.conftest import write_tiny_model
 
     set_quiet(True)
     payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
+    payload["meta_json"] = json.dumps({"calibration": calibration.to_json()})
+    model = tmp_path / "banded.pt"
+    torch.save(payload, model)
+    settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4)
+    scan_dataset(dataset, tmp_path / out, settings=settings)
+    rows = pd.read_parquet(tmp_path / out / "results.parquet").dropna(subset=["predicted_dsc"])
+    return model, settings, rows
+
+
+def test_scan_intervals_come_from_the_calibrations_error_bands(tiny_dataset, tmp_path):
+    import torch
+
+    from qsaudit.errors import ModelError
+    from qsaudit.inference import scan_dataset
+    from qsaudit.inference.intervals import ErrorBands
+
     cal = _half_up_calibration()
     bands = ErrorBands(edges=np.array([0.75]), low=np.array([-0.4, -0.1]),
                        high=np.array([0.3, 0.02]), counts=np.array([60, 60]))
     cal.info["intervals"] = bands.to_json()
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
-    model = tmp_path / "banded.pt"
-    torch.save(payload, model)
-    settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4)
-    scan_dataset(tiny_dataset, tmp_path / "out", settings=settings)
-    rows = pd.read_parquet(tmp_path / "out" / "results.parquet").dropna(subset=["predicted_dsc"])
+    model, settings, rows = _scan_with(cal, tiny_dataset, tmp_path)
     assert len(rows)
     p = rows["predicted_dsc"].to_numpy()
     low = np.where(p > 0.75, p - 0.1, p - 0.4).clip(0, 1)
@@ -144,6 +155,7 @@ def test_scan_intervals_come_from_the_calibrations_error_bands(tiny_dataset, tmp
     np.testing.assert_allclose(rows["dsc_high"], high, atol=1e-9)
 
     cal.info["intervals"] = {"format": "qsaudit-error-bands", "low": [0.2]}  # damaged
+    payload = torch.load(model, weights_only=True)
     payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
     torch.save(payload, model)
     with pytest.raises(ModelError, match="interval bands"):
@@ -153,30 +165,17 @@ def test_scan_intervals_come_from_the_calibrations_error_bands(tiny_dataset, tmp
 def test_scan_gives_target_volumes_their_own_bands(tiny_dataset, tmp_path, monkeypatch):
     # the tiny model knows no PTV: the aorta stands in for one, so that the scan's choice of
     # bands by each label's structure is what is tested
-    import pandas as pd
-    import torch
-
     import qsaudit.registry
-    from qsaudit.inference import ScanSettings, scan_dataset
     from qsaudit.inference.intervals import ErrorBands
-    from qsaudit.progress import set_quiet
-    from tests.inference.conftest import write_tiny_model
 
-    set_quiet(True)
     monkeypatch.setattr(qsaudit.registry, "is_target_volume", lambda name: name == "aorta")
-    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
     cal = _half_up_calibration()
     one_bin = {"edges": np.array([]), "counts": np.array([300])}
     cal.info["intervals"] = ErrorBands(low=np.array([-0.05]), high=np.array([0.05]),
                                        **one_bin).to_json()
     cal.info["intervals_targets"] = ErrorBands(low=np.array([-0.3]), high=np.array([0.2]),
                                                **one_bin).to_json()
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
-    model = tmp_path / "banded.pt"
-    torch.save(payload, model)
-    settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4)
-    scan_dataset(tiny_dataset, tmp_path / "out", settings=settings)
-    rows = pd.read_parquet(tmp_path / "out" / "results.parquet").dropna(subset=["predicted_dsc"])
+    _model, _settings, rows = _scan_with(cal, tiny_dataset, tmp_path)
     target = (rows["structure"] == "aorta").to_numpy()
     assert target.any() and (~target).any()
     p = rows["predicted_dsc"].to_numpy()
