@@ -101,12 +101,9 @@ def interval_metrics(low: Any, high: Any, true: Any) -> tuple[float, float]:
     without an interval (NaN ends) are left out; (NaN, NaN) when none has one."""
     from qsaudit.inference.intervals import coverage
 
-    lo = np.asarray(low, dtype=np.float64)
-    hi = np.asarray(high, dtype=np.float64)
-    has = ~(np.isnan(lo) | np.isnan(hi))
-    if not has.any():
-        return math.nan, math.nan
-    return coverage(lo, hi, true), float((hi[has] - lo[has]).mean())
+    width = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
+    cover = coverage(low, high, true)  # leaves out the labels without an interval itself
+    return (math.nan, math.nan) if math.isnan(cover) else (cover, float(np.nanmean(width)))
 
 
 def quality_metrics(predicted: Any, true: Any, *, threshold: float = 0.8,
