@@ -4,9 +4,10 @@ The network scores sampled slices one at a time, so it cannot see what only the 
 shows: a label cut off flat at one end, slices missing from its middle, a rim of specks, a blob
 far from the organ, a boundary that no longer follows an edge of the CT. These numbers describe
 exactly that, scale-free, so that the label calibration (``qsaudit.inference.aggregate``) can
-weigh them beside the slice scores. They are ratios, comparable across organ sizes (not
-across very different voxel sizes: a model is calibrated on CT like what it scans). numpy/scipy
-only; the work is done on the mask's bounding box.
+weigh them beside the slice scores. They are ratios, comparable across organ sizes; given the
+voxel size they are also comparable across pixel sizes and slice spacings, since the mask's box
+is then first sampled onto a grid of :data:`CANONICAL_MM` (nearest voxel), so a 0.7 mm CT and its
+3 mm copy describe one shape alike. numpy/scipy only; the work is done on the mask's box.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ HU_CLIP = (-1000.0, 1000.0)  # HU statistics ignore metal and beyond-air padding
 HU_OUTSIDE_MARGIN = 100.0    # a voxel is implausible this far outside the structure's range
 PAD = 2                      # voxels of context around the bounding box (shells, closing)
 MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
+CANONICAL_MM = (3.0, 3.0, 3.0)  # the grid the descriptors are read on, when the spacing is known
 
 
 def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = None,
                    bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None,
-                   largest_share: float | None = None) -> np.ndarray:
+                   largest_share: float | None = None,
+                   spacing: tuple[float, ...] | None = None) -> np.ndarray:
     """Descriptors of a non-empty boolean mask (X, Y, Z) on its CT (HU, same shape).
 
     Args:
@@ -41,6 +44,8 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         bbox: the mask's bounding box if known (``MaskStats.bbox``), half-open per axis.
         largest_share: the share of voxels in the largest 26-connected component if known
             (``LabelChecks.largest_share``; the scan's checks have labelled the components).
+        spacing: voxel size in mm (X, Y, Z). Given, the box is read on the
+            :data:`CANONICAL_MM` grid (resolution-free descriptors); without it, voxel by voxel.
 
     Returns (len(SHAPE_FEATURES),) float64:
 
@@ -67,6 +72,8 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         bbox = mask_stats(mask).bbox
     if bbox is None:
         raise ValueError("shape_features: empty mask")
+    if spacing is not None:
+        return _canonical_features(mask, ct, bbox, spacing, structure, largest_share)
     lo = [max(0, b[0] - PAD) for b in bbox]  # lists: widened in-plane below when subsampled
     hi = [min(n, b[1] + PAD) for b, n in zip(bbox, mask.shape, strict=True)]
     # The slice areas are counted at full resolution; the morphology of a box over MAX_VOXELS
@@ -80,12 +87,48 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     window = (slice(lo[0], hi[0], step), slice(lo[1], hi[1], step), slice(lo[2], hi[2]))
     sub = np.array(mask[window], order="K")  # a copy in the volume's own layout
     hu = np.clip(ct[window], *HU_CLIP)
+    if largest_share is None:
+        largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
+    return _describe(sub, hu, areas, structure, largest_share)
+
+
+def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tuple[float, ...],
+                        structure: Any, largest_share: float | None) -> np.ndarray:
+    """:func:`shape_features` read on the :data:`CANONICAL_MM` grid (nearest voxel)."""
+    index = [_grid_index(b0, b1, n, float(sp), canon)
+             for (b0, b1), n, sp, canon in zip(bbox, mask.shape, spacing[:3], CANONICAL_MM,
+                                               strict=True)]
+    grid = np.ix_(*index)
+    sub = np.asarray(mask[grid], dtype=bool)
+    hu = np.clip(np.asarray(ct[grid], dtype=np.float32), *HU_CLIP)
+    areas = sub.sum(axis=(0, 1), dtype=np.int64)
+    if not areas.any():  # a sliver thinner than the grid: describe it voxel by voxel
+        return shape_features(mask, ct, structure=structure, bbox=bbox,
+                              largest_share=largest_share)
+    if largest_share is None:
+        largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
+    return _describe(sub, hu, areas, structure, largest_share)
+
+
+def _grid_index(b0: int, b1: int, n: int, spacing: float, canon: float) -> np.ndarray:
+    """Voxel indices (nearest) of grid points every ``canon`` mm, centred on the box
+    ``[b0, b1)`` and reaching :data:`PAD` grid steps beyond it, inside ``[0, n)``."""
+    step = canon / spacing if spacing > 0 else 1.0
+    centre = 0.5 * (b0 + b1 - 1)
+    half = math.ceil(0.5 * (b1 - b0) / step) + PAD
+    pos = np.rint(centre + np.arange(-half, half + 1) * step).astype(np.int64)
+    pos = pos[(pos >= 0) & (pos < n)]
+    return np.unique(pos)
+
+
+def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any,
+              largest_share: float) -> np.ndarray:
+    """The :data:`SHAPE_FEATURES` of the boolean box ``sub`` and its HU ``hu`` (clipped);
+    ``areas`` per slice of the box (mask voxels)."""
     voxels = int(np.count_nonzero(sub))
     if voxels == 0:  # a mask of a few scattered voxels the in-plane step skipped
         return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
-    if largest_share is None:
-        largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
     eroded = erode(sub)
     # in-plane cross for the opening: a 3D one would erase every label one or two slices thick
     opened = opening(sub, CROSS_IN_PLANE)

@@ -22,6 +22,9 @@ def train(
         "reads, e.g. OpenKBP or TotalSegmentator).")] = None,
     phantoms: Annotated[int, typer.Option(
         "--phantoms", help="Also train on N generated abdominal phantoms.")] = 0,
+    trunk_phantoms: Annotated[int, typer.Option(
+        "--trunk-phantoms", help="Also train on N generated chest-to-pelvis phantoms "
+        "(the whole skeleton, lungs, heart, muscles; 0.6-5 mm pixels).")] = 0,
     preset: Annotated[str, typer.Option(
         "--preset", help="default (small ResNet, CPU-friendly) or paper (ResNet-50, 256 px, "
         "Adam, 30 epochs, batch 128).")] = "default",
@@ -88,6 +91,8 @@ def train(
 
     if phantoms < 0:
         raise UsageError(f"--phantoms {phantoms}: must be 0 or more")
+    if trunk_phantoms < 0:
+        raise UsageError(f"--trunk-phantoms {trunk_phantoms}: must be 0 or more")
     config = train_preset(preset).with_overrides(
         epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, max_minutes=max_minutes,
         holdout_fraction=holdout_fraction, seed=seed, device=device, precision=precision,
@@ -111,6 +116,7 @@ def train(
     excluded = read_case_ids(exclude_cases) if exclude_cases else set()
     command = _command_line(ctx)
     report = train_model(list(data or []), out=out, phantoms=phantoms, config=config,
+                         trunk_phantoms=trunk_phantoms,
                          model_config=model_config, exclude_cases=excluded, resume=resume,
                          embeddings_file=embeddings, command=command, init=init)
     m = report.best_metrics

@@ -249,11 +249,12 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     row.update(status="ok", error=None, mean_hu=res.mean_hu, flag_empty=False, **res.flags())
     if order is None:
         index, crops, areas = _crops(ct, mask, case.case_id, ref.name, spec,
-                                     z_range=stats.bbox[2])
+                                     z_range=stats.bbox[2], spacing=volume.spacing)
         thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)
     else:
         file_ct, file_mask = order.view(ct), order.view(mask)
-        index, crops, areas = _crops(file_ct, file_mask, case.case_id, ref.name, spec)
+        index, crops, areas = _crops(file_ct, file_mask, case.case_id, ref.name, spec,
+                                     spacing=order.spacing)
         ras = order.ras_slices(index, file_mask.shape[2])
         if ras is not None:  # report RAS axial indices, ascending, like every other scan
             keep = np.argsort(ras, kind="stable")
@@ -265,13 +266,15 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     thumb_ct, thumb_mask, thumb_spacing = thumbs
     n_probes = 0
     if spec.end_probes and order is None:  # a paper-protocol model has no calibration
-        probes, _sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config)
+        probes, _sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config,
+                                    spacing=volume.spacing)
         crops, n_probes = np.concatenate([crops, probes]), len(probes)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing,
                      shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,
-                                          largest_share=res.largest_share)
+                                          largest_share=res.largest_share,
+                                          spacing=volume.spacing)
                      if spec.shape_features else None)
     key_x = None
     if side is not None and structure is not None and structure.pair:
@@ -280,11 +283,13 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
 
 
 def _crops(ct: np.ndarray, mask: np.ndarray, case_id: str, label: str, spec: PrepareSpec,
-           z_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           z_range: tuple[int, int] | None = None,
+           spacing: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slices to score along axis 2 of ``ct``/``mask`` (X, Y, Z), their model inputs and areas.
 
     ``z_range``: the mask's slices (half-open), when known: only those are searched, which
     picks the same slices (every slice with mask is inside) for a fraction of the work.
+    ``spacing``: voxel size (mm) of these axes; a model with a margin in mm needs it.
     Returns ``(index (n,) int64, crops (n, 2, S, S) float32, areas (n,) int64)``.
     """
     from qsaudit.inference.sampling import choose_slices
@@ -293,7 +298,8 @@ def _crops(ct: np.ndarray, mask: np.ndarray, case_id: str, label: str, spec: Pre
     z0, z1 = z_range if z_range is not None else (0, mask.shape[2])
     index = z0 + choose_slices(mask[:, :, z0:z1], spec.slices, seed=spec.seed,
                                case_id=case_id, label=label, mode=spec.sampling)
-    crops = np.stack([crop_slice(ct[:, :, z], mask[:, :, z], config=spec.model_config)
+    crops = np.stack([crop_slice(ct[:, :, z], mask[:, :, z], config=spec.model_config,
+                                 spacing=spacing)
                       for z in index]).astype(np.float32, copy=False)
     areas = mask[:, :, index].sum(axis=(0, 1), dtype=np.int64)
     return index, crops, areas

@@ -17,6 +17,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 PREPROCESSING_MODES = ("qsaudit", "paper")
+DEFAULT_MARGIN_MM = 70.0
+"""Crop margin of new models: 70 mm is what the 20-pixel margin of the first models meant on
+the CT they were trained on (OpenKBP at 3.9-5 mm pixels: 78-100 mm; phantoms at 2.6-3 mm:
+52-60 mm), now fixed in millimetres so that a 0.7 mm CT shows the network the same view."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,11 @@ class ModelConfig:
             ``width, 2*width, 4*width, 8*width`` channels (x4 for ResNet-50's bottlenecks).
         input_size: side ``S`` in pixels of the square model input (the crop is resized to it).
         hu_window: CT window in HU mapped to [0, 1] before normalisation.
-        margin: crop margin in pixels around the mask's bounding box on the slice (inference).
+        margin: crop margin in pixels around the mask's bounding box on the slice (inference),
+            used when ``margin_mm`` is None (the paper's protocol, and models trained before).
+        margin_mm: crop margin in millimetres (None = count it in pixels, ``margin``). With it
+            the model's view of a label is the same region of anatomy at any pixel size: the
+            crop is the mask's box plus this margin, resized to ``input_size``.
         embed_dim: size ``E`` of the structure-name text embedding (384 MiniLM, 512 CLIP).
         hidden: width of the gated head.
         bounded: sigmoid output in [0, 1]; the paper's head is unbounded (``False``).
@@ -43,6 +51,7 @@ class ModelConfig:
     input_size: int = 96
     hu_window: tuple[float, float] = (-200.0, 200.0)
     margin: int = 20
+    margin_mm: float | None = None
     embed_dim: int = 384
     hidden: int = 256
     bounded: bool = True
@@ -60,6 +69,10 @@ class ModelConfig:
                 raise ModelError(f"{name} = {getattr(self, name)}: must be a positive integer")
         if self.margin < 0:
             raise ModelError(f"margin = {self.margin}: must be >= 0")
+        if self.margin_mm is not None:
+            if not float(self.margin_mm) >= 0:
+                raise ModelError(f"margin_mm = {self.margin_mm}: must be >= 0")
+            object.__setattr__(self, "margin_mm", float(self.margin_mm))
         lo, hi = self.hu_window
         if not hi > lo:
             raise ModelError(f"hu_window = {self.hu_window}: upper end must exceed lower end")
@@ -91,7 +104,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # Sized for 2 CPU cores: ResNet-18 at half width, 96 px crops, MiniLM embeddings.
-    "default": ModelConfig(),
+    "default": ModelConfig(margin_mm=DEFAULT_MARGIN_MM),
     # The released Quality Sentinel: ResNet-50 at 256 px, CLIP embeddings, hidden 50,
     # unbounded head, its own crop and normalisation. To train this architecture with
     # another encoder or a bounded head, use ``PRESETS["paper"].replace(...)``.

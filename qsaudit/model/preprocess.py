@@ -33,17 +33,37 @@ AIR_HU = -1024.0
 SAMPLING_MODES = ("even", "random", "paper")
 
 
+def margin_pixels(config: ModelConfig, spacing: tuple[float, ...] | None = None, *,
+                  scale: float = 1.0) -> int:
+    """The crop margin in pixels of a slice with in-plane ``spacing`` (mm, first two values).
+
+    A model with ``margin_mm`` counts its margin in millimetres (``scale`` x ``margin_mm`` over
+    the mean in-plane pixel size, rounded); without it, or without a spacing, the margin is
+    ``scale`` x ``margin`` pixels. Training draws ``scale`` around 1 to vary the view.
+    """
+    if config.margin_mm is not None and spacing is not None:
+        pixel = 0.5 * (float(spacing[0]) + float(spacing[1]))
+        if not pixel > 0:
+            raise ModelError(f"crop: in-plane spacing {tuple(spacing)[:2]} must be positive")
+        return max(0, round(scale * config.margin_mm / pixel))
+    return max(0, round(scale * config.margin))
+
+
 def crop_slice(ct2d: np.ndarray, mask2d: np.ndarray, *, config: ModelConfig,
-               margin: int | None = None, bbox_from: np.ndarray | None = None) -> np.ndarray:
+               margin: int | None = None, bbox_from: np.ndarray | None = None,
+               spacing: tuple[float, ...] | None = None) -> np.ndarray:
     """Crop, window, resize and normalise one slice pair into the model's input.
 
     Args:
         ct2d: CT slice in HU, shape ``(X, Y)``.
         mask2d: candidate mask slice, same shape (non-zero = inside).
         config: gives ``input_size`` ``S``, ``hu_window``, ``margin`` and ``preprocessing``.
-        margin: crop margin in pixels (default ``config.margin``; training draws it at random).
+        margin: crop margin in pixels (default: :func:`margin_pixels` of ``config`` and
+            ``spacing``; training draws it at random).
         bbox_from: optional other mask of the same shape whose bounding box defines the crop,
             e.g. the trusted mask when the candidate is empty on this slice.
+        spacing: the slice's pixel size in mm ``(sx, sy, ...)``; a model with ``margin_mm``
+            needs it to size its margin (without it the margin falls back to pixels).
 
     Returns:
         float32 array ``(2, S, S)``: channel 0 the CT, channel 1 the mask, normalised as the
@@ -58,7 +78,7 @@ def crop_slice(ct2d: np.ndarray, mask2d: np.ndarray, *, config: ModelConfig,
     if ct.ndim != 2 or ct.shape != mask.shape or box.shape != ct.shape:
         raise ModelError(f"crop_slice: CT {ct.shape}, mask {mask.shape} and box mask "
                          f"{box.shape} must be 2D arrays of one shape")
-    margin = config.margin if margin is None else int(margin)
+    margin = margin_pixels(config, spacing) if margin is None else int(margin)
     # (X, Y) -> image rows (Y, X)
     ct, mask, box = ct.T, mask.T, box.T
     rows = np.flatnonzero(box.any(axis=1))

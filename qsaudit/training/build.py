@@ -43,7 +43,12 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     cases = []
     for spec in unit.specs:
         case = load_case(spec, min_inside_fraction=sample_config.min_inside_fraction,
-                         min_label_voxels=sample_config.min_label_voxels)
+                         min_label_voxels=sample_config.min_label_voxels,
+                         derived=sample_config.derived)
+        if not unit.validation and rng.random() < sample_config.resample_fraction:
+            from qsaudit.training.resample import draw_pixel_size, resample_inplane
+
+            case = resample_inplane(case, draw_pixel_size(rng), rng)
         if case.masks:
             cases.append(case)
     if not cases:
@@ -51,11 +56,11 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     snaps = snapshot_group_candidates(cases, steps=tuple(sample_config.snapshot_steps),
                                       size=sample_config.snapshot_size,
                                       seed=int(rng.integers(2**31)))
-    lo, hi = train_margins(sample_config, model_config)
     parts: list[SampleSet] = []
     for case, snap in zip(cases, snaps, strict=True):
         cands = degraded_candidates(case, rng, per_label=sample_config.degraded_per_label,
-                                    include_perfect=sample_config.include_perfect) + snap
+                                    include_perfect=sample_config.include_perfect,
+                                    wrong_per_label=sample_config.wrong_per_label) + snap
         for cand in cands:
             truth = case.masks[cand.structure]
             if unit.validation:
@@ -65,12 +70,13 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                 valid = scorable_slices(cand.mask)
                 k = min(sample_config.slices_per_candidate, valid.size)
                 slices = np.sort(rng.choice(valid, size=k, replace=False)) if k else valid
-                margins = rng.integers(lo, hi + 1, size=len(slices))
+                margins = draw_margins(sample_config, model_config, case.spacing, rng,
+                                       len(slices))
             if len(slices) == 0:
                 continue
             inputs, targets, areas = candidate_samples(case.ct, cand.mask, truth, slices=slices,
                                                        model_config=model_config,
-                                                       margins=margins)
+                                                       margins=margins, spacing=case.spacing)
             valid = scorable_slices(cand.mask)
             group = {"case_id": case.case_id, "patient_id": case.patient_id,
                      "structure": cand.structure, "source": cand.source,
@@ -80,15 +86,34 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
             probes: dict = {}
             if unit.validation:  # what the label calibration reads beside the slice scores
                 group["shape"] = shape_features(cand.mask, case.ct,
-                                                structure=lookup(cand.structure)).tolist()
+                                                structure=lookup(cand.structure),
+                                                spacing=case.spacing).tolist()
                 crops, _sides = end_probes(case.ct, cand.mask, (int(valid[0]), int(valid[-1]) + 1),
-                                           model_config=model_config)
+                                           model_config=model_config, spacing=case.spacing)
                 probes = {"probe_inputs": crops.astype(np.float16),
                           "probe_groups": np.zeros(len(crops), np.int64)}
             parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),
                                                              dtype=object),
                                    np.zeros(len(slices), np.int64), areas, [group], **probes))
     return SampleSet.concat(parts, size=model_config.input_size)
+
+
+def draw_margins(sample_config: SampleConfig, model_config, spacing: tuple[float, ...],
+                 rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random crop margins (pixels) for training slices of a case with voxel ``spacing``.
+
+    ``SampleConfig.margin_range`` (pixels) when set; otherwise 60-140% of the model's
+    inference margin, in millimetres for a model with ``margin_mm`` (so that every pixel size
+    shows the same anatomy), else in pixels (:func:`train_margins`).
+    """
+    from qsaudit.model.preprocess import margin_pixels
+
+    if sample_config.margin_range is None and model_config.margin_mm is not None:
+        scales = rng.uniform(0.6, 1.4, size=n)
+        return np.array([margin_pixels(model_config, spacing, scale=float(s)) for s in scales],
+                        dtype=np.int64)
+    lo, hi = train_margins(sample_config, model_config)
+    return rng.integers(lo, hi + 1, size=n)
 
 
 def train_margins(sample_config: SampleConfig, model_config) -> tuple[int, int]:

@@ -32,12 +32,14 @@ def body_mask(ct: np.ndarray, *, body_hu: float = -500.0) -> np.ndarray:
 
 
 def degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_label: int,
-                        include_perfect: bool = True) -> list[Candidate]:
+                        include_perfect: bool = True,
+                        wrong_per_label: int = 0) -> list[Candidate]:
     """``per_label`` random degradations of every label of ``case`` (plus the label itself).
 
     Error types are drawn uniformly from :data:`qsaudit.degrade.ERRORS` (except ``empty``: the
     scan cannot score an empty mask) and severities uniformly from [0.05, 1]. A degradation that
-    leaves an empty mask is skipped.
+    leaves an empty mask is skipped. ``wrong_per_label`` more candidates per label are another
+    structure's correct mask filed under this label's name (:func:`wrong_structure_candidates`).
     """
     from qsaudit.degrade import ERRORS, degrade
 
@@ -58,6 +60,38 @@ def degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_labe
                 continue
             out.append(Candidate(name, mask, str(result.error), float(result.severity),
                                  dice(mask, truth)))
+    if wrong_per_label > 0:
+        out.extend(wrong_structure_candidates(case, rng, per_label=wrong_per_label))
+    return out
+
+
+def wrong_structure_candidates(case: TrustedCase, rng: np.random.Generator, *,
+                               per_label: int = 1) -> list[Candidate]:
+    """Another structure's mask under each label's name: the error of a swapped label file,
+    a wrong label value in a label map, or a model that segmented the wrong organ.
+
+    Half of the draws take the structure whose centroid is nearest (a neighbour that looks
+    alike: the hardest case for the network), the other half any other structure of the case.
+    The candidate's Dice against the label is usually 0 (some neighbours overlap a little).
+    Source ``"wrong_structure"``, severity 1.
+    """
+    names = sorted(case.masks)
+    if len(names) < 2:
+        return []
+    sp = np.asarray(case.spacing, dtype=np.float64)
+    centres = {n: np.argwhere(case.masks[n]).mean(axis=0) * sp for n in names}
+    out: list[Candidate] = []
+    for name in names:
+        others = [n for n in names if n != name]
+        dist = np.array([np.linalg.norm(centres[n] - centres[name]) for n in others])
+        for _ in range(per_label):
+            if rng.random() < 0.5:
+                other = others[int(np.argmin(dist))]
+            else:
+                other = others[int(rng.integers(len(others)))]
+            truth = case.masks[name]
+            mask = case.masks[other]
+            out.append(Candidate(name, mask, "wrong_structure", 1.0, dice(mask, truth)))
     return out
 
 

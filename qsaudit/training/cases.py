@@ -38,6 +38,7 @@ class CaseSpec:
     case: Any = None
     seed: tuple[int, ...] = ()
     shape: tuple[int, int, int] | None = None
+    region: str = "abdomen"
 
 
 @dataclass
@@ -111,19 +112,25 @@ def dataset_specs(root: str | Path) -> list[CaseSpec]:
 
 
 def phantom_specs(count: int, *, seed: int, stream: int = PHANTOM_TRAIN_STREAM,
-                  shape: tuple[int, int, int] | None = None) -> list[CaseSpec]:
-    """``count`` phantom recipes; seeds ``(stream, seed, i)`` never overlap between streams."""
-    return [CaseSpec(kind="phantom", case_id=f"phantom_{stream}_{seed}_{i:04d}",
-                     patient_id=f"phantom_{stream}_{seed}_{i:04d}", seed=(stream, seed, i),
-                     shape=shape)
+                  shape: tuple[int, int, int] | None = None,
+                  region: str = "abdomen") -> list[CaseSpec]:
+    """``count`` phantom recipes; seeds ``(stream, seed, i)`` never overlap between streams.
+
+    ``region="trunk"``: chest-to-pelvis phantoms (ids ``trunk_...``, their own seeds)."""
+    prefix, seeds = ("phantom", ()) if region == "abdomen" else (region, (17,))
+    return [CaseSpec(kind="phantom", case_id=f"{prefix}_{stream}_{seed}_{i:04d}",
+                     patient_id=f"{prefix}_{stream}_{seed}_{i:04d}", seed=(stream, seed, i, *seeds),
+                     shape=shape, region=region)
             for i in range(count)]
 
 
 def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
-              min_label_voxels: int = 20) -> TrustedCase:
+              min_label_voxels: int = 20, derived: bool = False) -> TrustedCase:
     """Load (or generate) the case of ``spec`` and clean it with :func:`prepare_case`.
 
-    Labels that cannot be read are dropped (their names land in ``dropped``).
+    Labels that cannot be read are dropped (their names land in ``dropped``). ``derived``:
+    add to a dataset case the structures its CT defines by itself
+    (:func:`qsaudit.training.derived.derived_structures`), where it lacks them.
     """
     if spec.kind == "phantom":
         from qsaudit.phantoms import make_phantom
@@ -131,7 +138,8 @@ def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
         rng = np.random.default_rng(list(spec.seed))
         sex = "F" if rng.random() < 0.5 else "M"
         age = int(rng.integers(25, 85))
-        ph = make_phantom(rng, sex=sex, age=age, shape=spec.shape)
+        extra = {} if spec.region == "abdomen" else {"region": spec.region}
+        ph = make_phantom(rng, sex=sex, age=age, shape=spec.shape, **extra)
         masks = {structure_name(k): v for k, v in ph.masks.items()}
         return prepare_case(spec.case_id, ph.ct, masks, ph.spacing, patient_id=spec.patient_id,
                             min_inside_fraction=min_inside_fraction,
@@ -153,6 +161,11 @@ def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
                         patient_id=spec.patient_id, min_inside_fraction=min_inside_fraction,
                         min_label_voxels=min_label_voxels)
     case.dropped.extend(unreadable)
+    if derived:
+        from qsaudit.training.derived import derived_structures
+
+        found = derived_structures(case.ct, case.spacing, existing=set(case.masks))
+        case.masks.update({k: v for k, v in found.items() if int(v.sum()) >= min_label_voxels})
     return case
 
 

@@ -30,6 +30,12 @@ class SampleConfig:
     ``draw``: which random draw of *training* candidates and slices to make (0 = the original
     one); another draw gives fresh training samples for a fine-tune while the patient split and
     the validation samples stay exactly as they were.
+    ``wrong_per_label``: candidates per label that are another structure's mask under its name
+    (``qsaudit.training.candidates.wrong_structure_candidates``). ``derived``: add the
+    structures a real CT defines by itself (``qsaudit.training.derived``: the lungs) to dataset
+    cases. ``resample_fraction``: share of training cases shown at another in-plane pixel size
+    (``qsaudit.training.resample``). ``phantom_region``: ``"abdomen"`` (the demo's phantoms) or
+    ``"trunk"`` (chest to pelvis, the whole TotalSegmentator skeleton and fine pixels).
     """
 
     degraded_per_label: int = 4
@@ -46,6 +52,10 @@ class SampleConfig:
     min_label_voxels: int = 20
     phantom_shape: tuple[int, int, int] | None = None
     draw: int = 0
+    wrong_per_label: int = 1
+    derived: bool = True
+    resample_fraction: float = 0.3
+    phantom_region: str = "abdomen"
 
 
 @dataclass(frozen=True)

@@ -61,12 +61,16 @@ def read_case_ids(path: str | Path) -> set[str]:
 
 
 def collect_specs(data_dirs: list[Path], *, phantoms: int, seed: int,
-                  phantom_shape: tuple[int, int, int] | None = None) -> list[CaseSpec]:
-    """Case recipes from every ``--data`` folder plus ``phantoms`` generated phantoms."""
+                  phantom_shape: tuple[int, int, int] | None = None,
+                  trunk_phantoms: int = 0) -> list[CaseSpec]:
+    """Case recipes from every ``--data`` folder plus ``phantoms`` generated abdominal
+    phantoms and ``trunk_phantoms`` chest-to-pelvis ones."""
     specs: list[CaseSpec] = []
     for root in data_dirs:
         specs.extend(dataset_specs(root))
     specs.extend(phantom_specs(phantoms, seed=seed, shape=phantom_shape))
+    if trunk_phantoms:
+        specs.extend(phantom_specs(trunk_phantoms, seed=seed, region="trunk"))
     if not specs:
         raise UsageError("no training data: give --data DIR and/or --phantoms N")
     return specs
@@ -126,12 +130,30 @@ def validation_calibration(model: Any, val: SampleSet, embeddings: dict[str, np.
     return calibrate(val, pred, seed=config.seed, probe_pred=probe_pred)
 
 
+def _split(patients: list[str], config: TrainConfig, init: str | Path | None) -> set[str]:
+    """The validation patients. A fine-tune keeps its ``init`` model's split for every patient
+    that model knew (its held-out patients must never reach training); new patients (e.g. new
+    phantoms) are split among themselves."""
+    if init is not None:
+        from qsaudit.model.checkpoint import read_network
+
+        meta = json.loads(read_network(init)[2].get("meta_json") or "{}")
+        held = set(meta.get("validation_patients") or ())
+        known = held | set(meta.get("train_patients") or ())
+        if known:
+            new = [p for p in patients if p not in known]
+            return (held & set(patients)) | split_patients(
+                new, fraction=config.holdout_fraction, seed=config.seed)
+    return split_patients(patients, fraction=config.holdout_fraction, seed=config.seed)
+
+
 def _start_from(model: Any, model_config: Any, encoder: str, init: str | Path) -> None:
     """Load the network weights of the model file ``init`` into ``model`` (fine-tuning)."""
     from qsaudit.model.checkpoint import read_network
 
     network, config, payload = read_network(init)
-    if config != model_config:
+    # the crop margin may change (e.g. from pixels to millimetres): the network is the same
+    if config.replace(margin=0, margin_mm=None) != model_config.replace(margin=0, margin_mm=None):
         raise UsageError(f'"{init}": --init model has another architecture ({config.backbone}, '
                          f"width {config.width}, {config.input_size} px, embeddings "
                          f"{config.embed_dim}) than this run ({model_config.backbone}, width "
@@ -147,7 +169,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                 config: TrainConfig | None = None, model_config: Any = None,
                 exclude_cases: set[str] | None = None, resume: bool = False,
                 encoder: str = "minilm", embeddings_file: str | Path | None = None,
-                command: str | None = None, init: str | Path | None = None) -> TrainReport:
+                command: str | None = None, init: str | Path | None = None,
+                trunk_phantoms: int = 0) -> TrainReport:
     """Build samples, train a QualityNet and write the model file ``out`` (see module doc).
 
     ``model_config`` defaults to the model preset named by ``config.preset`` with the text
@@ -155,7 +178,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     training nor for validation. ``embeddings_file`` (see :mod:`qsaudit.training.embeddings`)
     replaces the text encoder on machines that lack it. ``init``: a model file whose network
     weights start the training (fine-tuning; same architecture and text encoder), unless a
-    resumed run's state file supplies them. Raises :class:`UsageError` for unusable inputs.
+    resumed run's state file supplies them. ``trunk_phantoms``: chest-to-pelvis phantoms
+    beside the ``phantoms`` abdominal ones. Raises :class:`UsageError` for unusable inputs.
     """
     import torch
 
@@ -184,12 +208,14 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     model_config = model_config.replace(embed_dim=dim)
     data_dirs = [Path(d) for d in data_dirs]
     specs = collect_specs(data_dirs, phantoms=phantoms, seed=config.seed,
-                          phantom_shape=config.samples.phantom_shape)
+                          phantom_shape=config.samples.phantom_shape,
+                          trunk_phantoms=trunk_phantoms)
     excluded = set(exclude_cases or ())
     specs = [s for s in specs if s.case_id not in excluded and s.patient_id not in excluded]
     patients = sorted({s.patient_id for s in specs})
-    val_patients = split_patients(patients, fraction=config.holdout_fraction, seed=config.seed)
+    val_patients = _split(patients, config, init)
     fingerprint = {"data": [str(d.resolve()) for d in data_dirs], "phantoms": phantoms,
+                   **({"trunk_phantoms": trunk_phantoms} if trunk_phantoms else {}),
                    "excluded": sorted(excluded), "seed": config.seed,
                    "samples": json.loads(json.dumps(config.to_dict()["samples"])),
                    "holdout_fraction": config.holdout_fraction,
@@ -235,6 +261,7 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
         "command": command,
         "data": [str(d) for d in data_dirs],
         "phantoms": phantoms,
+        "trunk_phantoms": trunk_phantoms,
         "phantom_seed_stream": "(7101, seed, index)",
         "seed": config.seed,
         "init": str(init) if init is not None else None,

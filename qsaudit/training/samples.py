@@ -129,13 +129,14 @@ class SampleSet:
 
 
 def candidate_samples(ct: np.ndarray, candidate: np.ndarray, truth: np.ndarray, *,
-                      slices: np.ndarray, model_config: Any, margins: np.ndarray | None = None
+                      slices: np.ndarray, model_config: Any, margins: np.ndarray | None = None,
+                      spacing: tuple[float, ...] | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs, targets and areas of the given ``slices`` of one candidate.
 
     ``ct`` HU (X, Y, Z); ``candidate`` and ``truth`` bool (X, Y, Z); ``slices`` must be slices
-    where the candidate has mask. ``margins`` gives one crop margin per slice (default: the
-    model's inference margin). Returns (K, 2, S, S) float16, (K,) float32, (K,) float32.
+    where the candidate has mask. ``margins`` gives one crop margin (pixels) per slice (default:
+    the model's inference margin, sized by ``spacing`` in mm for a model with a margin in mm). Returns (K, 2, S, S) float16, (K,) float32, (K,) float32.
     """
     from qsaudit.model.preprocess import crop_slice
 
@@ -145,7 +146,7 @@ def candidate_samples(ct: np.ndarray, candidate: np.ndarray, truth: np.ndarray, 
     for i, z in enumerate(slices):
         margin = None if margins is None else int(margins[i])
         inputs[i] = crop_slice(ct[:, :, z], candidate[:, :, z], config=model_config,
-                               margin=margin)
+                               margin=margin, spacing=spacing)
     targets = dsc[slices].astype(np.float32)
     areas = candidate[:, :, slices].reshape(-1, len(slices)).sum(0).astype(np.float32)
     return inputs, targets, areas

@@ -22,7 +22,7 @@ def test_training_and_scan_compute_the_same_shape_features(tiny_dataset):
         structure = work.row["structure"]
         assert work.row["status"] == "ok" and work.shape is not None
         train_side = shape_features(trusted.masks[structure], trusted.ct,
-                                    structure=lookup(structure))
+                                    structure=lookup(structure), spacing=trusted.spacing)
         np.testing.assert_allclose(work.shape, train_side, rtol=1e-6, atol=1e-9)
         compared += 1
     assert compared == 6
