@@ -99,3 +99,37 @@ def test_subsampled_boxes_stay_close_to_full_resolution(monkeypatch):
     np.testing.assert_allclose(coarse[exact], full[exact])
     close = [I[n] for n in ("largest_share", "opening_loss", "hu_outside", "edge_contrast")]
     np.testing.assert_allclose(coarse[close], full[close], atol=0.1, rtol=0.1)
+
+
+def _ellipsoid_mm(spacing, radius_mm=(30.0, 24.0, 36.0), size_mm=120.0):
+    """A smooth organ of fixed size in mm on a grid of ``spacing``, with its CT."""
+    n = [int(round(size_mm / s)) for s in spacing]
+    axes = [(np.arange(k) - (k - 1) / 2) * s for k, s in zip(n, spacing, strict=True)]
+    grid = np.meshgrid(*axes, indexing="ij")
+    mask = sum((g / r) ** 2 for g, r in zip(grid, radius_mm, strict=True)) <= 1.0
+    return mask, _ct(mask)
+
+
+def test_descriptors_do_not_depend_on_the_voxel_size_given_the_spacing():
+    fine_sp, coarse_sp = (0.8, 0.8, 1.0), (3.2, 3.2, 4.0)
+    fine, fine_ct = _ellipsoid_mm(fine_sp)
+    coarse, coarse_ct = _ellipsoid_mm(coarse_sp)
+    f = shape_features(fine, fine_ct, structure=lookup("liver"), spacing=fine_sp)
+    c = shape_features(coarse, coarse_ct, structure=lookup("liver"), spacing=coarse_sp)
+    for name in ("surface_ratio", "closing_gain", "opening_loss", "end_area", "area_jump"):
+        assert abs(f[I[name]] - c[I[name]]) < 0.12 * max(1.0, abs(c[I[name]])), name
+    # voxel by voxel, the fine grid's descriptors are far from the coarse one's
+    raw = shape_features(fine, fine_ct, structure=lookup("liver"))
+    assert abs(raw[I["area_jump"]] - c[I["area_jump"]]) > abs(f[I["area_jump"]]
+                                                             - c[I["area_jump"]])
+
+
+def test_missing_slices_still_show_on_a_fine_grid():
+    sp = (0.8, 0.8, 0.8)
+    mask, ct = _ellipsoid_mm(sp)
+    gap = mask.copy()
+    z = np.flatnonzero(mask.any(axis=(0, 1)))
+    mid = z[len(z) // 2]
+    gap[:, :, mid - 6:mid + 6] = False  # ~10 mm of slices missing
+    clean = shape_features(mask, ct, spacing=sp)[I["area_jump"]]
+    assert shape_features(gap, ct, spacing=sp)[I["area_jump"]] > clean + 0.5

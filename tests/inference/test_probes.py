@@ -182,3 +182,22 @@ def test_scan_scores_the_probes_and_feeds_them_to_the_calibration(tiny_dataset, 
         assert ((slices.case_id == case.case_id) & (slices.label == ref.name)).sum() == 4
         checked += 1
     assert checked == 6
+
+
+def test_probes_sit_about_three_mm_beyond_the_label_at_any_slice_spacing():
+    from qsaudit.inference.probes import PROBE_MM, probe_offset
+
+    assert probe_offset(None) == PROBE_OFFSET
+    assert probe_offset((1.0, 1.0, 3.0)) == 1
+    assert probe_offset((1.0, 1.0, 5.0)) == 1  # never less than the next slice
+    assert probe_offset((1.0, 1.0, 1.0)) == 3
+    assert probe_offset((1.0, 1.0, 0.6)) == round(PROBE_MM / 0.6)
+    ct = np.random.default_rng(0).normal(0, 50, (16, 16, 20)).astype(np.float32)
+    mask = np.zeros((16, 16, 20), bool)
+    mask[4:10, 4:10, 8:12] = True
+    crops, sides = end_probes(ct, mask, (8, 12), model_config=CONFIG, spacing=(1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(
+        crops[0], crop_slice(ct[:, :, 5], mask[:, :, 8], config=CONFIG, spacing=(1.0, 1.0, 1.0)))
+    np.testing.assert_array_equal(
+        crops[1], crop_slice(ct[:, :, 14], mask[:, :, 11], config=CONFIG,
+                             spacing=(1.0, 1.0, 1.0)))
