@@ -103,7 +103,7 @@ def test_subsampled_boxes_stay_close_to_full_resolution(monkeypatch):
 
 def _ellipsoid_mm(spacing, radius_mm=(30.0, 24.0, 36.0), size_mm=120.0):
     """A smooth organ of fixed size in mm on a grid of ``spacing``, with its CT."""
-    n = [int(round(size_mm / s)) for s in spacing]
+    n = [round(size_mm / s) for s in spacing]
     axes = [(np.arange(k) - (k - 1) / 2) * s for k, s in zip(n, spacing, strict=True)]
     grid = np.meshgrid(*axes, indexing="ij")
     mask = sum((g / r) ** 2 for g, r in zip(grid, radius_mm, strict=True)) <= 1.0

@@ -195,7 +195,7 @@ def test_probes_sit_about_three_mm_beyond_the_label_at_any_slice_spacing():
     ct = np.random.default_rng(0).normal(0, 50, (16, 16, 20)).astype(np.float32)
     mask = np.zeros((16, 16, 20), bool)
     mask[4:10, 4:10, 8:12] = True
-    crops, sides = end_probes(ct, mask, (8, 12), model_config=CONFIG, spacing=(1.0, 1.0, 1.0))
+    crops, _sides = end_probes(ct, mask, (8, 12), model_config=CONFIG, spacing=(1.0, 1.0, 1.0))
     np.testing.assert_array_equal(
         crops[0], crop_slice(ct[:, :, 5], mask[:, :, 8], config=CONFIG, spacing=(1.0, 1.0, 1.0)))
     np.testing.assert_array_equal(
