@@ -12,7 +12,8 @@ DSC bins.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -152,14 +153,49 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def unit_key(unit: Unit, model_config, sample_config: SampleConfig) -> str:
+    """A digest of everything that decides a unit's samples: its cases, seed and split, the
+    model's crop settings and the sample settings (a cached unit is reused only for its key)."""
+    import hashlib
+    import json
+
+    cases = [{"kind": s.kind, "case_id": s.case_id, "patient_id": s.patient_id,
+              "seed": list(s.seed), "shape": s.shape, "region": s.region,
+              "path": str(getattr(s.case, "image", "")) if s.case is not None else ""}
+             for s in unit.specs]
+    blob = json.dumps({"cases": cases, "seed": list(unit.seed), "validation": unit.validation,
+                       "model": model_config.to_dict(), "samples": asdict(sample_config)},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _cached_unit(unit: Unit, model_config, sample_config: SampleConfig,
+                 cache: Path | None) -> SampleSet:
+    """:func:`build_unit`, read from / written to ``cache/<key>.npz`` when a cache is given."""
+    if cache is None:
+        return build_unit(unit, model_config, sample_config)
+    path = cache / f"{unit_key(unit, model_config, sample_config)}.npz"
+    if path.is_file():
+        try:
+            return SampleSet.load(path)
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # a damaged file is rebuilt
+    result = build_unit(unit, model_config, sample_config)
+    cache.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    return result
+
+
 def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model_config,
                   sample_config: SampleConfig, seed: int, workers: int = 0,
-                  on_unit: Callable[[int, int], None] | None = None
-                  ) -> tuple[SampleSet, SampleSet]:
+                  on_unit: Callable[[int, int], None] | None = None,
+                  unit_cache: Path | None = None) -> tuple[SampleSet, SampleSet]:
     """Build (train, validation) sample sets; training targets rebalanced over DSC bins.
 
     ``workers`` processes (0 = all cores; 1 = in this process). ``on_unit(done, total)`` is
-    called after each unit, for progress display.
+    called after each unit, for progress display. ``unit_cache``: a folder where each built
+    unit is kept (one ``.npz`` per :func:`unit_key`), so that an interrupted build, or a run
+    that adds cases to another's, builds only the units it lacks.
     """
     units = make_units(specs, validation_patients, group=sample_config.snapshot_group, seed=seed,
                        draw=sample_config.draw)
@@ -168,7 +204,7 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
     results: list[SampleSet | None] = [None] * len(units)
     if workers == 1:
         for i, unit in enumerate(units):
-            results[i] = build_unit(unit, model_config, sample_config)
+            results[i] = _cached_unit(unit, model_config, sample_config, unit_cache)
             if on_unit:
                 on_unit(i + 1, len(units))
     else:
@@ -179,7 +215,8 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                  initializer=_worker_init) as pool:
             with single_threaded_children():  # workers start at these submits
-                futures = {pool.submit(build_unit, u, model_config, sample_config): i
+                futures = {pool.submit(_cached_unit, u, model_config, sample_config,
+                                       unit_cache): i
                            for i, u in enumerate(units)}
             for done, fut in enumerate(as_completed(futures), start=1):
                 results[futures[fut]] = fut.result()

@@ -92,7 +92,8 @@ def _build_or_load(specs, val_patients, *, model_config, config: TrainConfig, ca
 
         train, val = build_samples(specs, val_patients, model_config=model_config,
                                    sample_config=config.samples, seed=config.seed,
-                                   workers=config.workers, on_unit=on_unit)
+                                   workers=config.workers, on_unit=on_unit,
+                                   unit_cache=cache / "units")
     from qsaudit.atomic import write_json
 
     train.save(cache / "train.npz")

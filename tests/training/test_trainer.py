@@ -142,3 +142,30 @@ def test_another_sample_draw_changes_training_samples_only(tmp_path, tiny_model_
     assert {g["patient_id"] for g in train1.group_table} == {"case_21", "case_22"}
     severities = [[g["severity"] for g in t.group_table] for t in (train0, train1)]
     assert severities[0] != severities[1]  # other degradations were drawn
+
+
+def test_built_units_are_kept_and_reused(tmp_path, tiny_model_config_module, monkeypatch):
+    """A build that adds cases to another's (or resumes) builds only the units it lacks."""
+    from qsaudit.training import build
+    from qsaudit.training.cases import dataset_specs
+
+    specs = dataset_specs(write_dataset(tmp_path / "ds", [31, 32, 33, 34]))
+    quick = replace(SAMPLES, snapshot_steps=())
+    cache = tmp_path / "units"
+    first = build.build_samples(specs, {"case_34"}, model_config=tiny_model_config_module,
+                                sample_config=quick, seed=0, workers=1, unit_cache=cache)
+    assert len(list(cache.glob("*.npz"))) == 2  # one training unit (3 cases), one validation
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a cached unit was rebuilt")
+
+    monkeypatch.setattr(build, "build_unit", refuse)
+    again = build.build_samples(specs, {"case_34"}, model_config=tiny_model_config_module,
+                                sample_config=quick, seed=0, workers=1, unit_cache=cache)
+    np.testing.assert_array_equal(first[0].targets, again[0].targets)
+    np.testing.assert_array_equal(first[1].inputs, again[1].inputs)
+    # other settings are other units: never served from the cache
+    with pytest.raises(AssertionError, match="rebuilt"):
+        build.build_samples(specs, {"case_34"}, model_config=tiny_model_config_module,
+                            sample_config=replace(quick, degraded_per_label=1), seed=0,
+                            workers=1, unit_cache=cache)
