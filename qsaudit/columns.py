@@ -32,6 +32,12 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "by the model's cross-validated errors on held-out real-CT labels of the same "
            "predicted value (models without them: from the spread of the slice predictions)."),
     Column("dsc_high", "float64", "Upper end of that interval."),
+    Column("novelty", "string", "Why this label is unlike what the model learnt from, when it is: "
+           "'name' (a structure name far from every name it was trained on), 'image' (mask, CT "
+           "or score pattern outside the range of its calibration labels) or 'name+image'; its "
+           "interval is then widened (half-widths doubled, at least 0.15). Empty otherwise."),
+    Column("name_similarity", "float64", "Cosine similarity of the structure name's text "
+           "embedding to the nearest name the model was trained on (1 = a trained name)."),
     Column("raw_score", "float64", "The model's unclipped mean slice output (equals predicted_dsc "
            "for bounded models; the paper's model is unbounded)."),
     Column("slice_std", "float64", "Standard deviation of the slice predictions (disagreement "

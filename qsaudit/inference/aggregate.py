@@ -34,13 +34,15 @@ class Aggregate:
     """One label's score from its slice scores.
 
     ``dsc``: the aggregate; ``low``/``high``: approximate interval bounds clipped to [0, 1]
-    (NaN with fewer than two slices); ``std``: plain standard deviation of the slice scores.
+    (NaN with fewer than two slices); ``std``: plain standard deviation of the slice scores;
+    ``features``: the label features a calibration read (None without a calibration).
     """
 
     dsc: float
     low: float
     high: float
     std: float
+    features: np.ndarray | None = None
 
 
 def aggregate(slice_scores: np.ndarray, weights: np.ndarray | None = None, *,
@@ -105,11 +107,13 @@ PROBE_FEATURES = ("probe_max", "probe_min")
 FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES
 """Everything :func:`label_features` returns, in order."""
 CALIBRATION_FORMAT = "qsaudit-label-calibration"
+CANONICAL_SLICE_MM = 3.0  # the slice count feature counts slices of this thickness
 
 
 def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: int | None = None,
                    z_extent: int | None = None, shape: np.ndarray | None = None,
-                   probes: np.ndarray | None = None) -> np.ndarray:
+                   probes: np.ndarray | None = None,
+                   slice_mm: float | None = None) -> np.ndarray:
     """The calibration features of one label -> (len(FEATURES),) float64.
 
     Args:
@@ -123,6 +127,9 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
             calibration replaces by its training mean).
         probes: the label's end-probe scores (``qsaudit.inference.probes``; None or empty =
             unknown: NaN).
+        slice_mm: the slice spacing in mm: the slice count is then counted in slices of
+            :data:`CANONICAL_SLICE_MM` (a 0.6 mm series has five times the slices of a 3 mm one
+            over the same organ); None counts the slices as they are.
 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
@@ -140,6 +147,7 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
     area_mean = float(np.dot(w, s))
     n_mask = int(mask_slices) if mask_slices else s.size
     extent = int(z_extent) if z_extent else n_mask
+    length = n_mask if not slice_mm or not slice_mm > 0 else n_mask * slice_mm / CANONICAL_SLICE_MM
     fill = min(1.0, n_mask / max(extent, 1))
     edge = float((a[0] + a[-1]) / (2.0 * a.max())) if a.size == s.size and a.max() > 0 else 1.0
     if shape is None:
@@ -150,7 +158,7 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
             raise ValueError(f"label_features: {shape_part.size} shape features, expected "
                              f"{len(SHAPE_FEATURES)}")
     return np.concatenate([[area_mean, float(s.mean()), float(s.min()), float(s.std()),
-                            float((s < 0.5).mean()), math.log1p(n_mask), fill,
+                            float((s < 0.5).mean()), math.log1p(length), fill,
                             area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part,
                            probe_summary(probes)])
 
@@ -235,7 +243,8 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          calibration: Calibration, *, population: int | None = None,
                          slice_indices: np.ndarray | None = None,
                          shape: np.ndarray | None = None, probes: np.ndarray | None = None,
-                         level: float = LEVEL, bands: Any | None = None) -> Aggregate:
+                         level: float = LEVEL, bands: Any | None = None,
+                         slice_mm: float | None = None) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
@@ -245,8 +254,8 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     predicted value. Without (calibrations fitted before bands existed), its ends are the
     calibrated values of the slice scores shifted down / up by the plain interval's half widths,
     which show only how much the slices disagree. ``std`` stays the spread of the raw slice
-    scores. ``shape``/``probes``: the mask's shape features and its end-probe scores (see
-    label_features).
+    scores. ``shape``/``probes``/``slice_mm``: the mask's shape features, its end-probe scores
+    and the slice spacing (see label_features).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -261,17 +270,18 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     shifts = [0.0] if bands is not None or math.isnan(plain.low) else \
         [0.0, plain.low - plain.dsc, plain.high - plain.dsc]
     feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
-                                     z_extent=extent, shape=shape, probes=probes)
+                                     z_extent=extent, shape=shape, probes=probes,
+                                     slice_mm=slice_mm)
                       for shift in shifts])
     # one call for the value and both interval ends: a calibration evaluates rows together
     values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)
     dsc = float(values[0])
     if bands is not None:
         low, high = bands.interval(dsc)
-        return Aggregate(dsc, float(low), float(high), plain.std)
+        return Aggregate(dsc, float(low), float(high), plain.std, feats[0])
     if values.size == 1:
-        return Aggregate(dsc, float("nan"), float("nan"), plain.std)
-    return Aggregate(dsc, float(values.min()), float(values.max()), plain.std)
+        return Aggregate(dsc, float("nan"), float("nan"), plain.std, feats[0])
+    return Aggregate(dsc, float(values.min()), float(values.max()), plain.std, feats[0])
 
 
 @lru_cache(maxsize=1024)

@@ -40,6 +40,7 @@ from qsaudit.inference.aggregate import (
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase, SlicePredictor
 from qsaudit.inference.finalize import REPORT_SLICES, write_outputs
 from qsaudit.inference.intervals import StructureBands, calibration_bands
+from qsaudit.inference.novelty import NoveltyCheck
 from qsaudit.inference.prepare import PreparedCase, PrepareSpec, exit_with_parent, prepare_case
 from qsaudit.inference.sampling import settings_for_model
 from qsaudit.inference.settings import ScanSettings
@@ -121,6 +122,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     keeper = WorstKeeper(settings.thumbnails, seen)
     calibration = _calibration(predictor, settings.aggregation)
     bands = _bands(calibration)
+    novelty = _novelty(predictor, calibration)
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=_reads(calibration, SHAPE_FEATURES),
@@ -129,7 +131,8 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
     def commit(scored: ScoredCase) -> None:
-        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration, bands)
+        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration, bands,
+                                  novelty)
         store.commit(scored.case.case_id, part, thumbs)
         timings["read_seconds"] += scored.case.seconds
         progress.update(task, advance=1)
@@ -273,6 +276,17 @@ def _bands(calibration: Calibration | None) -> StructureBands | None:
         raise ModelError(f"model file: {exc}") from None
 
 
+def _novelty(predictor: SlicePredictor, calibration: Calibration | None) -> NoveltyCheck | None:
+    """The check that widens the intervals of labels unlike the calibration's (None for a
+    model without a calibrated interval)."""
+    if calibration is None or _bands(calibration) is None:
+        return None
+    try:
+        return NoveltyCheck(predictor, calibration)
+    except ValueError as exc:
+        raise ModelError(f"model file: {exc}") from None
+
+
 def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
     """True when ``calibration`` uses any of the features ``names`` (the readers then
     compute them)."""
@@ -280,11 +294,13 @@ def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
 
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
-               calibration: Calibration | None = None, bands: StructureBands | None = None
+               calibration: Calibration | None = None, bands: StructureBands | None = None,
+               novelty: NoveltyCheck | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
-    the model has a calibration, with the interval of its ``bands`` when it has them;
-    ``raw_score`` is always the plain aggregate)."""
+    the model has a calibration, with the interval of its ``bands`` when it has them, widened
+    by ``novelty`` for labels unlike the calibration's; ``raw_score`` is always the plain
+    aggregate)."""
     rows, slice_rows, thumbs = [], [], {}
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
@@ -296,9 +312,12 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
                                            population=row.get("mask_slices"),
                                            slice_indices=work.slice_indices, shape=work.shape,
-                                           probes=probes,
+                                           probes=probes, slice_mm=work.slice_mm,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
+                if novelty is not None:
+                    agg, row["novelty"], row["name_similarity"] = novelty.apply(
+                        agg, row.get("structure") or row.get("label"))
             elif method == "mean":  # clip(mean of raw outputs), as the paper scores a label
                 plain = aggregate(raw, work.slice_areas, method=method,
                                   population=row.get("mask_slices"))

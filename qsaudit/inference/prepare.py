@@ -64,6 +64,7 @@ class LabelWork:
     thumb_spacing: tuple[float, float] = (1.0, 1.0)
     shape: np.ndarray | None = None
     n_probes: int = 0
+    slice_mm: float | None = None
 
     @property
     def n_slices(self) -> int:
@@ -270,6 +271,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                                     spacing=volume.spacing)
         crops, n_probes = np.concatenate([crops, probes]), len(probes)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
+                     slice_mm=float(volume.spacing[2]),
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing,
                      shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,

@@ -83,7 +83,8 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                      "structure": cand.structure, "source": cand.source,
                      "severity": cand.severity, "true_dsc": cand.true_dsc,
                      "mask_slices": int(valid.size),
-                     "z_extent": int(valid[-1] - valid[0] + 1)}
+                     "z_extent": int(valid[-1] - valid[0] + 1),
+                     "slice_mm": float(case.spacing[2])}
             probes: dict = {}
             if unit.validation:  # what the label calibration reads beside the slice scores
                 group["shape"] = shape_features(cand.mask, case.ct,

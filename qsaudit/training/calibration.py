@@ -30,6 +30,7 @@ from qsaudit.inference.aggregate import (
     label_features,
 )
 from qsaudit.inference.intervals import StructureBands, fit_error_bands
+from qsaudit.inference.novelty import feature_ranges
 from qsaudit.registry import is_target_volume
 from qsaudit.training.samples import SampleSet
 
@@ -116,7 +117,7 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         if probes_of is not None:  # a group without probes: both ends at the volume's edge
             probes = np.asarray(probes_of.get(group, []), dtype=np.float64)
         feats.append(label_features(pred[part], areas, mask_slices=g.get("mask_slices"),
-                                    z_extent=g.get("z_extent"),
+                                    z_extent=g.get("z_extent"), slice_mm=g.get("slice_mm"),
                                     shape=None if shape is None else np.asarray(shape),
                                     probes=probes))
         plain.append(aggregate(pred[part], areas, method="area_weighted").dsc)
@@ -365,7 +366,8 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
             "ridge": ridge, **{k: metrics[k] for k in ("label_r", "label_mae",
                                                        "label_r_calibrated",
                                                        "label_mae_calibrated")},
-            "intervals": bands.default.to_json()}
+            "intervals": bands.default.to_json(),
+            "feature_ranges": feature_ranges(table.features, FEATURES).to_json()}
     if bands.targets is not None:
         info["intervals_targets"] = bands.targets.to_json()
     return fit_method(method, table.features, table.true, ridge=ridge, seed=seed,

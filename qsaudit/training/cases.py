@@ -116,8 +116,9 @@ def phantom_specs(count: int, *, seed: int, stream: int = PHANTOM_TRAIN_STREAM,
                   region: str = "abdomen") -> list[CaseSpec]:
     """``count`` phantom recipes; seeds ``(stream, seed, i)`` never overlap between streams.
 
-    ``region="trunk"``: chest-to-pelvis phantoms (ids ``trunk_...``, their own seeds)."""
-    prefix, seeds = ("phantom", ()) if region == "abdomen" else (region, (17,))
+    ``region="trunk"``: chest-to-pelvis phantoms (ids ``phantom_trunk_...``, their own seeds;
+    every phantom id starts with ``phantom``, which tells them from real patients)."""
+    prefix, seeds = ("phantom", ()) if region == "abdomen" else (f"phantom_{region}", (17,))
     return [CaseSpec(kind="phantom", case_id=f"{prefix}_{stream}_{seed}_{i:04d}",
                      patient_id=f"{prefix}_{stream}_{seed}_{i:04d}", seed=(stream, seed, i, *seeds),
                      shape=shape, region=region)

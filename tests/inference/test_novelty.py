@@ -1,0 +1,81 @@
+"""Labels unlike the training data get a wider interval and say why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qsaudit.inference.aggregate import Aggregate
+from qsaudit.inference.novelty import (
+    MIN_HALF_WIDTH,
+    FeatureRanges,
+    NoveltyCheck,
+    assess,
+    calibration_ranges,
+    feature_ranges,
+    name_similarity,
+    widen,
+)
+
+
+def test_ranges_flag_only_features_far_outside_the_calibration_labels():
+    rng = np.random.default_rng(0)
+    table = rng.normal(0.0, 1.0, size=(2000, 3))
+    table[:, 2] = np.nan  # a feature never measured is never an outlier
+    ranges = feature_ranges(table, ("a", "b", "c"))
+    assert ranges.outliers(np.array([0.1, -0.5, 7.0])) == []
+    assert ranges.outliers(np.array([9.0, 0.0, np.nan])) == ["a"]
+    assert ranges.outliers(np.array([np.nan, -9.0, 0.0])) == ["b"]
+    again = FeatureRanges.from_json(ranges.to_json())
+    np.testing.assert_array_equal(again.low[:2], ranges.low[:2])
+    assert np.isnan(again.low[2])
+    with pytest.raises(ValueError):
+        ranges.outliers(np.zeros(2))
+    with pytest.raises(ValueError):
+        FeatureRanges.from_json({"format": "other"})
+
+
+def test_name_similarity_is_one_for_a_trained_name_and_lower_for_others():
+    vocab = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert name_similarity(np.array([2.0, 0.0, 0.0]), vocab) == pytest.approx(1.0)
+    assert name_similarity(np.array([0.0, 0.0, 1.0]), vocab) == pytest.approx(0.0)
+    assert np.isnan(name_similarity(np.ones(3), np.zeros((0, 3))))
+
+
+def test_a_novel_label_gets_a_wider_interval_that_still_holds_its_prediction():
+    low, high = widen(0.7, 0.6, 0.8)
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.9)
+    low, high = widen(0.95, 0.94, 0.99)  # narrow bands widen to at least MIN_HALF_WIDTH
+    assert low == pytest.approx(0.95 - MIN_HALF_WIDTH) and high == 1.0
+    assert np.isnan(widen(0.5, float("nan"), 0.6)[0])
+    found = assess(0.3, np.array([0.0, 50.0]), FeatureRanges(("a", "b"), np.zeros(2),
+                                                              np.ones(2)))
+    assert found.reasons == ("name", "image") and found.label == "name+image"
+    assert assess(1.0, None, None).label == ""
+
+
+class _Predictor:
+    """Two trained names; any other name embeds to an unrelated vector."""
+
+    vocabulary = ["liver", "spleen"]
+
+    def embeddings(self, names):
+        table = {"liver": [1.0, 0.0, 0.0], "spleen": [0.0, 1.0, 0.0]}
+        return np.array([table.get(n, [0.0, 0.0, 1.0]) for n in names])
+
+
+class _Calibration:
+    info = {"feature_ranges": FeatureRanges(("a",), np.zeros(1), np.ones(1)).to_json()}
+
+
+def test_the_scan_check_widens_only_novel_labels():
+    check = NoveltyCheck(_Predictor(), _Calibration())
+    assert calibration_ranges(_Calibration()) is not None
+    usual = Aggregate(0.8, 0.7, 0.9, 0.05, np.array([0.5]))
+    agg, label, sim = check.apply(usual, "liver")
+    assert (agg.low, agg.high, label, sim) == (0.7, 0.9, "", pytest.approx(1.0))
+    agg, label, _ = check.apply(usual, "femur_left")
+    assert label == "name" and agg.low < 0.7 and agg.high > 0.9
+    odd = Aggregate(0.8, 0.7, 0.9, 0.05, np.array([5.0]))
+    agg, label, _ = check.apply(odd, "spleen")
+    assert label == "image" and agg.high - agg.low > 0.2
