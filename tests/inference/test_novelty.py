@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -57,7 +59,7 @@ def test_a_novel_label_gets_a_wider_interval_that_still_holds_its_prediction():
 class _Predictor:
     """Two trained names; any other name embeds to an unrelated vector."""
 
-    vocabulary = ["liver", "spleen"]
+    vocabulary: ClassVar[list[str]] = ["liver", "spleen"]
 
     def embeddings(self, names):
         table = {"liver": [1.0, 0.0, 0.0], "spleen": [0.0, 1.0, 0.0]}
@@ -65,7 +67,7 @@ class _Predictor:
 
 
 class _Calibration:
-    info = {"feature_ranges": FeatureRanges(("a",), np.zeros(1), np.ones(1)).to_json()}
+    info: ClassVar[dict] = {"feature_ranges": FeatureRanges(("a",), np.zeros(1), np.ones(1)).to_json()}
 
 
 def test_the_scan_check_widens_only_novel_labels():
