@@ -21,6 +21,7 @@ from qsaudit.registry.lookup import (
     is_target_volume,
     lookup,
     preset_labels,
+    structure_family,
     vocabulary,
 )
 from qsaudit.registry.normalize import NameForm, normalize_name
@@ -40,5 +41,6 @@ __all__ = [
     "lookup",
     "normalize_name",
     "preset_labels",
+    "structure_family",
     "vocabulary",
 ]

@@ -105,3 +105,27 @@ def is_target_volume(name: str) -> bool:
     if structure is not None:
         return structure.region == "target"
     return _TARGET_NAME.match(name.strip()) is not None
+
+
+FAMILIES = ("organs", "bones", "vessels", "muscles", "bowel", "lungs", "targets", "other")
+"""Structure families the accuracy is reported by (:func:`structure_family`)."""
+
+_BOWEL = frozenset({"esophagus", "stomach", "duodenum", "small_bowel", "colon"})
+_LUNG_PREFIXES = ("lung", "trachea", "bronch")
+
+
+def structure_family(name: str) -> str:
+    """The family of a structure (one of :data:`FAMILIES`) from its registry entry: bones
+    (skeleton), vessels, muscles, bowel (oesophagus to colon), lungs and airway, radiotherapy
+    targets, organs (the other abdominal, thoracic, pelvic, head-and-neck and nervous-system
+    structures); names the registry does not know are ``other`` (or ``targets`` by name)."""
+    structure = lookup(name)
+    if structure is None:
+        return "targets" if is_target_volume(name) else "other"
+    key, region = structure.key, structure.region
+    if key in _BOWEL:
+        return "bowel"
+    if key.startswith(_LUNG_PREFIXES):
+        return "lungs"
+    return {"skeleton": "bones", "vessels": "vessels", "muscles": "muscles",
+            "target": "targets"}.get(region, "organs")

@@ -193,3 +193,20 @@ def test_target_volumes_by_registry_region_or_name(name: str, target: bool) -> N
     from qsaudit.registry import is_target_volume
 
     assert is_target_volume(name) is target
+
+
+def test_structure_families_for_accuracy_reports():
+    from qsaudit.registry import structure_family
+
+    assert structure_family("rib_left_7") == "bones"
+    assert structure_family("Mandible") == "bones"
+    assert structure_family("portal_vein_and_splenic_vein") == "vessels"
+    assert structure_family("autochthon_left") == "muscles"
+    assert structure_family("colon") == "bowel"
+    assert structure_family("Esophagus") == "bowel"
+    assert structure_family("lung_upper_lobe_left") == "lungs"
+    assert structure_family("liver") == "organs"
+    assert structure_family("SpinalCord") == "organs"
+    assert structure_family("PTV70") == "targets"
+    assert structure_family("GTVp") == "targets"
+    assert structure_family("my_tumour") == "other"
