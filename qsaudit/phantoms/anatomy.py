@@ -195,8 +195,10 @@ class Anatomy:
                             where=self.abdomen)
         self._wall(tube, T["stomach_wall"])
         ys = c.y[None, :, None]
-        level = np.quantile(np.broadcast_to(ys, tube.shape)[tube], self.rng.uniform(0.7, 0.85))
-        c.tissue[tube & (ys > level) & ~(c.tissue == T["stomach_wall"])] = T["gas"]
+        if tube.any():  # trunk phantoms may leave the stomach out of the field of view
+            level = np.quantile(np.broadcast_to(ys, tube.shape)[tube],
+                                self.rng.uniform(0.7, 0.85))
+            c.tissue[tube & (ys > level) & ~(c.tissue == T["stomach_wall"])] = T["gas"]
         duo = np.array([(30, y0 + 72, top - 120), (55, y0 + 50, top - 128),
                         (60, y0 + 38, top - 165), (22, y0 + 36, top - 180),
                         (-18, y0 + 40, top - 168)], float)

@@ -31,7 +31,7 @@ STRUCTURES: tuple[str, ...] = (
     "scapula_right", "humerus_left", "humerus_right", "femur_left", "femur_right",
     "vertebrae_C7", *(f"vertebrae_T{k}" for k in range(1, 10)),
     "lung_upper_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right", "trachea",
-    "esophagus", "superior_vena_cava", "pulmonary_artery", "spinal_cord",
+    "esophagus", "superior_vena_cava", "pulmonary_vein", "spinal_cord",
     "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left",
     "gluteus_medius_right",
 )

@@ -38,9 +38,14 @@ SOFT_JITTER = 0.12  # relative sd of soft-tissue CT numbers
 ABS_JITTER = 8.0  # and an absolute one, HU
 
 
-def draw_fov(rng: np.random.Generator, body: Body) -> tuple[str, float, float]:
-    """A random field of view: its name and its top and bottom heights (mm)."""
-    fov = FOVS[int(rng.integers(len(FOVS)))]
+def draw_fov(rng: np.random.Generator, body: Body, fov: str | None = None
+             ) -> tuple[str, float, float]:
+    """A random field of view (or the named one): its name, top and bottom heights (mm)."""
+    drawn = FOVS[int(rng.integers(len(FOVS)))]
+    if fov is None:
+        fov = drawn
+    elif fov not in FOVS:
+        raise ValueError(f"fov must be one of {', '.join(FOVS)}, got {fov!r}")
     chest_top = level_z(body, "T1") + rng.uniform(15, 60)
     abdomen_top = diaphragm_top(body) + rng.uniform(10, 45)
     chest_bottom = diaphragm_top(body) - rng.uniform(20, 70)
@@ -65,15 +70,17 @@ def draw_spacing(rng: np.random.Generator) -> tuple[float, float, float]:
     return float(sxy), float(sxy), sz
 
 
-def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, spacing):
+def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, spacing,
+               fov: str | None = None):
     """1-D mm coordinates x, y, z, the spacing and the field-of-view name of a trunk grid.
 
-    ``half_width``: half the width to image (body, or arms when they are down). Without
+    ``half_width``: half the width to image (body, or arms when they are down); ``fov``: a
+    field of view from :data:`FOVS` (None: drawn at random). Without
     ``shape`` the grid holds at most :data:`MAX_VOXELS`: a longer field of view is cropped to a
     random window along z (slices made thicker only when the window would be under
     :data:`MIN_Z_MM`).
     """
-    fov, top, bottom = draw_fov(rng, body)
+    fov, top, bottom = draw_fov(rng, body, fov)
     fov_xy = 2 * half_width * rng.uniform(1.04, 1.14)
     drawn = draw_spacing(rng)
     if spacing is None:

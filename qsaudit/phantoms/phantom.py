@@ -82,7 +82,7 @@ def _warp(canvas: Canvas, spacing, rng: np.random.Generator, amplitude_mm: float
 def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
                  shape: tuple[int, int, int] | None = None,
                  spacing: tuple[float, float, float] | None = None,
-                 region: str = "abdomen") -> Phantom:
+                 region: str = "abdomen", fov: str | None = None) -> Phantom:
     """A random CT phantom for a patient of ``sex`` ("M"/"F") and ``age`` (years).
 
     Body size depends on sex and age (men larger, subcutaneous fat grows with age).
@@ -93,7 +93,8 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
     mediastinum, femurs, gluteals, C7-L5), a random field of view (chest .. pelvis), pixel size
     0.6-3.5 mm and slices 0.6-5 mm, and heavy domain randomisation (contrast phase, tissue CT
     numbers, texture, noise, blur, habitus, arms up or down); see
-    :mod:`qsaudit.phantoms.domain`. At most ~16 M voxels.
+    :mod:`qsaudit.phantoms.domain`. At most ~16 M voxels. ``fov`` (trunk only) names the field
+    of view instead (one of :data:`qsaudit.phantoms.domain.FOVS`; same random draws).
     ``shape`` and/or ``spacing`` fix the grid (the body may then be cropped).
     Deterministic for a given generator state.
     """
@@ -103,7 +104,10 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
         raise ValueError(f"region must be 'abdomen' or 'trunk', got {region!r}")
     body = draw_body(rng, sex=sex, age=age)
     if region == "trunk":
-        return _trunk_phantom(rng, body, sex=sex, age=age, shape=shape, spacing=spacing)
+        return _trunk_phantom(rng, body, sex=sex, age=age, shape=shape, spacing=spacing,
+                              fov=fov)
+    if fov is not None:
+        raise ValueError("fov applies to region='trunk' only")
     x, y, z, sp = _grid(rng, body, shape, spacing)
     canvas = Canvas(x, y, z)
     Anatomy(canvas, body, rng).paint()
@@ -113,14 +117,14 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
     return _phantom(canvas, ct, sp, (x[0], y[0], z[0]), sex=sex, age=age)
 
 
-def _trunk_phantom(rng, body, *, sex, age, shape, spacing) -> Phantom:
+def _trunk_phantom(rng, body, *, sex, age, shape, spacing, fov) -> Phantom:
     body = vary_body(rng, body)
     arms_down = bool(rng.random() < 0.5)
     phase = PHASES[int(rng.integers(len(PHASES)))]
     half = body.a
     if arms_down:
         half = body.a + 6.0 + 2 * (38.0 + 0.4 * body.fat)  # see TrunkAnatomy.arm
-    x, y, z, sp, fov = trunk_grid(rng, body, half, shape, spacing)
+    x, y, z, sp, fov = trunk_grid(rng, body, half, shape, spacing, fov)
     canvas = Canvas(x, y, z)
     TrunkAnatomy(canvas, body, rng, arms_down=arms_down).paint()
     _warp(canvas, sp, rng, amplitude_mm=rng.uniform(2.0, 6.0))
@@ -132,9 +136,12 @@ def _phantom(canvas: Canvas, ct: np.ndarray, sp, origin, *, sex: str, age: int,
              **extra) -> Phantom:
     masks = {}
     counts = np.bincount(canvas.struct.ravel(), minlength=len(STRUCTURES))
+    boxes = ndi.find_objects(canvas.struct, max_label=len(STRUCTURES) - 1)
     for sid, name in enumerate(STRUCTURES):
-        if sid and counts[sid] >= MIN_VOXELS:
-            masks[name] = canvas.struct == sid
+        if sid and counts[sid] >= MIN_VOXELS:  # compare inside the structure's box only
+            box = boxes[sid - 1]
+            masks[name] = np.zeros(canvas.shape, dtype=bool)
+            masks[name][box] = canvas.struct[box] == sid
     affine = np.diag([sp[0], sp[1], sp[2], 1.0])
     affine[:3, 3] = origin
     return Phantom(ct=ct, masks=masks, spacing=sp, affine=affine, sex=sex, age=int(age),

@@ -2,7 +2,7 @@
 
 :class:`TrunkAnatomy` extends :class:`~qsaudit.phantoms.anatomy.Anatomy` (same template mm,
 same painting rules) with what a chest/abdomen/pelvis CT shows: five lung lobes, trachea,
-esophagus, heart, aortic arch, superior vena cava, every vertebra from C7, the spinal cord,
+esophagus, heart, aortic arch, superior vena cava, pulmonary veins, every vertebra from C7, the spinal cord,
 24 ribs with their costal cartilages, sternum, clavicles, scapulae, humeri (arms down), femurs
 and gluteal muscles. Bones get a cortex brighter than their marrow, about 1.2 mm thick.
 """
@@ -101,7 +101,7 @@ class TrunkAnatomy(Anatomy):
         """Diaphragm, five lung lobes split by oblique and horizontal fissures, heart."""
         b, c, rng = self.b, self.c, self.rng
         super().thoracic()  # diaphragm, lower lobes at the bases, heart
-        lo, hi = (-b.a, -b.b, float(self.zd.min())), (b.a, b.b, self.z_apex)
+        lo, hi = (-b.a, -b.b, float(self.zd.min())), (b.a, b.b, max(self.z_apex, c.z[-1] + 1))
         back, front = -b.b + self.inner, b.b - self.inner
         z_post = level_z(b, "T4") + rng.normal(0, 8)  # the oblique fissure, high at the back
         z_front = diaphragm_top(b) - 0.5 * b.level + rng.normal(0, 8)  # and low in front
@@ -125,12 +125,16 @@ class TrunkAnatomy(Anatomy):
 
         lobes = [("lower", "left", -1), ("upper", "left", -1), ("lower", "right", 1),
                  ("upper", "right", 1), ("middle", "right", 1)]
+        box = c.box(lo, hi)
+        if box is None:
+            return
+        chest = self.chest(box)
         for name, side, s in lobes:
             c.paint(lobe(name, s), lo, hi, struct=f"lung_{name}_lobe_{side}", tissue=T["lung"],
-                    where=lambda box: self.chest(box) & (c.struct[box] != SID["heart"]))
-        full = (slice(None),) * 3  # Anatomy's lung bases reach above the apices: make it wall
-        outside = (c.tissue == T["lung"]) & ~self.chest(full)
-        c.struct[outside], c.tissue[outside] = 0, T["muscle"]
+                    where=lambda bx: chest & (c.struct[bx] != SID["heart"]))
+        # Anatomy's lung bases reach above the apices: that part is chest wall
+        outside = (c.tissue[box] == T["lung"]) & ~chest
+        c.struct[box][outside], c.tissue[box][outside] = 0, T["muscle"]
         heart = c.struct == SID["heart"]
         if heart.any():  # the myocardium: a wall around the blood pool
             box = bbox(heart, margin=1)
@@ -140,7 +144,7 @@ class TrunkAnatomy(Anatomy):
             c.tissue[box][wall] = T["myocardium"]
 
     def mediastinum(self) -> None:
-        """Trachea with its air column, esophagus, aortic arch, SVC and pulmonary trunk."""
+        """Trachea with its air column, esophagus, aortic arch, SVC, pulmonary trunk and veins."""
         b, c = self.b, self.c
         carina = level_z(b, "T5")
         # the tubes start above the field of view (never below their lower end)
@@ -169,9 +173,16 @@ class TrunkAnatomy(Anatomy):
                           (2, y0 + 60, arch_z + 8), (-14, y0 + 38, arch_z + 5),
                           (-16, ya - 22, arch_z - 20), (-14, ya - 22, level_z(b, "T5"))], float)
         c.paint_tube(aorta, np.full(len(aorta), ra), struct="aorta", tissue=T["aorta"])
+        # pulmonary trunk (no TotalSegmentator label), pulmonary veins into the left atrium
         c.paint_tube(np.array([(-4, y0 + 88, hz + 15), (-10, y0 + 75, carina),
                                (-30, y0 + 50, carina - 10)]), np.full(3, 12.0),
-                     struct="pulmonary_artery", tissue=T["pulmonary_blood"])
+                     struct=0, tissue=T["pulmonary_blood"])
+        for s in (-1, 1):
+            for dz in (-12.0, 12.0):
+                c.paint_tube(np.array([(-15, y0 + 45, hz + 5), (s * 25 - 15, y0 + 40, hz + dz),
+                                       (s * 60 - 15, y0 + 38, hz + 2 * dz)]),
+                             np.array([7.0, 6.0, 5.0]), struct="pulmonary_vein",
+                             tissue=T["pulmonary_blood"])
         c.paint_tube(np.array([(30, y0 + 62, top), (30, y0 + 66, hz + 25)]), np.full(2, 10.0),
                      struct="superior_vena_cava", tissue=T["ivc"])
 
