@@ -21,8 +21,9 @@ from qsaudit.phantoms.tissue import TISSUES, T
 
 FOVS = ("chest", "chest_abdomen", "abdomen", "abdomen_pelvis", "chest_abdomen_pelvis")
 PHASES = ("native", "arterial", "portal_venous")
-MAX_VOXELS = 16_000_000  # larger grids are cropped along z (a few seconds per phantom)
-MIN_Z_MM = 150.0  # a crop keeps at least this much of the field of view
+MAX_VOXELS = 12_000_000  # larger grids are cropped along z (about 5 s per phantom)
+MAX_MATRIX = 512  # in-plane matrix of a scanner
+MIN_Z_MM = 120.0  # a crop keeps at least this much of the field of view (slices <= 5 mm)
 
 # mean HU per phase (native, arterial, portal venous) of the tissues that enhance;
 # the others keep their value in TISSUES
@@ -76,9 +77,10 @@ def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, s
 
     ``half_width``: half the width to image (body, or arms when they are down); ``fov``: a
     field of view from :data:`FOVS` (None: drawn at random). Without
-    ``shape`` the grid holds at most :data:`MAX_VOXELS`: a longer field of view is cropped to a
-    random window along z (slices made thicker only when the window would be under
-    :data:`MIN_Z_MM`).
+    ``shape`` the in-plane matrix is at most 512 (fine pixels see a smaller field, as on a
+    scanner) and the grid holds at most :data:`MAX_VOXELS`: a longer field of view is cropped
+    to a random window along z (slices made thicker, up to 5 mm, only when the window would be
+    under :data:`MIN_Z_MM`).
     """
     fov, top, bottom = draw_fov(rng, body, fov)
     fov_xy = 2 * half_width * rng.uniform(1.04, 1.14)
@@ -91,11 +93,12 @@ def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, s
             spacing = drawn
     spacing = tuple(float(s) for s in spacing)
     if shape is None:
-        nx = int(np.ceil(fov_xy / spacing[0]))
-        ny = int(np.ceil(fov_xy / spacing[1]))
+        # a scanner's matrix is 512: fine pixels image a smaller field (the body may be cut)
+        nx = min(int(np.ceil(fov_xy / spacing[0])), MAX_MATRIX)
+        ny = min(int(np.ceil(fov_xy / spacing[1])), MAX_MATRIX)
         max_nz = max(1, MAX_VOXELS // (nx * ny))
-        if max_nz * spacing[2] < MIN_Z_MM:
-            spacing = (spacing[0], spacing[1], MIN_Z_MM / max_nz)
+        if max_nz * spacing[2] < MIN_Z_MM:  # thicker slices, up to 5 mm, to keep some length
+            spacing = (spacing[0], spacing[1], min(5.0, MIN_Z_MM / max_nz))
         nz = int(np.ceil((top - bottom) / spacing[2]))
         shift = rng.uniform(0, 1)
         if nz > max_nz:  # crop a window of the field of view
@@ -142,6 +145,7 @@ def render_trunk_ct(tissue: np.ndarray, spacing, rng: np.random.Generator, phase
     own = np.array([length for *_r, length in TISSUES])
     nearest = np.abs(own[:, None] - lengths[None, :]).argmin(axis=1)
     present = np.unique(tissue)
+    lung = tissue == T["lung"]
     for i, length in enumerate(lengths):  # three texture grains shared by all tissues
         classes = [int(t) for t in present if nearest[t] == i and amp[t] > 0]
         if not classes:
@@ -149,10 +153,8 @@ def render_trunk_ct(tissue: np.ndarray, spacing, rng: np.random.Generator, phase
         field = smooth_noise(tissue.shape, spacing, float(length), rng)
         sel = np.isin(tissue, classes)
         ct[sel] += amp[tissue[sel]] * field[sel]
-    lung = tissue == T["lung"]
-    if lung.any():  # pulmonary vessels: bright threads in the lung
-        vessels = smooth_noise(tissue.shape, spacing, rng.uniform(3.5, 7.0), rng)
-        ct[lung & (np.abs(vessels) < rng.uniform(0.04, 0.12))] = rng.uniform(-200, 60)
+        if T["lung"] in classes:  # pulmonary vessels: bright threads along the lung's texture
+            ct[lung & (np.abs(field) < rng.uniform(0.04, 0.12))] = rng.uniform(-200, 60)
     drift = rng.uniform(0, 15)  # beam hardening and scatter: a slow drift over the volume
     if drift > 0:
         ct += drift * smooth_noise(tissue.shape, spacing, 150.0, rng)

@@ -93,9 +93,11 @@ class TrunkAnatomy(Anatomy):
     def chest(self, box, *, margin: float = 4.0) -> np.ndarray:
         """Inside the rib cage above the diaphragm, ``margin`` mm inside the ribs."""
         X, Y, Z = self.c.coords(box)
-        inner = self.cage_scale(Z) * (self._2d(self.r_skin, box) - self.inner)
-        Zd = self._2d(self.zd, box)
-        return (np.hypot(X, Y) <= inner - margin) & (Z > Zd + 4.0) & (Z < self.z_apex)
+        # in-plane ratio to the cage radius (2-D), compared with the cage's taper along z
+        ratio = (np.hypot(X, Y) + margin) / np.maximum(self._2d(self.r_skin, box) - self.inner,
+                                                       1.0)
+        scale = self.cage_scale(Z).astype(np.float32)
+        return (ratio <= scale) & (Z > self._2d(self.zd, box) + 4.0) & (Z < self.z_apex)
 
     def thoracic(self) -> None:
         """Diaphragm, five lung lobes split by oblique and horizontal fissures, heart."""

@@ -131,8 +131,8 @@ def test_fine_pixels_are_drawn_and_grids_stay_bounded():
         body = draw_body(rng, sex="M", age=60)
         x, y, z, spacing, fov = trunk_grid(rng, body, body.a + 100, None, None)
         fovs.add(fov)
-        assert len(x) * len(y) * len(z) <= MAX_VOXELS
-        assert spacing[0] <= 3.5 and z[-1] - z[0] >= 100
+        assert len(x) * len(y) * len(z) <= MAX_VOXELS and len(x) <= 512
+        assert spacing[0] <= 3.5 and spacing[2] <= 5.0 and z[-1] - z[0] >= 100
     assert fovs == set(FOVS)
 
 
