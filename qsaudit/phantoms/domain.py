@@ -21,9 +21,9 @@ from qsaudit.phantoms.tissue import TISSUES, T
 
 FOVS = ("chest", "chest_abdomen", "abdomen", "abdomen_pelvis", "chest_abdomen_pelvis")
 PHASES = ("native", "arterial", "portal_venous")
-MAX_VOXELS = 12_000_000  # larger grids are cropped along z (about 5 s per phantom)
+MAX_VOXELS = 20_000_000  # larger grids are cropped along z (about 4 s of one core per phantom)
 MAX_MATRIX = 512  # in-plane matrix of a scanner
-MIN_Z_MM = 120.0  # a crop keeps at least this much of the field of view (slices <= 5 mm)
+MIN_Z_MM = 150.0  # a crop keeps at least this much of the field of view (slices <= 5 mm)
 
 # mean HU per phase (native, arterial, portal venous) of the tissues that enhance;
 # the others keep their value in TISSUES
@@ -154,7 +154,7 @@ def render_trunk_ct(tissue: np.ndarray, spacing, rng: np.random.Generator, phase
         sel = np.isin(tissue, classes)
         ct[sel] += amp[tissue[sel]] * field[sel]
         if T["lung"] in classes:  # pulmonary vessels: bright threads along the lung's texture
-            ct[lung & (np.abs(field) < rng.uniform(0.04, 0.12))] = rng.uniform(-200, 60)
+            ct[lung & (np.abs(field) < rng.uniform(0.03, 0.08))] = rng.uniform(-200, 60)
     drift = rng.uniform(0, 15)  # beam hardening and scatter: a slow drift over the volume
     if drift > 0:
         ct += drift * smooth_noise(tissue.shape, spacing, 150.0, rng)

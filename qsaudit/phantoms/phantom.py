@@ -93,7 +93,7 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
     mediastinum, femurs, gluteals, C7-L5), a random field of view (chest .. pelvis), pixel size
     0.6-3.5 mm and slices 0.6-5 mm, and heavy domain randomisation (contrast phase, tissue CT
     numbers, texture, noise, blur, habitus, arms up or down); see
-    :mod:`qsaudit.phantoms.domain`. At most 12 M voxels. ``fov`` (trunk only) names the field
+    :mod:`qsaudit.phantoms.domain`. At most 20 M voxels. ``fov`` (trunk only) names the field
     of view instead (one of :data:`qsaudit.phantoms.domain.FOVS`; same random draws).
     ``shape`` and/or ``spacing`` fix the grid (the body may then be cropped).
     Deterministic for a given generator state.
