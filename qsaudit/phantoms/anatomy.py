@@ -19,9 +19,27 @@ from qsaudit.phantoms.tissue import T
 LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 
+UPPER_LEVELS = ("C7", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9")  # trunk phantoms
+
+
+def level_height(body: Body, name: str) -> float:
+    """Height (mm) of one vertebral level: ``body.level`` from T10 down, smaller above."""
+    if name not in UPPER_LEVELS:
+        return body.level
+    k = UPPER_LEVELS.index(name)  # C7 = 0, T9 = 9
+    return body.level * (0.68 + 0.03 * k)
+
+
 def level_z(body: Body, name: str) -> float:
     """Centre height (mm) of a vertebral level; L1 is at 0, higher levels are superior."""
-    return (LEVELS.index("L1") - LEVELS.index(name)) * body.level
+    if name in LEVELS:
+        return (LEVELS.index("L1") - LEVELS.index(name)) * body.level
+    z, below = level_z(body, "T10"), body.level
+    for upper in reversed(UPPER_LEVELS[UPPER_LEVELS.index(name):]):
+        h = level_height(body, upper)
+        z += 0.5 * (below + h)
+        below = h
+    return z
 
 
 def diaphragm_top(body: Body) -> float:
@@ -177,8 +195,10 @@ class Anatomy:
                             where=self.abdomen)
         self._wall(tube, T["stomach_wall"])
         ys = c.y[None, :, None]
-        level = np.quantile(np.broadcast_to(ys, tube.shape)[tube], self.rng.uniform(0.7, 0.85))
-        c.tissue[tube & (ys > level) & ~(c.tissue == T["stomach_wall"])] = T["gas"]
+        if tube.any():  # trunk phantoms may leave the stomach out of the field of view
+            level = np.quantile(np.broadcast_to(ys, tube.shape)[tube],
+                                self.rng.uniform(0.7, 0.85))
+            c.tissue[tube & (ys > level) & ~(c.tissue == T["stomach_wall"])] = T["gas"]
         duo = np.array([(30, y0 + 72, top - 120), (55, y0 + 50, top - 128),
                         (60, y0 + 38, top - 165), (22, y0 + 36, top - 180),
                         (-18, y0 + 40, top - 168)], float)
@@ -298,18 +318,23 @@ class Anatomy:
                 + ((Z - bc[2]) / br[2]) ** 2) <= 1, bc - br, bc + br, struct="urinary_bladder",
                 tissue=T["urine"], where=self.cavity)
 
+    def vessel_tops(self) -> tuple[float, float]:
+        """Heights (mm) where the abdominal aorta and the IVC start: above the field of view."""
+        top = float(self.c.z[-1] + 5)
+        return top, top
+
     def vessels(self) -> None:
         b, c = self.b, self.c
         y0 = b.y_vb
-        top = c.z[-1] + 5
+        top_aorta, top_ivc = self.vessel_tops()
         bif = level_z(b, "L4") + 0.3 * b.level
         ra = b.aorta_r
         ya = y0 + 17 + ra + 2
-        aorta = np.array([(-14, ya - 22, top), (-14, ya - 12, diaphragm_top(b) - 20),
+        aorta = np.array([(-14, ya - 22, top_aorta), (-14, ya - 12, diaphragm_top(b) - 20),
                           (-12, ya, bif)], float)
         c.paint_tube(aorta, np.array([ra + 1, ra, ra - 1]), struct="aorta", tissue=T["aorta"])
         conf = level_z(b, "L5") + 0.2 * b.level
-        ivc = np.array([(28, y0 + 60, top), (28, y0 + 40, diaphragm_top(b) - 40),
+        ivc = np.array([(28, y0 + 60, top_ivc), (28, y0 + 40, diaphragm_top(b) - 40),
                         (24, y0 + 32, level_z(b, "L2")), (18, y0 + 30, conf)], float)
         c.paint_tube(ivc, np.array([14.0, 13.0, 11.0, 11.0]), struct="inferior_vena_cava",
                      tissue=T["ivc"])
@@ -346,17 +371,28 @@ class Anatomy:
             c.paint(psoas, (-120, y0 - 40, c.z[0]), (120, y0 + 70, z1 + 10),
                     struct=f"iliopsoas_{side}", tissue=T["muscle"], where=self.cavity)
 
+    spine_levels: tuple[str, ...] = LEVELS
+    hollow_canal = False  # leave the spinal canal out of the vertebrae (trunk phantoms)
+
+    def vertebra_size(self, name: str) -> tuple[float, float]:
+        """Half width and half depth (mm) of a vertebral body."""
+        if name in UPPER_LEVELS:  # from 14 x 12 mm at C7 to 18 x 15 mm at T9
+            k = UPPER_LEVELS.index(name) / (len(UPPER_LEVELS) - 1)
+            return 14.0 + 4.0 * k, 12.0 + 3.0 * k
+        return (23.0, 17.0) if name.startswith("L") else (18.0, 15.0)
+
     def spine(self) -> None:
         b, c = self.b, self.c
-        y0, h = b.y_vb, b.level
+        y0 = b.y_vb
         bone = np.zeros(c.shape, dtype=bool)
-        for name in LEVELS:
-            zc = level_z(b, name)
+        yc0, hollow = y0 - 17 - 9, self.hollow_canal
+        for name in self.spine_levels:
+            zc, h = level_z(b, name), level_height(b, name)
             lumbar = name.startswith("L")
-            rx, ry = (23.0, 17.0) if lumbar else (18.0, 15.0)
+            rx, ry = self.vertebra_size(name)
             yc_canal = y0 - ry - 9
 
-            def vertebra(X, Y, Z, zc=zc, rx=rx, ry=ry, yc=yc_canal, lumbar=lumbar):
+            def vertebra(X, Y, Z, zc=zc, rx=rx, ry=ry, yc=yc_canal, lumbar=lumbar, h=h):
                 body = (((X / rx) ** 2 + ((Y - y0) / ry) ** 2) <= 1) & (np.abs(Z - zc) < 0.38 * h)
                 zp = zc - 0.08 * h
                 ring = (((X / 16) ** 2 + ((Y - yc) / 14) ** 2) <= 1) & (np.abs(Z - zp) < 0.3 * h)
@@ -364,7 +400,10 @@ class Anatomy:
                            & (np.abs(Z - zp + 0.3 * (Y - yc + 8)) < 0.15 * h))
                 tp = ((np.abs(X) > 12) & (np.abs(X) < (36 if lumbar else 28))
                       & (np.abs(Y - yc - 2) < 4) & (np.abs(Z - zp) < 0.08 * h))
-                return body | ring | spinous | tp
+                out = body | ring | spinous | tp
+                if hollow:
+                    out &= ((X / 9) ** 2 + ((Y - yc0) / 7.5) ** 2) > 1
+                return out
 
             lo, hi = (-50, yc_canal - 45, zc - 0.5 * h), (50, y0 + ry + 1, zc + 0.5 * h)
             c.paint(vertebra, lo, hi, struct=f"vertebrae_{name}", tissue=T["marrow"])
@@ -372,10 +411,10 @@ class Anatomy:
             if box is not None:
                 bone[box] |= c.struct[box] == SID[f"vertebrae_{name}"]
             disc_z = zc - 0.5 * h
-            c.paint(lambda X, Y, Z, dz=disc_z: (((X / 22) ** 2 + ((Y - y0) / 16) ** 2) <= 1)
+            c.paint(lambda X, Y, Z, dz=disc_z, h=h: (((X / 22) ** 2 + ((Y - y0) / 16) ** 2) <= 1)
                     & (np.abs(Z - dz) < 0.12 * h), (-25, y0 - 18, disc_z - 8),
                     (25, y0 + 18, disc_z + 8), struct=0, tissue=T["disc"])
-        self.canal(y0 - 17 - 9)
+        self.canal(yc0)
         self._cortex(bone)
 
     def canal(self, yc: float) -> None:

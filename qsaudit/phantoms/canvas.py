@@ -25,7 +25,17 @@ STRUCTURES: tuple[str, ...] = (
     "vertebrae_T12", "vertebrae_L1", "vertebrae_L2", "vertebrae_L3", "vertebrae_L4",
     "vertebrae_L5", "sacrum", "hip_left", "hip_right", "autochthon_left", "autochthon_right",
     "iliopsoas_left", "iliopsoas_right",
+    # trunk phantoms only (``region="trunk"``); appended so the abdominal ids never change
+    *(f"rib_{side}_{k}" for side in ("left", "right") for k in range(1, 13)),
+    "costal_cartilages", "sternum", "clavicula_left", "clavicula_right", "scapula_left",
+    "scapula_right", "humerus_left", "humerus_right", "femur_left", "femur_right",
+    "vertebrae_C7", *(f"vertebrae_T{k}" for k in range(1, 10)),
+    "lung_upper_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right", "trachea",
+    "esophagus", "superior_vena_cava", "pulmonary_vein", "spinal_cord",
+    "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left",
+    "gluteus_medius_right",
 )
+assert len(STRUCTURES) < 256  # struct maps are uint8
 SID = {name: i for i, name in enumerate(STRUCTURES)}
 
 Region = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -84,18 +94,26 @@ class Canvas:
         step = step or max(1.0, 0.35 * float(radii.min()))  # ridges under 2% of the radius
         pts, rad = resample_path(np.asarray(points, float), radii, step)
         painted = np.zeros(self.shape, dtype=bool)
+        # work inside the bounding box of the whole tube: fine grids are large
+        outer = self.box(tuple((pts - rad[:, None]).min(axis=0)),
+                         tuple((pts + rad[:, None]).max(axis=0)))
+        if outer is None:
+            return painted
+        local = painted[outer]
+        start = [s.start for s in outer]
         for p, r in zip(pts, rad, strict=True):
             box = self.box(tuple(p - r), tuple(p + r))
             if box is None:
                 continue
             X, Y, Z = self.coords(box)
             ball = (X - p[0]) ** 2 + (Y - p[1]) ** 2 + (Z - p[2]) ** 2 <= r * r
-            painted[box] |= ball
+            local[tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, start, strict=True))
+                  ] |= ball
         if where is not None:
-            painted &= where(tuple(slice(None) for _ in range(3)))
+            local &= where(outer)
         sid = SID[struct] if isinstance(struct, str) else struct
-        self.struct[painted] = sid
-        self.tissue[painted] = tissue
+        self.struct[outer][local] = sid
+        self.tissue[outer][local] = tissue
         return painted
 
 

@@ -1,4 +1,4 @@
-"""One synthetic abdominal CT with its correct organ masks: :func:`make_phantom`."""
+"""One synthetic CT (abdomen, or the whole trunk) with its correct masks: :func:`make_phantom`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from scipy import ndimage as ndi
 from qsaudit.degrade.fields import smooth_noise
 from qsaudit.phantoms.anatomy import Anatomy, diaphragm_top, level_z
 from qsaudit.phantoms.canvas import STRUCTURES, Canvas
+from qsaudit.phantoms.domain import PHASES, render_trunk_ct, trunk_grid, vary_body
 from qsaudit.phantoms.patient import draw_body
 from qsaudit.phantoms.tissue import T, render_ct
+from qsaudit.phantoms.trunk import TrunkAnatomy
 
 DEFAULT_INPLANE = (112, 129)  # in-plane matrix size is drawn from this range (end excluded)
 MAX_SLICES = 80
@@ -34,6 +36,8 @@ class Phantom:
     sex: str
     age: int
     body: np.ndarray | None = field(default=None, repr=False)
+    fov: str = "abdomen"
+    phase: str = "portal_venous"
 
 
 def _grid(rng: np.random.Generator, body, shape, spacing):
@@ -77,30 +81,68 @@ def _warp(canvas: Canvas, spacing, rng: np.random.Generator, amplitude_mm: float
 
 def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
                  shape: tuple[int, int, int] | None = None,
-                 spacing: tuple[float, float, float] | None = None) -> Phantom:
-    """A random abdominal CT phantom for a patient of ``sex`` ("M"/"F") and ``age`` (years).
+                 spacing: tuple[float, float, float] | None = None,
+                 region: str = "abdomen", fov: str | None = None) -> Phantom:
+    """A random CT phantom for a patient of ``sex`` ("M"/"F") and ``age`` (years).
 
-    Body size depends on sex and age (men larger, subcutaneous fat grows with age). By default
-    the in-plane matrix is 112-128 voxels (spacing follows from the body width, about 2.5-3 mm),
-    at most 80 slices of 2-5 mm, field of view from above the diaphragm to L4 or the pelvis.
+    Body size depends on sex and age (men larger, subcutaneous fat grows with age).
+    ``region="abdomen"`` (the default): in-plane matrix 112-128 voxels (spacing follows from the
+    body width, about 2.5-3 mm), at most 80 slices of 2-5 mm, field of view from above the
+    diaphragm to L4 or the pelvis, ~37 structures, portal-venous phase.
+    ``region="trunk"``: the whole trunk vocabulary (ribs, sternum, shoulder girdle, lung lobes,
+    mediastinum, femurs, gluteals, C7-L5), a random field of view (chest .. pelvis), pixel size
+    0.6-3.5 mm and slices 0.6-5 mm, and heavy domain randomisation (contrast phase, tissue CT
+    numbers, texture, noise, blur, habitus, arms up or down); see
+    :mod:`qsaudit.phantoms.domain`. At most 20 M voxels. ``fov`` (trunk only) names the field
+    of view instead (one of :data:`qsaudit.phantoms.domain.FOVS`; same random draws).
     ``shape`` and/or ``spacing`` fix the grid (the body may then be cropped).
     Deterministic for a given generator state.
     """
     if sex not in ("M", "F"):
         raise ValueError(f"sex must be 'M' or 'F', got {sex!r}")
+    if region not in ("abdomen", "trunk"):
+        raise ValueError(f"region must be 'abdomen' or 'trunk', got {region!r}")
     body = draw_body(rng, sex=sex, age=age)
+    if region == "trunk":
+        return _trunk_phantom(rng, body, sex=sex, age=age, shape=shape, spacing=spacing,
+                              fov=fov)
+    if fov is not None:
+        raise ValueError("fov applies to region='trunk' only")
     x, y, z, sp = _grid(rng, body, shape, spacing)
     canvas = Canvas(x, y, z)
     Anatomy(canvas, body, rng).paint()
     _warp(canvas, sp, rng, amplitude_mm=rng.uniform(3.0, 7.0))
     ct = render_ct(canvas.tissue, sp, rng, noise_hu=rng.uniform(10, 20),
                    blur_vox=rng.uniform(0.6, 1.0))
+    return _phantom(canvas, ct, sp, (x[0], y[0], z[0]), sex=sex, age=age)
+
+
+def _trunk_phantom(rng, body, *, sex, age, shape, spacing, fov) -> Phantom:
+    body = vary_body(rng, body)
+    arms_down = bool(rng.random() < 0.5)
+    phase = PHASES[int(rng.integers(len(PHASES)))]
+    half = body.a
+    if arms_down:
+        half = body.a + 6.0 + 2 * (38.0 + 0.4 * body.fat)  # see TrunkAnatomy.arm
+    x, y, z, sp, fov = trunk_grid(rng, body, half, shape, spacing, fov)
+    canvas = Canvas(x, y, z)
+    TrunkAnatomy(canvas, body, rng, arms_down=arms_down).paint()
+    _warp(canvas, sp, rng, amplitude_mm=rng.uniform(2.0, 6.0))
+    ct = render_trunk_ct(canvas.tissue, sp, rng, phase)
+    return _phantom(canvas, ct, sp, (x[0], y[0], z[0]), sex=sex, age=age, fov=fov, phase=phase)
+
+
+def _phantom(canvas: Canvas, ct: np.ndarray, sp, origin, *, sex: str, age: int,
+             **extra) -> Phantom:
     masks = {}
     counts = np.bincount(canvas.struct.ravel(), minlength=len(STRUCTURES))
+    boxes = ndi.find_objects(canvas.struct, max_label=len(STRUCTURES) - 1)
     for sid, name in enumerate(STRUCTURES):
-        if sid and counts[sid] >= MIN_VOXELS:
-            masks[name] = canvas.struct == sid
+        if sid and counts[sid] >= MIN_VOXELS:  # compare inside the structure's box only
+            box = boxes[sid - 1]
+            masks[name] = np.zeros(canvas.shape, dtype=bool)
+            masks[name][box] = canvas.struct[box] == sid
     affine = np.diag([sp[0], sp[1], sp[2], 1.0])
-    affine[:3, 3] = (x[0], y[0], z[0])
+    affine[:3, 3] = origin
     return Phantom(ct=ct, masks=masks, spacing=sp, affine=affine, sex=sex, age=int(age),
-                   body=canvas.tissue != T["air"])
+                   body=canvas.tissue != T["air"], **extra)

@@ -44,6 +44,13 @@ TISSUES: tuple[tuple[str, float, float, float], ...] = (
     ("csf", 18, 5, 6),
     ("urine", 8, 3, 8),
     ("adrenal", 35, 5, 4),
+    # trunk phantoms only
+    ("cartilage", 110, 25, 3),
+    ("myocardium", 95, 8, 5),
+    ("yellow_marrow", -40, 30, 4),
+    ("spinal_cord", 35, 4, 6),
+    ("pulmonary_blood", 160, 8, 10),
+    ("esophagus_wall", 45, 6, 4),
 )
 T = {name: i for i, (name, *_rest) in enumerate(TISSUES)}
 

@@ -1,0 +1,160 @@
+"""Trunk phantoms: the TotalSegmentator trunk vocabulary, plausible CT numbers, fine pixels,
+domain randomisation, and an abdominal default that stays exactly what it was."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from qsaudit.phantoms import make_phantom
+from qsaudit.phantoms.canvas import STRUCTURES
+from qsaudit.phantoms.domain import FOVS, MAX_VOXELS, draw_spacing, tissue_hu, trunk_grid
+from qsaudit.phantoms.patient import draw_body
+from qsaudit.phantoms.tissue import T
+from qsaudit.registry.lookup import vocabulary
+
+RIBS = [f"rib_{side}_{k}" for side in ("left", "right") for k in range(1, 13)]
+BONES = (*RIBS, "sternum", "clavicula_left", "clavicula_right", "scapula_left", "scapula_right",
+         "femur_left", "femur_right", "hip_left", "hip_right", "sacrum",
+         *(f"vertebrae_T{k}" for k in range(1, 13)), *(f"vertebrae_L{k}" for k in range(1, 6)))
+LUNGS = ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right",
+         "lung_middle_lobe_right", "lung_lower_lobe_right")
+SOFT = ("trachea", "esophagus", "heart", "aorta", "costal_cartilages", "gluteus_maximus_left",
+        "gluteus_maximus_right", "gluteus_medius_left", "gluteus_medius_right", "iliopsoas_left",
+        "autochthon_right", "spinal_cord", "superior_vena_cava")
+
+
+def _digest(ph) -> str:
+    h = hashlib.sha256()
+    h.update(np.round(ph.ct).astype(np.int16).tobytes())
+    h.update(np.asarray(ph.spacing).tobytes())
+    h.update(np.asarray(ph.affine).tobytes())
+    for name in sorted(ph.masks):
+        h.update(name.encode())
+        h.update(np.packbits(ph.masks[name]).tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("seed", "sex", "age", "shape", "expected"), [
+    (0, "M", 45, None, "021833d99a9807fe"),
+    (3, "F", 70, (48, 48, 24), "0197115cccfb6206"),
+])
+def test_default_abdominal_phantom_is_unchanged(seed, sex, age, shape, expected):
+    # digests computed with the code before trunk phantoms existed (commit 534c7c1): the demo,
+    # the tests and the benchmarks rely on the same seed giving the same phantom
+    ph = make_phantom(np.random.default_rng(seed), sex=sex, age=age, shape=shape)
+    assert _digest(ph) == expected
+    assert ph.fov == "abdomen" and ph.phase == "portal_venous"
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    return make_phantom(np.random.default_rng(1), sex="M", age=55, region="trunk",
+                        fov="chest_abdomen_pelvis", spacing=(2.5, 2.5, 4.0))
+
+
+def test_trunk_has_the_trunk_vocabulary_named_as_in_the_registry(trunk):
+    masks = trunk.masks
+    for name in (*BONES, *LUNGS, *SOFT):
+        assert name in masks and masks[name].sum() > 0, name
+    assert set(masks) <= set(vocabulary("totalseg_v2"))  # TotalSegmentator v2 spelling
+    assert len(STRUCTURES) < 256  # struct maps are uint8
+
+
+def test_trunk_masks_never_overlap_and_follow_the_grid(trunk):
+    stack = np.zeros(trunk.ct.shape, dtype=np.uint8)
+    for mask in trunk.masks.values():
+        stack += mask
+    assert stack.max() == 1
+    assert all(m.shape == trunk.ct.shape for m in trunk.masks.values())
+    assert np.allclose(np.diag(trunk.affine)[:3], trunk.spacing)
+
+
+def test_trunk_hounsfield_values_are_plausible(trunk):
+    ct, m = trunk.ct, trunk.masks
+    for name in BONES:
+        assert ct[m[name]].mean() > 150, name
+    for name in LUNGS:
+        assert ct[m[name]].mean() < -500, name
+    assert ct[m["trachea"]].mean() < -300  # an air column
+    for name in ("heart", "gluteus_maximus_left", "autochthon_right", "spinal_cord"):
+        assert -50 < np.median(ct[m[name]]) < 400, name
+    assert np.median(ct[~trunk.body]) < -900
+
+
+def test_trunk_anatomy_is_in_place(trunk):
+    m = trunk.masks
+    centre = {k: np.argwhere(v).mean(axis=0) for k, v in m.items()}
+    # ribs are numbered from the top: rib 1 above rib 6 above rib 12 (z, at the spine)
+    assert centre["rib_right_1"][2] > centre["rib_right_6"][2] > centre["rib_right_12"][2]
+    # sides in RAS: +x is the patient's right
+    for left, right in (("rib_left_5", "rib_right_5"), ("femur_left", "femur_right"),
+                        ("lung_upper_lobe_left", "lung_upper_lobe_right"),
+                        ("clavicula_left", "clavicula_right")):
+        assert centre[right][0] > centre[left][0], (left, right)
+    # sternum in front of the spine, lungs above the femurs, trachea above the heart
+    assert centre["sternum"][1] > centre["vertebrae_T6"][1]
+    assert centre["lung_lower_lobe_left"][2] > centre["femur_left"][2]
+    assert centre["trachea"][2] > centre["heart"][2]
+    assert centre["lung_upper_lobe_right"][2] > centre["lung_middle_lobe_right"][2]
+
+
+def test_ribs_are_thin_with_a_bright_cortex_at_fine_pixels():
+    ph = make_phantom(np.random.default_rng(4), sex="F", age=40, region="trunk", fov="chest",
+                      spacing=(0.7, 0.7, 1.0), shape=(300, 300, 40))
+    ribs = [n for n in RIBS if n in ph.masks]
+    assert len(ribs) >= 6
+    for name in ribs:
+        mask = ph.masks[name]
+        # a rib is a thin bone: no voxel is more than ~6 mm from its surface
+        depth = ndi.distance_transform_edt(np.pad(mask, 1), sampling=ph.spacing)
+        assert depth.max() < 6.0, name
+    mask = np.any([ph.masks[n] for n in ribs], axis=0)
+    core = ndi.binary_erosion(mask, iterations=3)
+    shell = mask & ~ndi.binary_erosion(mask, iterations=1)
+    assert core.sum() > 100
+    assert ph.ct[shell].mean() > ph.ct[core].mean() + 50  # cortex brighter than marrow
+
+
+def test_fine_pixels_are_drawn_and_grids_stay_bounded():
+    rng = np.random.default_rng(0)
+    drawn = np.array([draw_spacing(rng) for _ in range(400)])
+    assert drawn[:, 0].min() >= 0.6 and drawn[:, 0].max() <= 3.5
+    assert np.mean((drawn[:, 0] >= 0.7) & (drawn[:, 0] <= 1.5)) > 0.6
+    assert drawn[:, 2].min() >= 0.6 and drawn[:, 2].max() <= 5.0
+    assert np.mean(drawn[:, 2] < 1.5) > 0.2 and np.mean(drawn[:, 2] > 3.0) > 0.1
+    fovs = set()
+    for _ in range(40):
+        body = draw_body(rng, sex="M", age=60)
+        x, y, z, spacing, fov = trunk_grid(rng, body, body.a + 100, None, None)
+        fovs.add(fov)
+        assert len(x) * len(y) * len(z) <= MAX_VOXELS and len(x) <= 512
+        assert spacing[0] <= 3.5 and spacing[2] <= 5.0 and z[-1] - z[0] >= 100
+    assert fovs == set(FOVS)
+
+
+def test_trunk_is_deterministic_and_randomised_between_seeds():
+    kw = {"sex": "F", "age": 60, "region": "trunk", "shape": (40, 40, 30)}
+    a = make_phantom(np.random.default_rng(7), **kw)
+    b = make_phantom(np.random.default_rng(7), **kw)
+    assert np.array_equal(a.ct, b.ct) and a.masks.keys() == b.masks.keys()
+    assert all(np.array_equal(a.masks[k], b.masks[k]) for k in a.masks)
+    draws = [make_phantom(np.random.default_rng(s), **kw) for s in range(6)]
+    assert len({ph.fov for ph in draws}) >= 3 and len({ph.phase for ph in draws}) >= 2
+    with pytest.raises(ValueError, match="region"):
+        make_phantom(np.random.default_rng(0), sex="M", age=40, region="head")
+    with pytest.raises(ValueError, match="fov"):
+        make_phantom(np.random.default_rng(0), sex="M", age=40, region="trunk", fov="neck")
+
+
+def test_contrast_phase_and_tissue_numbers_are_randomised():
+    rng = np.random.default_rng(0)
+    aorta = {p: np.mean([tissue_hu(rng, p)[0][T["aorta"]] for _ in range(50)])
+             for p in ("native", "arterial", "portal_venous")}
+    assert aorta["native"] < 80 < aorta["portal_venous"] < aorta["arterial"]
+    fat = [tissue_hu(rng, "native")[0][T["subcutaneous_fat"]] for _ in range(50)]
+    liver = [tissue_hu(rng, "portal_venous")[0][T["liver"]] for _ in range(50)]
+    assert np.ptp(fat) > 30 and np.std(liver) > 5
