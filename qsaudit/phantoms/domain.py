@@ -20,6 +20,9 @@ from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import TISSUES, T
 
 FOVS = ("chest", "chest_abdomen", "abdomen", "abdomen_pelvis", "chest_abdomen_pelvis")
+# the chest is favoured: crops to the voxel budget cut long fields, and the abdominal default
+# phantoms already cover the abdomen
+FOV_P = (0.25, 0.2, 0.15, 0.15, 0.25)
 PHASES = ("native", "arterial", "portal_venous")
 MAX_VOXELS = 20_000_000  # larger grids are cropped along z (about 4 s of one core per phantom)
 MAX_MATRIX = 512  # in-plane matrix of a scanner
@@ -42,7 +45,7 @@ ABS_JITTER = 8.0  # and an absolute one, HU
 def draw_fov(rng: np.random.Generator, body: Body, fov: str | None = None
              ) -> tuple[str, float, float]:
     """A random field of view (or the named one): its name, top and bottom heights (mm)."""
-    drawn = FOVS[int(rng.integers(len(FOVS)))]
+    drawn = FOVS[int(rng.choice(len(FOVS), p=FOV_P))]
     if fov is None:
         fov = drawn
     elif fov not in FOVS:
