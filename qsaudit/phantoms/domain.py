@@ -75,13 +75,13 @@ def draw_spacing(rng: np.random.Generator) -> tuple[float, float, float]:
 
 
 def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, spacing,
-               fov: str | None = None):
+               fov: str | None = None, max_voxels: int = MAX_VOXELS):
     """1-D mm coordinates x, y, z, the spacing and the field-of-view name of a trunk grid.
 
     ``half_width``: half the width to image (body, or arms when they are down); ``fov``: a
     field of view from :data:`FOVS` (None: drawn at random). Without
     ``shape`` the in-plane matrix is at most 512 (fine pixels see a smaller field, as on a
-    scanner) and the grid holds at most :data:`MAX_VOXELS`: a longer field of view is cropped
+    scanner) and the grid holds at most ``max_voxels`` (:data:`MAX_VOXELS`): a longer field of view is cropped
     to a random window along z (slices made thicker, up to 5 mm, only when the window would be
     under :data:`MIN_Z_MM`).
     """
@@ -99,7 +99,7 @@ def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, s
         # a scanner's matrix is 512: fine pixels image a smaller field (the body may be cut)
         nx = min(int(np.ceil(fov_xy / spacing[0])), MAX_MATRIX)
         ny = min(int(np.ceil(fov_xy / spacing[1])), MAX_MATRIX)
-        max_nz = max(1, MAX_VOXELS // (nx * ny))
+        max_nz = max(1, int(max_voxels) // (nx * ny))
         if max_nz * spacing[2] < MIN_Z_MM:  # thicker slices, up to 5 mm, to keep some length
             spacing = (spacing[0], spacing[1], min(5.0, MIN_Z_MM / max_nz))
         nz = int(np.ceil((top - bottom) / spacing[2]))
