@@ -23,14 +23,16 @@ AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 @dataclass
 class Grid:
     """A CT grid: ``shape`` (columns, rows, slices), spacing (column, row, slice) in mm,
-    LPS origin of the first slice's first pixel, ImageOrientationPatient, and an optional
-    shear of the slice positions (mm per slice along the column direction: a gantry tilt)."""
+    LPS origin of the first slice's first pixel, ImageOrientationPatient, an optional shear
+    of the slice positions (mm per slice along the column direction: a gantry tilt) and
+    optional extra offsets (mm along the normal) of single slices."""
 
     shape: tuple[int, int, int] = (24, 20, 12)
     spacing: tuple[float, float, float] = (1.5, 1.5, 2.5)
     origin: tuple[float, float, float] = (-18.0, -15.0, -10.0)
     orientation: tuple[float, ...] = AXIAL
     shear: float = 0.0
+    jitter: dict[int, float] = field(default_factory=dict)
 
     @property
     def normal(self) -> np.ndarray:
@@ -38,8 +40,8 @@ class Grid:
 
     def position(self, k: float) -> np.ndarray:
         col_dir = np.array(self.orientation[3:])
-        return (np.array(self.origin) + k * self.spacing[2] * self.normal
-                + k * self.shear * col_dir)
+        along = k * self.spacing[2] + self.jitter.get(int(k), 0.0)
+        return np.array(self.origin) + along * self.normal + k * self.shear * col_dir
 
     def to_patient(self, i: np.ndarray, j: np.ndarray, k: np.ndarray) -> np.ndarray:
         """(N,) voxel coordinates -> (N, 3) LPS mm."""
@@ -55,6 +57,16 @@ class Study:
     study_uid: str = field(default_factory=generate_uid)
     frame_uid: str = field(default_factory=generate_uid)
     date: str = "20240102"
+
+
+def sagittal(ct: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
+    """The same voxels as an axial ``ct`` on ``grid``, as a sagittal series (rows run down)."""
+    columns, rows, depth = ct.shape
+    origin = grid.to_patient(np.array([columns - 1]), np.array([0]), np.array([depth - 1]))[0]
+    return (np.ascontiguousarray(ct[::-1, :, ::-1].transpose(1, 2, 0)),
+            Grid(shape=(rows, depth, columns), spacing=(grid.spacing[1], grid.spacing[2],
+                                                        grid.spacing[0]),
+                 origin=tuple(origin), orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0)))
 
 
 def phantom(grid: Grid, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
