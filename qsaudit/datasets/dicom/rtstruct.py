@@ -35,8 +35,10 @@ def read_structure_set(path: Path) -> StructureSet:
 
     try:
         ds = pydicom.dcmread(path)
+        if "ROIContourSequence" not in ds:  # type 1: absent in a truncated file
+            raise ValueError("no ROI Contour Sequence")
         contours: dict[int, list[np.ndarray]] = {}
-        for roi in ds.get("ROIContourSequence", []):
+        for roi in ds.ROIContourSequence:
             number = int(roi.ReferencedROINumber)
             polygons = contours.setdefault(number, [])
             for contour in roi.get("ContourSequence", []):

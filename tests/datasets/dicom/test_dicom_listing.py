@@ -32,7 +32,7 @@ def clinic(tmp_path):
 
 
 def test_detected_at_any_depth_and_one_case_per_series(clinic):
-    root, ct, masks, grid, series = clinic
+    root, *_, series = clinic
     assert detect_layout(root) == "dicom"
     (case,) = list_cases(root)
     assert case.layout == "dicom" and case.case_id == "PAT1_20240102_s1"

@@ -16,7 +16,7 @@ from dicom_builders import (
     write_rtstruct,
 )
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, MPEG2MPML, RLELossless
+from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from qsaudit.datasets import list_cases, read_case, read_image
 from qsaudit.datasets.dicom.series import missing_decoder
