@@ -109,7 +109,7 @@ def _fill_even_odd(mask: np.ndarray, edges: np.ndarray) -> None:
     ``edges``: (E, 5) rows of (slice, x0, y0, x1, y1) in voxel units (x = column, y = row).
     Every edge crosses the rows whose centre y satisfies min(y0, y1) <= y < max(y0, y1) (the
     half-open rule counts a vertex once); each crossing toggles the voxels from the first
-    centre at or right of it to the row's end.
+    centre at or right of it to the row's end. Work is limited to the crossings' bounding box.
     """
     _depth, rows, columns = mask.shape
     k, x0, y0, x1, y1 = edges.T
@@ -126,7 +126,12 @@ def _fill_even_odd(mask: np.ndarray, edges: np.ndarray) -> None:
     x = x0[edge] + (row - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
     column = np.clip(np.ceil(x), 0, columns).astype(np.int64)
     planes, plane = np.unique(k[edge], return_inverse=True)  # only the contoured slices
-    toggles = np.zeros((len(planes), rows, columns + 1), dtype=np.uint8)
-    np.bitwise_xor.at(toggles, (plane, row, column), 1)
-    np.bitwise_xor.accumulate(toggles, axis=2, out=toggles)
-    mask[planes] |= toggles[:, :, :columns].astype(bool)
+    r0, r1 = int(row.min()), int(row.max()) + 1  # and only the box the crossings span
+    c0, c1 = int(column.min()), int(column.max()) + 1
+    # toggles laid out (column, slice, row) so the running XOR goes over whole rows at once
+    toggles = np.zeros((c1 - c0, len(planes), r1 - r0), dtype=np.uint8)
+    np.bitwise_xor.at(toggles, (column - c0, plane, row - r0), 1)
+    np.bitwise_xor.accumulate(toggles, axis=0, out=toggles)
+    c1 = min(c1, columns)  # a crossing beyond the last column toggles no voxel
+    inside = toggles[: c1 - c0].transpose(1, 2, 0).view(bool)
+    mask[planes, r0:r1, c0:c1] |= inside
