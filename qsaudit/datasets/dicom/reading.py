@@ -10,8 +10,8 @@ import numpy as np
 from qsaudit.datasets.dicom.listing import DicomCase, DicomLabel
 from qsaudit.datasets.dicom.rtstruct import rasterise_roi, read_structure_set
 from qsaudit.datasets.dicom.seg import read_segmentation, segment_mask
-from qsaudit.datasets.dicom.series import SeriesGeometry, read_pixels
-from qsaudit.datasets.volumes import LabelProblem, Volume, to_canonical
+from qsaudit.datasets.dicom.series import SeriesGeometry, canonical_buffer, read_pixels
+from qsaudit.datasets.volumes import LabelProblem, Volume
 from qsaudit.errors import DatasetError
 
 
@@ -36,10 +36,11 @@ def read_dicom_image(case: DicomCase) -> DicomVolume:
     if case.geometry is None:
         raise DatasetError(case.problem or f'case "{case.case_id}": no CT series found')
     geometry = case.geometry
-    data, affine = to_canonical(read_pixels(geometry), geometry.ras_affine)
+    data, slices, affine = canonical_buffer(geometry, np.float32)
+    read_pixels(geometry, slices)
     spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    return DicomVolume(array=np.asfortranarray(data), affine=affine, spacing=spacing,
-                       path=case.image, geometry=geometry)  # type: ignore[arg-type]
+    return DicomVolume(array=data, affine=affine, spacing=spacing, path=case.image,
+                       geometry=geometry)  # type: ignore[arg-type]
 
 
 def read_dicom_mask(label: DicomLabel, image: Volume, *, cache: dict | None = None
@@ -55,19 +56,20 @@ def read_dicom_mask(label: DicomLabel, image: Volume, *, cache: dict | None = No
                            status="affine_mismatch")
     if not label.path.exists():
         raise LabelProblem(f'"{label.path}": label file not found', status="missing")
-    source = _cached(label, {} if cache is None else cache)
+    source = _cached(label, geometry, {} if cache is None else cache)
+    mask, slices, _ = canonical_buffer(geometry, bool)
     if label.kind == "seg":
-        mask = segment_mask(source, label.path, int(label.value), label.name, geometry)
+        segment_mask(source, label.path, int(label.value), label.name, geometry, slices)
     else:
-        mask = rasterise_roi(source, int(label.value), label.name, geometry)
-    return np.asfortranarray(to_canonical(mask, geometry.ras_affine)[0])
+        rasterise_roi(source, int(label.value), label.name, geometry, slices)
+    return mask
 
 
-def _cached(label: DicomLabel, cache: dict) -> Any:
+def _cached(label: DicomLabel, geometry: SeriesGeometry, cache: dict) -> Any:
     key = ("dicom", str(label.path))
     if key not in cache:
         try:
-            cache[key] = (read_segmentation(label.path) if label.kind == "seg"
+            cache[key] = (read_segmentation(label.path, geometry) if label.kind == "seg"
                           else read_structure_set(label.path))
         except LabelProblem as problem:
             cache[key] = problem

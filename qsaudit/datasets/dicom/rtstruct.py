@@ -69,18 +69,18 @@ def _contour_points(contour) -> np.ndarray:
 
 
 def rasterise_roi(structure_set: StructureSet, number: int, name: str,
-                  geometry: SeriesGeometry) -> np.ndarray:
-    """The ROI ``number`` as a bool mask of ``geometry.shape`` (file order, see series.py).
+                  geometry: SeriesGeometry, mask: np.ndarray) -> None:
+    """Set the voxels of ROI ``number`` in ``mask``: bool, all False, (slices, rows, columns)
+    of ``geometry`` (any strides: it may view a canonical array).
 
-    Each contour goes onto the slice nearest to its plane. An ROI without contours gives an
-    empty mask; one whose contours all lie outside the CT raises :class:`LabelProblem`
+    Each contour goes onto the slice nearest to its plane. An ROI without contours leaves the
+    mask empty; one whose contours all lie outside the CT raises :class:`LabelProblem`
     (``outside_image``). Parts outside the grid are cut off.
     """
     columns, rows, depth = geometry.shape
-    mask = np.zeros((depth, rows, columns), dtype=bool)
     polygons = structure_set.contours.get(number, [])
     if not polygons:
-        return mask.transpose(2, 1, 0)
+        return
     to_voxel = np.linalg.inv(geometry.lps_affine)
     edges, kept = [], 0
     for points in polygons:
@@ -100,7 +100,6 @@ def rasterise_roi(structure_set: StructureSet, number: int, name: str,
         where = "outside the CT" if not kept else "around no voxel centre of the CT"
         raise LabelProblem(f'"{structure_set.path}": ROI "{name}": all {len(polygons)} contours '
                            f"lie {where}", status="outside_image")
-    return mask.transpose(2, 1, 0)
 
 
 def _fill_even_odd(mask: np.ndarray, edges: np.ndarray) -> None:

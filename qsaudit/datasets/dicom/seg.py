@@ -1,12 +1,18 @@
-"""DICOM-SEG segments placed on a CT grid (highdicom decodes the frames and matches the grids).
+"""DICOM-SEG segments placed on a CT grid.
 
 A binary segment is its frames' set pixels; a fractional one (probability or occupancy) the
 pixels above half of its maximum fractional value. The SEG's frames must lie on the CT's grid,
 up to whole-voxel shifts, flips and axis swaps: nothing is resampled.
+
+The usual SEG has one frame per CT slice it covers, of the CT's own rows and columns. Such a SEG
+is placed frame by frame from its functional groups read by pydicom, each frame decoded by
+pydicom when its segment is asked for (:class:`SliceAlignedSeg`): 3x faster than highdicom's
+general reader, which handles every other SEG (cropped, other orientation, tiled).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +21,89 @@ import numpy as np
 from qsaudit.datasets.dicom.series import SeriesGeometry
 from qsaudit.datasets.volumes import LabelProblem
 
+_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+                NotImplementedError, RuntimeError)
 
-def read_segmentation(path: Path) -> Any:
-    """The highdicom ``Segmentation`` at ``path``; raises :class:`LabelProblem` (unreadable)."""
+
+@dataclass
+class SliceAlignedSeg:
+    """A SEG whose frames are whole CT slices: segment number -> [(frame index, slice k)]."""
+
+    dataset: Any
+    frames: dict[int, list[tuple[int, int]]]
+    threshold: float
+
+
+def read_segmentation(path: Path, geometry: SeriesGeometry) -> Any:
+    """The SEG at ``path``, as a :class:`SliceAlignedSeg` when its frames are slices of
+    ``geometry``, else as a highdicom ``Segmentation``. Raises :class:`LabelProblem`
+    (``unreadable``) naming the file."""
     import highdicom as hd
     import pydicom
 
     try:
-        return hd.seg.segread(path)
-    except (OSError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
-            NotImplementedError, RuntimeError, pydicom.errors.InvalidDicomError) as exc:
+        dataset = pydicom.dcmread(path)
+        aligned = _slice_aligned(dataset, geometry)
+        if aligned is not None:
+            return aligned
+        return hd.seg.Segmentation.from_dataset(dataset, copy=False)
+    except (*_READ_ERRORS, pydicom.errors.InvalidDicomError) as exc:
         raise LabelProblem(f'"{path}": cannot read the DICOM-SEG ({_short(exc)})',
                            status="unreadable") from None
 
 
+def _slice_aligned(ds: Any, geometry: SeriesGeometry) -> SliceAlignedSeg | None:
+    """Map every frame to its segment and CT slice, or None if a frame is not a CT slice."""
+    columns, rows, depth = geometry.shape
+    kind = str(ds.get("SegmentationType", "")).upper()
+    if kind not in ("BINARY", "FRACTIONAL") or (ds.get("Rows"), ds.get("Columns")) != (rows,
+                                                                                    columns):
+        return None
+    shared = ds.get("SharedFunctionalGroupsSequence", [None])[0]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence", [])
+    if len(per_frame) != int(ds.get("NumberOfFrames", 0) or 0):
+        return None
+    lps = geometry.lps_affine
+    to_voxel = np.linalg.inv(lps)
+    frames: dict[int, list[tuple[int, int]]] = {}
+    for index, group in enumerate(per_frame):
+        orientation = _functional(group, shared, "PlaneOrientationSequence",
+                                  "ImageOrientationPatient")
+        spacing = _functional(group, shared, "PixelMeasuresSequence", "PixelSpacing")
+        position = _functional(group, shared, "PlanePositionSequence", "ImagePositionPatient")
+        segment = _functional(group, shared, "SegmentIdentificationSequence",
+                              "ReferencedSegmentNumber")
+        if orientation is None or spacing is None or position is None or segment is None:
+            return None
+        directions = np.array([float(v) for v in orientation])
+        pixel = [float(v) for v in spacing]
+        if np.abs(directions[:3] * pixel[1] - lps[:3, 0]).max() > 1e-3 \
+                or np.abs(directions[3:] * pixel[0] - lps[:3, 1]).max() > 1e-3:
+            return None
+        voxel = to_voxel[:3, :3] @ np.array([float(v) for v in position]) + to_voxel[:3, 3]
+        k = int(np.rint(voxel[2]))
+        if np.abs(voxel - [0, 0, k]).max() > 1e-3 or not 0 <= k < depth:
+            return None
+        frames.setdefault(int(segment), []).append((index, k))
+    maximum = float(ds.get("MaximumFractionalValue", 1) or 1) if kind == "FRACTIONAL" else 1.0
+    return SliceAlignedSeg(dataset=ds, frames=frames, threshold=0.5 * maximum)
+
+
+def _functional(group: Any, shared: Any, sequence: str, keyword: str) -> Any:
+    """An attribute of a frame's functional groups, else of the shared ones."""
+    for groups in (group, shared):
+        items = groups.get(sequence) if groups is not None else None
+        if items:
+            value = items[0].get(keyword)
+            if value is not None:
+                return value
+    return None
+
+
 def segment_mask(segmentation: Any, path: Path, number: int, name: str,
-                 geometry: SeriesGeometry) -> np.ndarray:
-    """Segment ``number`` as a bool mask of ``geometry.shape`` (file order, see series.py).
+                 geometry: SeriesGeometry, mask: np.ndarray) -> None:
+    """Set the voxels of segment ``number`` in ``mask``: bool, all False, (slices, rows,
+    columns) of ``geometry`` (any strides: it may view a canonical array).
 
     Raises :class:`LabelProblem`: ``affine_mismatch`` when the SEG's frames are not on the CT
     grid, ``outside_image`` when they lie entirely outside it, ``unreadable`` when the frames
@@ -39,13 +111,17 @@ def segment_mask(segmentation: Any, path: Path, number: int, name: str,
     """
     import highdicom as hd
 
+    if isinstance(segmentation, SliceAlignedSeg):
+        _aligned_mask(segmentation, path, number, name, mask)
+        return
+
     try:
         volume = segmentation.get_volume(segment_numbers=[number], combine_segments=False,
                                          rescale_fractional=True, dtype=np.float32)
     except (ValueError, RuntimeError, KeyError, IndexError, TypeError, AttributeError,
             NotImplementedError) as exc:
-        if "No frames" in str(exc) or "no frames" in str(exc):
-            return np.zeros(geometry.shape, dtype=bool)  # a segment without any frame: empty
+        if "no frames" in str(exc).lower():
+            return  # a segment without any frame: empty
         raise LabelProblem(f'"{path}": segment {number} ("{name}"): cannot place its frames '
                            f"({_short(exc)})", status="unreadable") from None
     columns, rows, depth = geometry.shape
@@ -61,8 +137,19 @@ def segment_mask(segmentation: Any, path: Path, number: int, name: str,
                            "(other spacing, orientation or sub-voxel shift)",
                            status="affine_mismatch") from None
     array = np.asarray(matched.array)
-    array = array.reshape(array.shape[:3])  # drop the segment channel
-    return (array > 0.5).transpose(2, 1, 0)
+    mask[...] = array.reshape(array.shape[:3]) > 0.5  # without the segment channel
+
+
+def _aligned_mask(seg: SliceAlignedSeg, path: Path, number: int, name: str,
+                  mask: np.ndarray) -> None:
+    from pydicom.pixels import pixel_array
+
+    try:
+        for index, k in seg.frames.get(number, []):
+            mask[k] |= pixel_array(seg.dataset, index=index) > seg.threshold
+    except _READ_ERRORS as exc:
+        raise LabelProblem(f'"{path}": segment {number} ("{name}"): cannot decode its frames '
+                           f"({_short(exc)})", status="unreadable") from None
 
 
 def _hd_affine(geometry: SeriesGeometry) -> np.ndarray:

@@ -162,17 +162,37 @@ def _check_tilt(headers: Sequence[Header], positions: np.ndarray, normal: np.nda
             "normal); resample the series to an orthogonal grid first")
 
 
-def read_pixels(geometry: SeriesGeometry) -> np.ndarray:
-    """Decode the series as float32 HU (per-slice rescale applied), shape ``geometry.shape``.
+def canonical_buffer(geometry: SeriesGeometry, dtype: type
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An array in canonical RAS orientation for the series' grid, and a view of it per slice.
 
-    The array is Fortran-ordered (each slice one contiguous block). Raises
-    :class:`DatasetError` naming the file: unreadable, a size that differs from the index,
-    no pixel data, or a compressed transfer syntax no installed package decodes.
+    Returns ``(array, slices, affine)``: ``array`` Fortran-ordered, zero, shaped and oriented
+    as :func:`qsaudit.datasets.volumes.to_canonical` makes the file-order grid; ``slices`` the
+    same memory as (slices, rows, columns) in the series' own order, for readers to fill
+    without a reorienting copy; ``affine`` the RAS affine of ``array``.
+    """
+    from nibabel import orientations
+
+    file_ornt = orientations.io_orientation(geometry.ras_affine)
+    ras = orientations.axcodes2ornt(("R", "A", "S"))
+    to_ras = orientations.ornt_transform(file_ornt, ras)
+    shape = orientations.apply_orientation(np.empty(geometry.shape, dtype=bool), to_ras).shape
+    array = np.zeros(shape, dtype=dtype, order="F")
+    file_view = orientations.apply_orientation(array, orientations.ornt_transform(ras, file_ornt))
+    affine = geometry.ras_affine @ orientations.inv_ornt_aff(to_ras, geometry.shape)
+    return array, file_view.transpose(2, 1, 0), affine
+
+
+def read_pixels(geometry: SeriesGeometry, stack: np.ndarray) -> None:
+    """Decode the series into ``stack`` (slices, rows, columns) as float32 HU, per-slice
+    rescale applied.
+
+    Raises :class:`DatasetError` naming the file: unreadable, a size that differs from the
+    index, no pixel data, or a compressed transfer syntax no installed package decodes.
     """
     import pydicom
 
-    columns, rows, depth = geometry.shape
-    stack = np.empty((depth, rows, columns), dtype=np.float32)
+    columns, rows, _depth = geometry.shape
     for k, path in enumerate(geometry.slices):
         try:
             ds = pydicom.dcmread(path)
@@ -188,7 +208,6 @@ def read_pixels(geometry: SeriesGeometry) -> np.ndarray:
         np.multiply(pixels, slope, out=stack[k], casting="unsafe")
         if intercept:
             stack[k] += intercept
-    return stack.transpose(2, 1, 0)
 
 
 def decode_pixels(ds, path: Path) -> np.ndarray:
