@@ -118,3 +118,17 @@ def test_phantom_scans_the_same_as_dicom_and_as_nifti(tmp_path):
                 nifti.loc[name, "predicted_dsc"], abs=1e-5)
     assert dicom["series_uid"].eq(series[0].SeriesInstanceUID).all()
     assert nifti["series_uid"].isna().all()
+
+
+def test_paper_protocol_reads_the_series_in_its_own_voxel_order(tmp_path):
+    grid, study = Grid(), Study()
+    ct, masks = phantom(grid)
+    series = write_ct(tmp_path / "ct", ct, grid, study)
+    write_seg(tmp_path / "seg", series, masks)
+    (case,) = list_cases(tmp_path)
+    spec = PrepareSpec(model_config=ModelConfig(input_size=32), slices=4, sampling="paper")
+    works = {work.label: work for work in prepare_case(case, spec).labels}
+    liver = works["Liver"]
+    assert liver.row["status"] == "ok" and liver.n_slices == 4
+    # axial series: the file's slice axis is RAS z, so indices are the liver's RAS slices
+    assert set(liver.slice_indices) <= set(range(2, 9))
