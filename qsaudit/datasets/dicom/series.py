@@ -143,8 +143,11 @@ def _regular_step(headers: Sequence[Header], along: np.ndarray) -> float:
                 f'"{headers[i].path}": {missing} missing slice{"s" if missing > 1 else ""} after '
                 f"it (gap of {steps[i]:.2f} mm between {along[i]:.2f} and {along[i + 1]:.2f} mm "
                 f"along the normal; the series steps {step:.2f} mm)")
-    if np.any(np.abs(steps - step) > tol):
-        raise DatasetError(f'"{headers[0].path}": uneven slice spacing in the series (steps '
+    uneven = np.flatnonzero(np.abs(steps - step) > tol)
+    if uneven.size:
+        i = int(uneven[0])
+        raise DatasetError(f'"{headers[i + 1].path}": uneven slice spacing in the series (a step '
+                           f"of {steps[i]:.3f} mm where the series steps {step:.3f} mm; steps "
                            f"from {steps.min():.3f} to {steps.max():.3f} mm)")
     return step
 

@@ -100,7 +100,9 @@ def test_duplicate_slice(tmp_path):
 def test_uneven_spacing(tmp_path):
     grid, study = Grid(jitter={4: 0.6}), Study()
     write_ct(tmp_path, phantom(grid)[0], grid, study)
-    _refused(tmp_path, r"uneven slice spacing in the series \(steps from 1.900 to 3.100 mm\)")
+    problem = _refused(tmp_path, r"uneven slice spacing in the series \(a step of 3.100 mm where "
+                                 r"the series steps 2.500 mm; steps from 1.900 to 3.100 mm\)")
+    assert problem.startswith(f'"{tmp_path / "IM004"}"')
 
 
 def test_gantry_tilt_is_refused_with_its_angle(tmp_path):
