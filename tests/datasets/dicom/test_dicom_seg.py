@@ -58,3 +58,20 @@ def test_segment_off_the_ct_grid_is_refused(tmp_path):
     problem = read["Liver"]
     assert isinstance(problem, LabelProblem) and problem.status == "affine_mismatch"
     assert "is not on the CT grid" in str(problem)
+
+
+def test_segment_on_a_cropped_grid_is_placed_by_highdicom(tmp_path):
+    grid, study = Grid(), Study()
+    ct, masks = phantom(grid)
+    write_ct(tmp_path / "ct", ct, grid, study, series_uid="1.2.3")
+    # a SEG made on a crop of the CT (columns 2.., rows 3..): frames of another size
+    crop = Grid(shape=(20, 15, 12), origin=(grid.origin[0] + 2 * grid.spacing[0],
+                                            grid.origin[1] + 3 * grid.spacing[1], grid.origin[2]))
+    source = write_ct(tmp_path / "crop", ct[2:22, 3:18], crop, study, series_uid="1.2.4")
+    write_seg(tmp_path / "seg", source, {"Liver": masks["Liver"][2:22, 3:18]})
+    for path in (tmp_path / "crop").iterdir():
+        path.unlink()
+    (case,) = list_cases(tmp_path)
+    _, read = read_case(case)
+    np.testing.assert_array_equal(read["Liver"],
+                                  to_canonical(masks["Liver"], case.geometry.ras_affine)[0])

@@ -125,3 +125,12 @@ def test_single_slice_is_not_a_volume(tmp_path):
     grid, study = Grid(shape=(8, 8, 1)), Study()
     write_ct(tmp_path, phantom(grid)[0], grid, study)
     _refused(tmp_path, "single slice")
+
+
+def test_enhanced_multiframe_ct_is_refused_clearly(tmp_path):
+    grid, study = Grid(shape=(8, 8, 2)), Study()
+    (ds, _) = write_ct(tmp_path / "tmp", phantom(grid)[0], grid, study, skip=[0, 1])
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    ds.NumberOfFrames = 1
+    ds.save_as(tmp_path / "enhanced.dcm", enforce_file_format=True)
+    _refused(tmp_path, r'enhanced.dcm": enhanced \(multi-frame\) CT is not supported')
