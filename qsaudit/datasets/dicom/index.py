@@ -20,12 +20,11 @@ SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 
 _PREAMBLE_BYTES = 132
 _INDEX_TAGS = (
-    "SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID", "SeriesInstanceUID",
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
     "FrameOfReferenceUID", "PatientID", "StudyDate", "SeriesNumber", "SeriesDescription",
     "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
-    "Rows", "Columns", "NumberOfFrames", "StructureSetLabel", "StructureSetROISequence",
-    "ReferencedFrameOfReferenceSequence", "SegmentSequence", "ReferencedSeriesSequence",
-    "SegmentationType",
+    "Rows", "Columns", "StructureSetROISequence", "ReferencedFrameOfReferenceSequence",
+    "SegmentSequence", "ReferencedSeriesSequence",
 )
 
 
@@ -49,7 +48,6 @@ class Header:
     path: Path
     sop_class: str
     sop_instance: str
-    modality: str
     study_uid: str
     series_uid: str
     frame_of_reference: str
@@ -57,17 +55,14 @@ class Header:
     study_date: str
     series_number: str
     series_description: str
-    transfer_syntax: str
     position: tuple[float, ...] | None = None
     orientation: tuple[float, ...] | None = None
     pixel_spacing: tuple[float, ...] | None = None
     rows: int = 0
     columns: int = 0
-    frames: int = 1
     rois: tuple[RoiEntry, ...] = ()
     referenced_series: tuple[str, ...] = ()
     referenced_instances: frozenset[str] = frozenset()
-    set_label: str = ""
 
     @property
     def series_key(self) -> str:
@@ -160,17 +155,15 @@ def _header(path: Path, ds: Any) -> Header | None:
     header = {
         "path": path, "sop_class": sop_class,
         "sop_instance": _text(ds, "SOPInstanceUID") or _text(meta, "MediaStorageSOPInstanceUID"),
-        "modality": _text(ds, "Modality"), "study_uid": _text(ds, "StudyInstanceUID"),
+        "study_uid": _text(ds, "StudyInstanceUID"),
         "series_uid": _text(ds, "SeriesInstanceUID"),
         "frame_of_reference": _text(ds, "FrameOfReferenceUID"), "patient_id": _text(ds, "PatientID"),
         "study_date": _text(ds, "StudyDate"), "series_number": _text(ds, "SeriesNumber"),
         "series_description": _text(ds, "SeriesDescription"),
-        "transfer_syntax": _text(meta, "TransferSyntaxUID"),
         "position": _floats(ds, "ImagePositionPatient"),
         "orientation": _floats(ds, "ImageOrientationPatient"),
         "pixel_spacing": _floats(ds, "PixelSpacing"), "rows": int(ds.get("Rows", 0) or 0),
-        "columns": int(ds.get("Columns", 0) or 0),
-        "frames": int(ds.get("NumberOfFrames", 1) or 1)}
+        "columns": int(ds.get("Columns", 0) or 0)}
     if sop_class == RT_STRUCTURE_SET:
         header.update(_structure_set_refs(ds))
     elif sop_class == SEGMENTATION:
@@ -190,8 +183,7 @@ def _structure_set_refs(ds: Any) -> dict[str, Any]:
                 instances.update(_text(image, "ReferencedSOPInstanceUID")
                                  for image in item.get("ContourImageSequence", []))
     out: dict[str, Any] = {"rois": rois, "referenced_series": tuple(s for s in series if s),
-                               "referenced_instances": frozenset(i for i in instances if i),
-                               "set_label": _text(ds, "StructureSetLabel")}
+                           "referenced_instances": frozenset(i for i in instances if i)}
     if not _text(ds, "FrameOfReferenceUID") and frames:
         out["frame_of_reference"] = next((f for f in frames if f), "")
     return out
@@ -210,8 +202,7 @@ def _segmentation_refs(ds: Any) -> dict[str, Any]:
         instances.update(_text(image, "ReferencedSOPInstanceUID")
                          for image in item.get("ReferencedInstanceSequence", []))
     return {"rois": tuple(rois), "referenced_series": tuple(s for s in series if s),
-                "referenced_instances": frozenset(i for i in instances if i),
-                "set_label": _text(ds, "SeriesDescription")}
+            "referenced_instances": frozenset(i for i in instances if i)}
 
 
 def _coded(segment: Any) -> str | None:
