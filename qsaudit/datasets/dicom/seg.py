@@ -6,8 +6,9 @@ up to whole-voxel shifts, flips and axis swaps: nothing is resampled.
 
 The usual SEG has one frame per CT slice it covers, of the CT's own rows and columns. Such a SEG
 is placed frame by frame from its functional groups read by pydicom, each frame decoded by
-pydicom when its segment is asked for (:class:`SliceAlignedSeg`): 3x faster than highdicom's
-general reader, which handles every other SEG (cropped, other orientation, tiled).
+pydicom when its segment is asked for (:class:`SliceAlignedSeg`): about 3x faster than
+highdicom's general reader (31 segments of a 512 x 512 x 20 CT: 0.3 s against 0.9 s), which
+handles every other SEG (cropped, other orientation, tiled).
 """
 
 from __future__ import annotations
