@@ -14,7 +14,7 @@ For the calibrated scores it also prints how often the 90% prediction interval t
 reports (``dsc_low``..``dsc_high``) holds the true Dice, and its mean width.
 Targets: phantoms r >= 0.95 and MAE <= 0.05; OpenKBP held-out r >= 0.90.
 
-    python benchmarks/accuracy.py [--model weights/qsaudit-default.pt] [--phantoms 20]
+    python benchmarks/accuracy.py [--model qsaudit/weights/qsaudit-default.pt] [--phantoms 20]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "weights" / "qsaudit-default.pt")
+    parser.add_argument("--model", type=Path, default=ROOT / "qsaudit" / "weights" / "qsaudit-default.pt")
     parser.add_argument("--phantoms", type=int, default=20)
     parser.add_argument("--openkbp", type=Path, default=ROOT.parent / "shared" / "data" / "openkbp")
     parser.add_argument("--max-cases", type=int, default=0, help="Cap on OpenKBP cases (0 = all).")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from qsaudit.cli import app
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "qsaudit-default.pt"
+WEIGHTS = Path(__file__).resolve().parents[1] / "qsaudit" / "weights" / "qsaudit-default.pt"
 CASES = 8
 
 pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(),

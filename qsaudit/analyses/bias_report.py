@@ -11,11 +11,7 @@ from qsaudit import atomic
 from qsaudit.analyses.bias import BiasResult
 from qsaudit.analyses.plots import data_uri, plot_by_sex, plot_vs_age
 from qsaudit.errors import AnalysisError
-
-
-def templates_dir() -> Path:
-    """The repository's ``reports/templates`` folder (Jinja2 templates)."""
-    return Path(qsaudit.__file__).resolve().parents[1] / "reports" / "templates"
+from qsaudit.reports.scan_report import templates_dir
 
 
 def render_bias_html(result: BiasResult) -> str:

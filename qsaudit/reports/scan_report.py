@@ -2,7 +2,7 @@
 
 ``render_report`` is called by ``qsaudit scan`` and ``qsaudit merge`` at the end of a run;
 ``render_report_from_folder`` re-renders it from a results folder. Templates live in
-``reports/templates/`` at the repository root (``report.html.j2`` plus the shared ``_style.css``
+``qsaudit/reports/templates/`` (package data: ``report.html.j2`` plus the shared ``_style.css``
 and ``_table.js``). The page never loads anything from the network.
 """
 
@@ -42,10 +42,8 @@ MAX_PROBLEM_ROWS = 300
 
 
 def templates_dir() -> Path:
-    """The folder of the report templates: ``<repository root>/reports/templates``."""
-    import qsaudit
-
-    return Path(qsaudit.__file__).resolve().parents[1] / "reports" / "templates"
+    """The folder of the report templates: ``qsaudit/reports/templates`` (package data)."""
+    return Path(__file__).resolve().parent / "templates"
 
 
 def template_environment():
