@@ -105,6 +105,21 @@ def test_budget_command_usage_errors(report, args, code):
     assert out.exit_code == code and "Error" in out.output and "Traceback" not in out.output
 
 
+@pytest.mark.parametrize("args", [
+    ["budget", "--fraction", "0"], ["budget", "--count", "0"], ["budget", "--fraction", "0.01"],
+    ["select", "--top", "0"], ["select", "--count", "0"], ["select", "--top", "0.01"],
+])
+def test_empty_budgets_are_refused_alike_and_keep_earlier_outputs(report, args):
+    """One rule: a budget that selects nothing exits 2 and overwrites nothing."""
+    assert invoke(["budget", "-f", "0.5", "-r", report]).exit_code == 0
+    assert invoke(["select", "--top", "0.5", "-r", report]).exit_code == 0
+    before = {name: (report / name).read_bytes() for name in
+              ("correction_list.csv", "budget.json", "selected.csv", "select.json")}
+    out = invoke([*args, "-r", report])
+    assert out.exit_code == 2 and "Error" in out.output and "Traceback" not in out.output
+    assert {name: (report / name).read_bytes() for name in before} == before
+
+
 def test_select_command(report, truth, tmp_path):
     splits = tmp_path / "splits_final.json"
     out = invoke(["select", "--top", "0.5", "--unit", "case", "-r", report,
