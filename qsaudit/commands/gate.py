@@ -10,6 +10,10 @@ import typer
 from qsaudit.cli import app
 from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
 
+# Findings listed on screen; the rest are counted (every one is in --junit and the annotations).
+MAX_ERRORS_SHOWN = 30
+MAX_WARNINGS_SHOWN = 10
+
 
 @app.command("gate")
 @run_command
@@ -96,10 +100,18 @@ def _render(result) -> None:
                   f(r.min_dsc), f(r.max_drop), verdict)
     console = stdout_console()
     console.print(t)
-    for finding in result.findings[:30]:
-        console.print(f"{finding.level}: {finding.message}", markup=False)
-    if len(result.findings) > 30:
-        console.print(f"… and {len(result.findings) - 30} more finding(s)", markup=False)
-    n = len(result.errors)
-    console.print("Gate passed." if result.passed else f"Gate failed: {n} error(s).",
+    errors = [f for f in result.findings if f.level == "error"]
+    warnings = [f for f in result.findings if f.level != "error"]
+    for findings, limit, what in ((errors, MAX_ERRORS_SHOWN, "error"),
+                                  (warnings, MAX_WARNINGS_SHOWN, "warning")):
+        for finding in findings[:limit]:
+            console.print(f"{finding.level}: {finding.message}", markup=False)
+        if len(findings) > limit:
+            console.print(f"… and {len(findings) - limit} more {what}(s)", markup=False)
+    counts = f"{_count(len(errors), 'error')}, {_count(len(warnings), 'warning')}"
+    console.print(f"Gate passed ({counts})." if result.passed else f"Gate failed: {counts}.",
                   markup=False)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"

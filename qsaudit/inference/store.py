@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from qsaudit.atomic import write_json, write_with
-from qsaudit.errors import ResultsError
+from qsaudit.errors import ResultsError, UsageError
 
 SCAN_JSON = "scan.json"
 PARTS = "parts"
@@ -38,6 +38,15 @@ def part_stem(case_id: str) -> str:
     """A file-name-safe, collision-free stem for a case id."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)[:80]
     return f"{safe}-{hashlib.sha1(case_id.encode()).hexdigest()[:10]}"
+
+
+def refuse_inside_dataset(dataset: str | Path, out_dir: str | Path) -> None:
+    """Raise :class:`UsageError` when ``out_dir`` is ``dataset`` or lies inside it: qsaudit
+    only reads a dataset (links are followed, so a link into the dataset is refused too)."""
+    data, out = Path(dataset).resolve(), Path(out_dir).resolve()
+    if out == data or data in out.parents:
+        raise UsageError(f'"{out_dir}": the results folder is inside the dataset "{dataset}"; '
+                         "qsaudit never writes into a dataset: choose --out elsewhere")
 
 
 class ResultsStore:
