@@ -501,12 +501,10 @@ def _identity(settings: ScanSettings, predictor: SlicePredictor) -> dict[str, An
 
 
 def _shown_settings(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Settings for the report, with the precision actually used (e.g. "bf16 (auto)")."""
-    shown = dict(manifest["settings"])
-    used, asked = manifest["model"].get("precision"), shown.get("precision")
-    if used and asked and used != asked:
-        shown["precision"] = f"{used} ({asked})"
-    return shown
+    """Settings for the report, with the device and precision actually used."""
+    from qsaudit.reports.scan_report import settings_as_run
+
+    return settings_as_run(manifest) or {}
 
 
 def _precision(predictor: SlicePredictor) -> str:

@@ -41,6 +41,21 @@ TEMPLATE = "report.html.j2"
 MAX_PROBLEM_ROWS = 300
 
 
+def settings_as_run(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A scan.json's settings for the report, with the device and precision actually used
+    (e.g. ``device: cpu (auto)``, ``precision: bf16 (auto)``) rather than only those asked for."""
+    settings = manifest.get("settings")
+    if not isinstance(settings, Mapping):
+        return None
+    shown = dict(settings)
+    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
+    for key in ("device", "precision"):
+        used, asked = model.get(key), shown.get(key)
+        if used and asked and str(used) != str(asked) and not str(asked).startswith(f"{used} ("):
+            shown[key] = f"{used} ({asked})"
+    return shown
+
+
 def templates_dir() -> Path:
     """The folder of the report templates: ``qsaudit/reports/templates`` (package data)."""
     return Path(__file__).resolve().parent / "templates"
@@ -146,7 +161,7 @@ def render_report_from_folder(
         raise ResultsError(f'"{folder}": no results.parquet or results.csv in the folder')
     slices = _read_table(folder, "slices")
     meta = _read_scan_json(folder / "scan.json")
-    settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else None
+    settings = settings_as_run(meta)
     thumbnails = None
     if read_volumes:
         from qsaudit.reports.volume_thumbnails import thumbnails_from_volumes
