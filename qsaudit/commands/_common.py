@@ -101,6 +101,23 @@ def writable_folder(folder: str | Path, *, what: str = "output folder") -> Path:
     return folder
 
 
+def record(results: str | Path, name: str, files, summary, *, passed: bool | None = None) -> None:
+    """Summarise analysis ``name`` on the home page (report.html) of the results folder it read.
+
+    The analysis' own files are already written: a home page that cannot be updated (a
+    read-only results folder) costs a warning line, not the command's result.
+    """
+    from qsaudit.analyses.results import results_dir
+    from qsaudit.reports.hub import record_analysis
+
+    try:
+        record_analysis(results_dir(results), name, files=files, summary=summary, passed=passed)
+    except OSError as exc:
+        from qsaudit.progress import stderr_console
+
+        stderr_console().print(f"report.html not updated: {_escape(os_error_message(exc))}")
+
+
 def set_quiet(quiet: bool) -> None:
     """Apply ``--quiet`` to every progress bar of this process."""
     from qsaudit import progress

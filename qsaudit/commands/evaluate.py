@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+from qsaudit.commands._common import QuietOption, ResultsOption, record, run_command, set_quiet
 
 
 @app.command("evaluate")
@@ -65,6 +65,29 @@ def evaluate(
     _render(result)
     for path in paths:
         typer.echo(f"wrote {path}")
+    record(results, "evaluate", paths, _summary_lines(result))
+
+
+def _summary_lines(result) -> list[str]:
+    """The evaluation's overall figures, for the report's home page."""
+    import math
+
+    o = result.overall
+
+    def known(key: str) -> bool:
+        return o.get(key) is not None and not math.isnan(o[key])
+
+    def f(key: str) -> str:
+        return f"{o[key]:.3f}" if known(key) else "–"
+
+    lines = [(f"{o.get('n', 0)} labels with a true DSC, {o.get('n_bad', 0)} bad "
+             f"(true DSC < {result.threshold:g})"),
+             (f"Pearson r {f('pearson')}, Spearman ρ {f('spearman')}, MAE {f('mae')}, "
+             f"AUROC {f('auroc')}")]
+    if known("coverage"):
+        lines.append(f"the 90% interval held the true DSC for {o['coverage']:.1%} of the labels "
+                     f"(mean width {f('width')})")
+    return lines
 
 
 def _render(result) -> None:

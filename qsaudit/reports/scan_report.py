@@ -19,6 +19,7 @@ import pandas as pd
 from qsaudit.atomic import write_text
 from qsaudit.columns import RESULT_COLUMNS, meanings
 from qsaudit.errors import ResultsError
+from qsaudit.reports.hub import analyses, render_section
 from qsaudit.reports.plots import dsc_distribution_png, sparkline_svg
 from qsaudit.reports.tables import (
     DISPLAY_DIGITS,
@@ -109,6 +110,7 @@ def render_report(
     thumbs = dict(thumbnails or {})
     cards = [_card(table, key, thumbs.get(key), by_label.get(key)) for key in worst]
     problems = table[table["status"] != "ok"]
+    recorded = analyses(Path(out_path).parent)  # analyses already run on this folder, if any
     result_meanings = meanings(RESULT_COLUMNS)
     result_meanings[FLAGS_FIELD] = "Model-free flags raised on the label."
     context = {
@@ -124,6 +126,9 @@ def render_report(
         "worst_n": worst_n,
         "problems": problems.head(MAX_PROBLEM_ROWS).to_dict("records"),
         "n_problems": len(problems),
+        "problem_counts": problems["status"].astype(str).value_counts().sort_index().to_dict(),
+        "analyses_section": render_section(recorded),
+        "n_analyses": len(recorded),
         "table_columns": [(c, column_kind(c), result_meanings[c], DISPLAY_DIGITS.get(c, 3))
                           for c in TABLE_COLUMNS],
         "case_columns": [(c, _case_kind(c), m, 3) for c, m in case_meanings().items()],
