@@ -385,7 +385,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                 order = np.lexsort((work.slice_indices, scores))[:REPORT_SLICES]
                 thumbs[work.label] = {"ct": work.thumb_ct[order], "mask": work.thumb_mask[order],
                                       "slice_indices": work.slice_indices[order].tolist(),
-                                      "spacing": work.thumb_spacing}
+                                      "spacing": work.thumb_spacing, "views": work.thumb_views}
         else:
             row.update(n_slices=0)
         rows.append({k: _plain(v) for k, v in row.items()})

@@ -50,7 +50,9 @@ class LabelWork:
     the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None unless ok);
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
-    mask, with in-plane spacing ``thumb_spacing`` (mm). ``row`` holds the results-table fields
+    mask, with in-plane spacing ``thumb_spacing`` (mm); ``thumb_views``: the coronal and sagittal
+    planes through the mask (name -> ct, mask, spacing, position, z0, z_step; None when the
+    file's slices are not axial). ``row`` holds the results-table fields
     known before prediction (statistics, per-label flags, status, error, paths).
     """
 
@@ -62,6 +64,7 @@ class LabelWork:
     thumb_ct: np.ndarray | None = None
     thumb_mask: np.ndarray | None = None
     thumb_spacing: tuple[float, float] = (1.0, 1.0)
+    thumb_views: dict[str, Any] | None = None
     shape: np.ndarray | None = None
     n_probes: int = 0
 
@@ -261,15 +264,15 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
             thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)
         else:  # slices not axial in the file: indices and thumbnails in the file's order
             thumbs = _thumbnails(file_ct, file_mask, checks.mask_stats(file_mask), index,
-                                 order.spacing, spec.thumb_size)
-    thumb_ct, thumb_mask, thumb_spacing = thumbs
+                                 order.spacing, spec.thumb_size, planes=False)
+    thumb_ct, thumb_mask, thumb_spacing, thumb_views = thumbs
     n_probes = 0
     if spec.end_probes and order is None:  # a paper-protocol model has no calibration
         probes, _sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config)
         crops, n_probes = np.concatenate([crops, probes]), len(probes)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
-                     thumb_spacing=thumb_spacing,
+                     thumb_spacing=thumb_spacing, thumb_views=thumb_views,
                      shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,
                                           largest_share=res.largest_share)
                      if spec.shape_features else None)
@@ -300,20 +303,50 @@ def _crops(ct: np.ndarray, mask: np.ndarray, case_id: str, label: str, spec: Pre
 
 
 def _thumbnails(ct: np.ndarray, mask: np.ndarray, stats: Any, index: np.ndarray,
-                spacing: tuple[float, float, float], size: int
-                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Strided crops of the scored slices around the mask (context margin: half the box)."""
-    (x0, x1), (y0, y1), _ = stats.bbox
-    pad = max(10, (max(x1 - x0, y1 - y0) + 1) // 2)
-    x0, x1 = max(0, x0 - pad), min(ct.shape[0], x1 + pad)
-    y0, y1 = max(0, y0 - pad), min(ct.shape[1], y1 + pad)
-    step = max(1, math.ceil(max(x1 - x0, y1 - y0) / size))
-    sub_ct = ct[x0:x1:step, y0:y1:step][:, :, index]
-    sub_mask = mask[x0:x1:step, y0:y1:step][:, :, index]
-    thumb_ct = np.clip(np.rint(sub_ct), -32768, 32767).astype(np.int16).transpose(2, 0, 1)
+                spacing: tuple[float, float, float], size: int, *, planes: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float], dict[str, Any] | None]:
+    """Strided crops of the scored slices, and (with ``planes``) a coronal and a sagittal plane
+    through the mask's fullest row and column, each over a physical field of view around the
+    mask (:func:`_field`) so that a small structure keeps its surroundings."""
+    (x0, x1), (y0, y1), (z0, z1) = stats.bbox
+    xs = _field(x0, x1, ct.shape[0], spacing[0])
+    ys = _field(y0, y1, ct.shape[1], spacing[1])
+    step = max(1, math.ceil(max(xs[1] - xs[0], ys[1] - ys[0]) / size))
+    sub_ct = ct[xs[0]:xs[1]:step, ys[0]:ys[1]:step][:, :, index]
+    sub_mask = mask[xs[0]:xs[1]:step, ys[0]:ys[1]:step][:, :, index]
+    thumb_ct = _hu16(sub_ct).transpose(2, 0, 1)
     thumb_mask = np.ascontiguousarray(sub_mask.transpose(2, 0, 1))
+    views = None
+    if planes:
+        zs = _field(z0, z1, ct.shape[2], spacing[2])
+        z_step = max(1, math.ceil((zs[1] - zs[0]) / size))
+        box = mask[x0:x1, y0:y1, z0:z1]
+        y_at = y0 + int(np.argmax(box.sum(axis=(0, 2))))  # the fullest coronal plane
+        x_at = x0 + int(np.argmax(box.sum(axis=(1, 2))))  # the fullest sagittal plane
+        views = {}
+        for name, plane, along in (("coronal", (slice(xs[0], xs[1], step), y_at), spacing[0]),
+                                   ("sagittal", (x_at, slice(ys[0], ys[1], step)), spacing[1])):
+            z_cut = slice(zs[0], zs[1], z_step)
+            views[name] = {"ct": _hu16(ct[plane[0], plane[1], z_cut]),
+                           "mask": np.ascontiguousarray(mask[plane[0], plane[1], z_cut]),
+                           "spacing": (float(along) * step, float(spacing[2]) * z_step),
+                           "position": y_at if name == "coronal" else x_at,
+                           "z0": int(zs[0]), "z_step": int(z_step)}
     return (np.ascontiguousarray(thumb_ct), thumb_mask,
-            (float(spacing[0]) * step, float(spacing[1]) * step))
+            (float(spacing[0]) * step, float(spacing[1]) * step), views)
+
+
+def _field(lo: int, hi: int, n: int, spacing: float, *, margin_mm: float = 30.0,
+           min_half_mm: float = 60.0) -> tuple[int, int]:
+    """Voxel range (half-open, inside ``0..n``) of a field of view around ``lo..hi``:
+    ``margin_mm`` beyond the mask on each side and at least ``2 * min_half_mm`` wide."""
+    half = max((hi - lo) * spacing / 2 + margin_mm, min_half_mm) / max(spacing, 1e-6)
+    centre = (lo + hi) / 2
+    return max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)))
+
+
+def _hu16(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.clip(np.rint(values), -32768, 32767).astype(np.int16))
 
 
 def _flag_swapped(works: list[LabelWork], offsets: dict[str, tuple[str, float]]) -> None:

@@ -35,7 +35,7 @@ from qsaudit.reports.tables import (
     table_payload,
     worst_labels,
 )
-from qsaudit.reports.thumbnails import ThumbnailInputs, make_thumbnail
+from qsaudit.reports.thumbnails import ThumbnailInputs, make_thumbnail, make_views
 
 TEMPLATE = "report.html.j2"
 # Rows listed in the "labels not scored" section; the table holds them all anyway.
@@ -213,10 +213,23 @@ def _card(table: pd.DataFrame, key: tuple[str, str], thumb: ThumbnailInputs | No
         "high": row["dsc_high"],
         "worst_slice": None if pd.isna(row["worst_slice"]) else int(row["worst_slice"]),
         "flags": raised_flags(row),
+        "views": _views_or_none(thumb),
         "thumbnail": _thumbnail_or_none(thumb),
+        "reference": thumb is not None and thumb.reference_slices is not None,
         "thumb_slices": list(thumb.slice_indices) if thumb is not None else [],
         "sparkline": Markup(spark),
     }
+
+
+def _views_or_none(thumb: ThumbnailInputs | None) -> list | None:
+    """Axial, coronal and sagittal views; None for thumbnails kept without the two planes
+    (the card then shows its worst axial slices side by side, as before)."""
+    if thumb is None or (thumb.coronal is None and thumb.sagittal is None):
+        return None
+    try:
+        return make_views(thumb)
+    except ValueError:
+        return None
 
 
 def _thumbnail_or_none(thumb: ThumbnailInputs | None) -> str | None:
