@@ -61,7 +61,8 @@ def write_outputs(out_dir: Path, sources: Sequence[tuple[ResultsStore, dict[str,
 def _report(out_dir: Path, results, slices, sources, *, dataset: str, model: str,
             settings: dict[str, Any], worst_n: int, title: str) -> tuple[Path | None, str | None]:
     try:
-        from qsaudit.reports import PlaneView, ThumbnailInputs, render_report, worst_labels
+        from qsaudit.reports import ThumbnailInputs, render_report, worst_labels
+        from qsaudit.reports.thumbnails import plane_view
     except ImportError as exc:
         return None, f"report renderer unavailable ({exc})"
     by_case = {part["case_id"]: (store, part) for store, part in sources}
@@ -71,10 +72,7 @@ def _report(out_dir: Path, results, slices, sources, *, dataset: str, model: str
         stored = store.load_thumbnail(part, label)
         if stored is None:
             continue
-        views = {name: PlaneView(ct=v["ct"].astype("float32"), mask=v["mask"].astype(bool),
-                                 spacing=tuple(v["spacing"]), position=v["position"],
-                                 z0=v["z0"], z_step=v["z_step"])
-                 for name, v in stored.get("views", {}).items()}
+        views = {name: plane_view(v) for name, v in stored.get("views", {}).items()}
         thumbs[(case_id, label)] = ThumbnailInputs(
             ct_slices=[a.astype("float32") for a in stored["ct"]],
             mask_slices=[a.astype(bool) for a in stored["mask"]],

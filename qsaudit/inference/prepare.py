@@ -305,48 +305,22 @@ def _crops(ct: np.ndarray, mask: np.ndarray, case_id: str, label: str, spec: Pre
 def _thumbnails(ct: np.ndarray, mask: np.ndarray, stats: Any, index: np.ndarray,
                 spacing: tuple[float, float, float], size: int, *, planes: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float], dict[str, Any] | None]:
-    """Strided crops of the scored slices, and (with ``planes``) a coronal and a sagittal plane
-    through the mask's fullest row and column, each over a physical field of view around the
-    mask (:func:`_field`) so that a small structure keeps its surroundings."""
-    (x0, x1), (y0, y1), (z0, z1) = stats.bbox
-    xs = _field(x0, x1, ct.shape[0], spacing[0])
-    ys = _field(y0, y1, ct.shape[1], spacing[1])
+    """Strided crops of the scored slices, and (with ``planes``) the coronal and sagittal planes
+    through the mask (``qsaudit.reports.thumbnails.cut_planes``), each over a physical field of
+    view around the mask so that a small structure keeps its surroundings."""
+    from qsaudit.reports.thumbnails import cut_planes, field_of_view
+
+    (x0, x1), (y0, y1), _ = stats.bbox
+    xs = field_of_view(x0, x1, ct.shape[0], spacing[0])
+    ys = field_of_view(y0, y1, ct.shape[1], spacing[1])
     step = max(1, math.ceil(max(xs[1] - xs[0], ys[1] - ys[0]) / size))
     sub_ct = ct[xs[0]:xs[1]:step, ys[0]:ys[1]:step][:, :, index]
     sub_mask = mask[xs[0]:xs[1]:step, ys[0]:ys[1]:step][:, :, index]
-    thumb_ct = _hu16(sub_ct).transpose(2, 0, 1)
+    thumb_ct = np.clip(np.rint(sub_ct), -32768, 32767).astype(np.int16).transpose(2, 0, 1)
     thumb_mask = np.ascontiguousarray(sub_mask.transpose(2, 0, 1))
-    views = None
-    if planes:
-        zs = _field(z0, z1, ct.shape[2], spacing[2])
-        z_step = max(1, math.ceil((zs[1] - zs[0]) / size))
-        box = mask[x0:x1, y0:y1, z0:z1]
-        y_at = y0 + int(np.argmax(box.sum(axis=(0, 2))))  # the fullest coronal plane
-        x_at = x0 + int(np.argmax(box.sum(axis=(1, 2))))  # the fullest sagittal plane
-        views = {}
-        for name, plane, along in (("coronal", (slice(xs[0], xs[1], step), y_at), spacing[0]),
-                                   ("sagittal", (x_at, slice(ys[0], ys[1], step)), spacing[1])):
-            z_cut = slice(zs[0], zs[1], z_step)
-            views[name] = {"ct": _hu16(ct[plane[0], plane[1], z_cut]),
-                           "mask": np.ascontiguousarray(mask[plane[0], plane[1], z_cut]),
-                           "spacing": (float(along) * step, float(spacing[2]) * z_step),
-                           "position": y_at if name == "coronal" else x_at,
-                           "z0": int(zs[0]), "z_step": int(z_step)}
+    views = cut_planes(ct, mask, spacing, stats.bbox, size=size) if planes else None
     return (np.ascontiguousarray(thumb_ct), thumb_mask,
             (float(spacing[0]) * step, float(spacing[1]) * step), views)
-
-
-def _field(lo: int, hi: int, n: int, spacing: float, *, margin_mm: float = 30.0,
-           min_half_mm: float = 60.0) -> tuple[int, int]:
-    """Voxel range (half-open, inside ``0..n``) of a field of view around ``lo..hi``:
-    ``margin_mm`` beyond the mask on each side and at least ``2 * min_half_mm`` wide."""
-    half = max((hi - lo) * spacing / 2 + margin_mm, min_half_mm) / max(spacing, 1e-6)
-    centre = (lo + hi) / 2
-    return max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)))
-
-
-def _hu16(values: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.clip(np.rint(values), -32768, 32767).astype(np.int16))
 
 
 def _flag_swapped(works: list[LabelWork], offsets: dict[str, tuple[str, float]]) -> None:

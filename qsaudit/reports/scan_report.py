@@ -146,8 +146,9 @@ def render_report_from_folder(
     *,
     out_path: Path | None = None,
     title: str = "qsaudit report",
-    worst_n: int = 40,
+    worst_n: int | None = None,
     read_volumes: bool = False,
+    references: Mapping[tuple[str, str], tuple[str, Any]] | None = None,
 ) -> Path:
     """Re-render ``report.html`` from a results folder written by ``qsaudit scan``.
 
@@ -156,7 +157,9 @@ def render_report_from_folder(
     thumbnails of the worst labels are rebuilt from the CT and label files the table names (those
     that can't be read go without one); otherwise the cards have no thumbnail. Writes
     ``results_dir/report.html`` unless ``out_path`` is given; raises ``ResultsError`` when the
-    folder or its results table is missing or unreadable.
+    folder or its results table is missing or unreadable. ``worst_n``: cards shown (default: as
+    the scan had them, else 40); ``references``: ``(case_id, label)`` -> (reference mask file,
+    value or None), outlined on the cards when ``read_volumes``.
     """
     folder = Path(results_dir)
     if not folder.is_dir():
@@ -167,12 +170,15 @@ def render_report_from_folder(
     slices = _read_table(folder, "slices")
     meta = _read_scan_json(folder / "scan.json")
     settings = settings_as_run(meta)
+    if worst_n is None:
+        worst_n = int((settings or {}).get("thumbnails") or 40)
     thumbnails = None
     if read_volumes:
         from qsaudit.reports.volume_thumbnails import thumbnails_from_volumes
 
         table = normalise_results(results)
-        thumbnails = thumbnails_from_volumes(table, slices, worst_labels(table, worst_n))
+        thumbnails = thumbnails_from_volumes(table, slices, worst_labels(table, worst_n),
+                                             references=dict(references or {}))
     return render_report(
         results,
         slices if slices is not None else pd.DataFrame(columns=["case_id", "label"]),

@@ -96,6 +96,62 @@ class ThumbnailInputs:
             raise ValueError("ThumbnailInputs: reference slices must match the mask slices")
 
 
+def field_of_view(lo: int, hi: int, n: int, spacing: float, *, margin_mm: float = 30.0,
+                  min_half_mm: float = 60.0) -> tuple[int, int]:
+    """Voxel range (half-open, inside ``0..n``) of a field of view around the mask's ``lo..hi``:
+    ``margin_mm`` beyond it on each side and at least ``2 * min_half_mm`` wide."""
+    half = max((hi - lo) * spacing / 2 + margin_mm, min_half_mm) / max(spacing, 1e-6)
+    centre = (lo + hi) / 2
+    return max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)))
+
+
+def cut_planes(ct: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float],
+               bbox: tuple[tuple[int, int], ...], *, size: int,
+               reference: np.ndarray | None = None) -> dict[str, dict]:
+    """The coronal and sagittal planes through a label's fullest row and column.
+
+    ``ct``/``mask`` (and ``reference``) are ``(X, Y, Z)`` RAS volumes, ``bbox`` the mask's
+    half-open voxel ranges. Each plane covers :func:`field_of_view` around the mask, strided to
+    at most ``size`` samples a side. Returns name -> {"ct" int16, "mask" bool, "spacing",
+    "position", "z0", "z_step"} (and "reference" bool when given): the fields of
+    :class:`PlaneView`.
+    """
+    (x0, x1), (y0, y1), (z0, z1) = bbox
+    xs = field_of_view(x0, x1, ct.shape[0], spacing[0])
+    ys = field_of_view(y0, y1, ct.shape[1], spacing[1])
+    zs = field_of_view(z0, z1, ct.shape[2], spacing[2])
+    step = max(1, -(-max(xs[1] - xs[0], ys[1] - ys[0]) // size))
+    z_step = max(1, -(-(zs[1] - zs[0]) // size))
+    box = np.asarray(mask[x0:x1, y0:y1, z0:z1], dtype=bool)
+    y_at = y0 + int(np.argmax(box.sum(axis=(0, 2))))  # the fullest coronal plane
+    x_at = x0 + int(np.argmax(box.sum(axis=(1, 2))))  # the fullest sagittal plane
+    z_cut = slice(zs[0], zs[1], z_step)
+    planes = {}
+    for name, cut, along, position in (
+            ("coronal", (slice(xs[0], xs[1], step), y_at, z_cut), spacing[0], y_at),
+            ("sagittal", (x_at, slice(ys[0], ys[1], step), z_cut), spacing[1], x_at)):
+        plane = {"ct": np.ascontiguousarray(
+                     np.clip(np.rint(ct[cut]), -32768, 32767).astype(np.int16)),
+                 "mask": np.ascontiguousarray(mask[cut], dtype=bool),
+                 "spacing": (float(along) * step, float(spacing[2]) * z_step),
+                 "position": int(position), "z0": int(zs[0]), "z_step": int(z_step)}
+        if reference is not None:
+            plane["reference"] = np.ascontiguousarray(reference[cut], dtype=bool)
+        planes[name] = plane
+    return planes
+
+
+def plane_view(plane: dict) -> PlaneView:
+    """A :class:`PlaneView` from a :func:`cut_planes` entry (or its stored copy)."""
+    reference = plane.get("reference")
+    return PlaneView(ct=np.asarray(plane["ct"], dtype=np.float32),
+                     mask=np.asarray(plane["mask"], dtype=bool),
+                     spacing=tuple(float(s) for s in plane["spacing"]),
+                     position=int(plane["position"]), z0=int(plane["z0"]),
+                     z_step=int(plane["z_step"]),
+                     reference=None if reference is None else np.asarray(reference, dtype=bool))
+
+
 def select_thumbnail_slices(slice_table_for_label: pd.DataFrame, k: int = 3) -> list[int]:
     """The ``k`` slices with the lowest predicted slice Dice, worst first.
 
