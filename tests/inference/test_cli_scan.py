@@ -61,3 +61,29 @@ def test_out_inside_the_dataset_is_refused(make_dataset, tiny_model):
         assert result.exit_code == 2, result.output
         assert "inside the dataset" in result.output and "Traceback" not in result.output
     assert sorted(p for p in dataset.rglob("*")) == before
+
+
+def test_cards_show_three_views_and_evaluate_outlines_references(make_dataset, tiny_model,
+                                                                 tmp_path):
+    import re
+
+    dataset = make_dataset(cases=3)
+    out = tmp_path / "out"
+    assert _scan(dataset, "--out", out, "--model", tiny_model).exit_code == 0
+    html = (out / "report.html").read_text()
+    cards = html.count('<article class="card">')
+    assert cards > 0 and html.count('<button type="button" class="view"') == 3 * cards
+    assert 'class="key-ref"' not in html  # no reference known yet
+    table = pd.read_csv(out / "results.csv")
+    truth = table[["case_id", "label"]].assign(
+        true_dsc=0.9, reference_path=[str(dataset / c / "segmentations" / f"{lab}.nii.gz")
+                                      for c, lab in zip(table.case_id, table.label, strict=True)])
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    result = CliRunner().invoke(app, ["evaluate", "--truth", str(tmp_path / "truth.csv"),
+                                      "--results", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "outlined against their reference" in result.output
+    html = (out / "report.html").read_text()
+    assert html.count('<button type="button" class="view"') == 3 * cards
+    assert html.count('class="key-ref"') == cards
+    assert re.search(r'id="analysis-evaluate"', html)
