@@ -87,3 +87,27 @@ def test_cards_show_three_views_and_evaluate_outlines_references(make_dataset, t
     assert html.count('<button type="button" class="view"') == 3 * cards
     assert html.count('class="key-ref"') == cards
     assert re.search(r'id="analysis-evaluate"', html)
+
+
+def test_scan_says_what_it_does_before_the_first_case(make_dataset, tiny_model, tmp_path):
+    """The 5-10 s start (model, readers, first batch) is not a silent 0/N bar."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dataset = make_dataset(cases=2)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "TTY_INTERACTIVE": "1", "COLUMNS": "160"}
+    proc = subprocess.run([sys.executable, "-m", "qsaudit", "scan", str(dataset), "--out",
+                           str(tmp_path / "out"), "--model", str(tiny_model), "--workers", "1",
+                           "--device", "cpu", "--slices", "2"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    for words in ("listing the cases", "loading the model", "starting 1 reader process",
+                  "reading the first cases"):
+        assert words in proc.stderr, words
+    quiet = subprocess.run([sys.executable, "-m", "qsaudit", "scan", str(dataset), "--out",
+                            str(tmp_path / "q"), "--model", str(tiny_model), "--workers", "0",
+                            "--device", "cpu", "--slices", "2", "--quiet"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    assert quiet.stderr == ""
