@@ -90,6 +90,8 @@ TRUTH_COLUMNS: tuple[Column, ...] = (
     Column("true_dsc", "float64", "Dice of the label against the reference mask, in [0, 1]."),
     Column("error", "string", "Degradation applied ('none' for a perfect label)."),
     Column("severity", "float64", "Severity knob of the degradation, in [0, 1]."),
+    Column("reference_path", "string", "The reference mask file (relative to the truth table's "
+           "folder, or absolute); optional. The report outlines it on the worst labels."),
 )
 
 FLAG_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS if c.name.startswith("flag_"))
