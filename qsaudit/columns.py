@@ -35,7 +35,8 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column("novelty", "string", "Why this label is unlike what the model learnt from, when it is: "
            "'name' (a structure name far from every name it was trained on), 'image' (mask, CT "
            "or score pattern outside the range of its calibration labels) or 'name+image'; its "
-           "interval is then widened (half-widths doubled, at least 0.15). Empty otherwise."),
+           "interval is then widened (each half-width the larger of twice its own and the widest the "
+           "calibration bands reach). Empty otherwise."),
     Column("name_similarity", "float64", "Cosine similarity of the structure name's text "
            "embedding to the nearest name the model was trained on (1 = a trained name)."),
     Column("raw_score", "float64", "The model's unclipped mean slice output (equals predicted_dsc "

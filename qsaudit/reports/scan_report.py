@@ -217,6 +217,7 @@ def _card(table: pd.DataFrame, key: tuple[str, str], thumb: ThumbnailInputs | No
         "dsc": float(row["predicted_dsc"]),
         "low": row["dsc_low"],
         "high": row["dsc_high"],
+        "novelty": novelty_words(row.get("novelty")),
         "worst_slice": None if pd.isna(row["worst_slice"]) else int(row["worst_slice"]),
         "flags": raised_flags(row),
         "views": _views_or_none(thumb),
@@ -225,6 +226,20 @@ def _card(table: pd.DataFrame, key: tuple[str, str], thumb: ThumbnailInputs | No
         "thumb_slices": list(thumb.slice_indices) if thumb is not None else [],
         "sparkline": Markup(spark),
     }
+
+
+NOVELTY_WORDS = {
+    "name": "a structure the model was never trained on",
+    "image": "a mask, CT or score pattern unlike the labels its errors were measured on",
+}
+
+
+def novelty_words(value: object) -> str:
+    """The report's words for a ``novelty`` value ("name+image" -> both reasons), "" for
+    none: why the label's interval is wider than usual."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value):
+        return ""
+    return "; ".join(NOVELTY_WORDS.get(part, part) for part in str(value).split("+"))
 
 
 def _views_or_none(thumb: ThumbnailInputs | None) -> list | None:
