@@ -90,18 +90,104 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         on_case_committed: called with each case id once its results are committed.
 
     One bad case or label never stops the scan: it gets rows whose ``status`` names the problem.
+    (``qsaudit.inference.ray_engine.scan_dataset_ray`` runs the same scan on a Ray cluster.)
+    """
+    settings = settings or ScanSettings()
+    started = time.perf_counter()
+    scan = open_scan(dataset, out_dir, settings=settings, predictor=predictor,
+                     load=_load_predictor, started=started)
+    predictor, settings, todo, timings = scan.predictor, scan.settings, scan.todo, scan.timings
+    batcher = CrossCaseBatcher(predictor, settings.batch_size)
+
+    def commit(scored: ScoredCase) -> None:
+        scan.commit(scored)
+        progress.update(task, advance=1)
+        if on_case_committed is not None:
+            on_case_committed(scored.case.case_id)
+
+    from qsaudit.progress import progress_bar
+
+    loop_start = time.perf_counter()
+    timings["setup_seconds"] = loop_start - started
+    governor = ModelThreads(predictor, settings.n_workers)
+    timings["wait_seconds"] = 0.0
+    with progress_bar() as progress, governor:
+        task = progress.add_task("scanning", total=len(todo), info="")
+        prepared_cases = iter_prepared(todo, scan.spec, workers=settings.n_workers)
+        while True:
+            t0 = time.perf_counter()
+            prepared = next(prepared_cases, None)
+            waited = time.perf_counter() - t0
+            if prepared is None:
+                break
+            t0 = time.perf_counter()
+            finished = list(batcher.add(prepared))
+            computed = time.perf_counter() - t0
+            timings["model_seconds"] += computed
+            timings["wait_seconds"] += waited
+            governor.update(waited=waited, computed=computed)
+            for scored in finished:
+                commit(scored)
+        timings["model_threads"] = governor.history
+        t0 = time.perf_counter()
+        finished = list(batcher.flush())
+        timings["model_seconds"] += time.perf_counter() - t0
+        for scored in finished:
+            commit(scored)
+
+    timings["loop_seconds"] = time.perf_counter() - loop_start
+    timings["forward_passes"] = batcher.forward_passes
+    return finish_scan(scan)
+
+
+@dataclass
+class OpenScan:
+    """A scan between :func:`open_scan` and :func:`finish_scan`, whatever engine scores it.
+
+    ``cases``: the scan's cases (shard); ``todo``: those not committed yet; ``settings``: as
+    adjusted to the model; ``spec``: what a reader needs to prepare a case; ``timings``:
+    seconds (and counts) recorded in ``scan.json``.
+    """
+
+    dataset: Path
+    out_dir: Path
+    settings: ScanSettings
+    predictor: SlicePredictor
+    cases: list[Any]
+    todo: list[Any]
+    manifest: dict[str, Any]
+    store: ResultsStore
+    keeper: WorstKeeper
+    calibration: Calibration | None
+    bands: StructureBands | None
+    spec: PrepareSpec
+    started: float
+    timings: dict[str, Any]
+
+    def commit(self, scored: ScoredCase) -> None:
+        """Aggregate one scored case and commit it to the results folder."""
+        part, thumbs = _case_part(scored, self.settings.aggregation, self.keeper,
+                                  self.calibration, self.bands)
+        self.store.commit(scored.case.case_id, part, thumbs)
+        self.timings["read_seconds"] += scored.case.seconds
+
+
+def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSettings,
+              predictor: SlicePredictor | None,
+              load: Callable[[ScanSettings], SlicePredictor], started: float) -> OpenScan:
+    """List the cases, open (or resume) the results folder and fix what readers compute.
+
+    ``predictor``: the model (None: ``load(settings)`` loads it after the cases are listed).
     """
     from qsaudit.datasets import list_cases
 
-    settings = settings or ScanSettings()
-    started = time.perf_counter()
     dataset = Path(dataset)
     cases = list_cases(dataset, layout=settings.layout, labels_table=settings.labels_table,
                        preset=settings.preset)
     if settings.shard is not None:
         cases = shard_cases(cases, *settings.shard)
     if predictor is None:
-        predictor = _load_predictor(settings)
+        predictor = load(settings)
     settings = settings_for_model(settings, predictor)  # the paper's model: its own protocol
     manifest = {
         "qsaudit_version": __version__,
@@ -125,59 +211,27 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=_reads(calibration, SHAPE_FEATURES),
                        end_probes=_reads(calibration, PROBE_FEATURES))
-    batcher = CrossCaseBatcher(predictor, settings.batch_size)
-    timings = {"read_seconds": 0.0, "model_seconds": 0.0}
+    return OpenScan(dataset=dataset, out_dir=Path(out_dir), settings=settings,
+                    predictor=predictor, cases=cases, todo=todo, manifest=manifest, store=store,
+                    keeper=keeper, calibration=calibration, bands=bands, spec=spec,
+                    started=started, timings={"read_seconds": 0.0, "model_seconds": 0.0})
 
-    def commit(scored: ScoredCase) -> None:
-        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration, bands)
-        store.commit(scored.case.case_id, part, thumbs)
-        timings["read_seconds"] += scored.case.seconds
-        progress.update(task, advance=1)
-        if on_case_committed is not None:
-            on_case_committed(scored.case.case_id)
 
-    from qsaudit.progress import progress_bar
-
-    loop_start = time.perf_counter()
-    timings["setup_seconds"] = loop_start - started
-    governor = ModelThreads(predictor, settings.n_workers)
-    timings["wait_seconds"] = 0.0
-    with progress_bar() as progress, governor:
-        task = progress.add_task("scanning", total=len(todo), info="")
-        prepared_cases = iter_prepared(todo, spec, workers=settings.n_workers)
-        while True:
-            t0 = time.perf_counter()
-            prepared = next(prepared_cases, None)
-            waited = time.perf_counter() - t0
-            if prepared is None:
-                break
-            t0 = time.perf_counter()
-            finished = list(batcher.add(prepared))
-            computed = time.perf_counter() - t0
-            timings["model_seconds"] += computed
-            timings["wait_seconds"] += waited
-            governor.update(waited=waited, computed=computed)
-            for scored in finished:
-                commit(scored)
-        timings["model_threads"] = governor.history
-        t0 = time.perf_counter()
-        finished = list(batcher.flush())
-        timings["model_seconds"] += time.perf_counter() - t0
-        for scored in finished:
-            commit(scored)
-
-    timings["loop_seconds"] = time.perf_counter() - loop_start
-    ids = [c.case_id for c in sorted(cases, key=lambda c: c.case_id)]
+def finish_scan(scan: OpenScan) -> ScanSummary:
+    """Write the final tables, report and the complete ``scan.json`` from the committed parts."""
+    out_dir, store, manifest, settings = scan.out_dir, scan.store, scan.manifest, scan.settings
+    timings = scan.timings
+    ids = [c.case_id for c in sorted(scan.cases, key=lambda c: c.case_id)]
     parts = store.load_parts(ids)
-    outputs = write_outputs(Path(out_dir), [(store, p) for p in parts],
+    outputs = write_outputs(out_dir, [(store, p) for p in parts],
                             dataset=manifest["dataset"], model=manifest["model"]["name"],
                             settings=_shown_settings(manifest), worst_n=settings.thumbnails)
-    seconds = time.perf_counter() - started
-    summary = _summary(Path(out_dir), outputs, scanned=len(todo), resumed=len(cases) - len(todo),
-                       seconds=seconds)
-    timings.update(total_seconds=seconds, forward_passes=batcher.forward_passes)
+    seconds = time.perf_counter() - scan.started
+    summary = _summary(out_dir, outputs, scanned=len(scan.todo),
+                       resumed=len(scan.cases) - len(scan.todo), seconds=seconds)
+    timings["total_seconds"] = seconds
     previous = store.read_manifest() or {}
-    write_json(Path(out_dir) / SCAN_JSON, {
+    write_json(out_dir / SCAN_JSON, {
         **manifest, "started": previous.get("started", manifest["started"]),
         "finished": _now(), "state": "complete",
         "counts": {"cases": summary.cases, "labels": summary.labels,
