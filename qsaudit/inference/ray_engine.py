@@ -30,13 +30,14 @@ from typing import Any
 
 from qsaudit import __version__
 from qsaudit.cluster import node_name, ray_session, task_error
-from qsaudit.errors import DatasetError, ModelError, UsageError
+from qsaudit.errors import DatasetError, ModelError, QsauditError, UsageError
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase
 from qsaudit.inference.engine import OpenScan, ScanSummary, finish_scan, open_scan
 from qsaudit.inference.prepare import PreparedCase, PrepareSpec, prepare_case
 from qsaudit.inference.settings import ScanSettings
 
 CASES_PER_ACTOR = 2  # one being scored, one waiting: an actor never idles between cases
+ACTOR_START_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,12 @@ class CaseScorer:
                 "precision": self.predictor.precision,
                 "fingerprint": self.predictor.fingerprint, "version": __version__}
 
-    def score(self, prepared: PreparedCase) -> ScoredCase:
-        """Score every crop of one case (returned without its crops)."""
+    def score(self, prepared: PreparedCase) -> tuple[ScoredCase, float]:
+        """Score every crop of one case: (the case without its crops, seconds in the model)."""
+        start = time.perf_counter()
         batcher = CrossCaseBatcher(self.predictor, self.batch_size)
-        return [*batcher.add(prepared), *batcher.flush()][0]
+        scored = [*batcher.add(prepared), *batcher.flush()][0]
+        return scored, time.perf_counter() - start
 
 
 def prepare_on_node(case: Any, spec: PrepareSpec, dataset_root: str) -> PreparedCase:
@@ -144,7 +147,6 @@ def scan_dataset_ray(dataset: str | Path, out_dir: str | Path, *,
             _score_all(ray, scan, fleet, on_case_committed)
             scan.timings["loop_seconds"] = time.perf_counter() - loop_start
             scan.timings["engine"] = fleet.record()
-            del scan.timings["model_seconds"]  # spent in the actors, not in this process
             return finish_scan(scan)
         finally:
             fleet.stop()
@@ -173,8 +175,13 @@ class _Fleet:
             raise UsageError("--device cuda: the Ray cluster has no GPU")
         use_gpu = gpus > 0 and settings.device != "cpu"
         count = options.actors or (gpus if use_gpu else max(1, cpus // 2))
+        if use_gpu and count > gpus:
+            raise UsageError(f"--ray-actors {count}: the Ray cluster has {gpus} GPU(s)")
+        # an actor holds its CPU for the whole scan: when that would leave none to the readers,
+        # the actors share the CPUs with them (as the local engine's model does on one core)
+        actor_cpus = 1 if cpus >= count + 1 else 0
         actor_class = ray.remote(CaseScorer).options(
-            num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=options.retries,
+            num_cpus=actor_cpus, num_gpus=1 if use_gpu else 0, max_restarts=options.retries,
             max_task_retries=options.retries)
         self.weights = ray.put(path.read_bytes())  # shipped once to each node's object store
         self.actors = [actor_class.remote([self.weights], device="cuda" if use_gpu else "cpu",
@@ -182,11 +189,16 @@ class _Fleet:
                                           batch_size=settings.batch_size, threads=1)
                        for _ in range(count)]
         try:
-            self.info = ray.get([a.describe.remote() for a in self.actors])
+            self.info = ray.get([a.describe.remote() for a in self.actors],
+                                timeout=ACTOR_START_SECONDS)
+        except ray.exceptions.GetTimeoutError:
+            raise QsauditError(f"{count} Ray model actor(s) did not start within "
+                               f"{ACTOR_START_SECONDS // 60} minutes: the cluster lacks the "
+                               "CPUs/GPUs they need (see ray status)") from None
         except ray.exceptions.RayError as exc:
             raise task_error(exc, what=f'model "{path}" on a Ray actor') from None
         self._check(header)
-        readers = max(1, cpus - (0 if use_gpu else count))
+        readers = max(1, cpus - count * actor_cpus)
         self.window = options.in_flight or CASES_PER_ACTOR * count + readers
         return ClusterModel(config=header.config, fingerprint=header.fingerprint,
                             meta=header.meta, path=path, device=self.info[0]["device"],
@@ -258,10 +270,11 @@ def _score_all(ray: Any, scan: OpenScan, fleet: _Fleet,
             case, index = scoring.pop(ref)
             load[index] -= 1
             try:
-                scored = ray.get(ref)
+                scored, seconds = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 raise task_error(exc, what=f'case "{case.case_id}"') from None
             scan.commit(scored)
+            scan.timings["model_seconds"] += seconds  # in the actors, summed over them
             progress.update(task, advance=1)
             if on_case_committed is not None:
                 on_case_committed(case.case_id)

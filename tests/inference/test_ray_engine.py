@@ -27,7 +27,8 @@ OBJECT_STORE = 200 * 1024 ** 2
 
 
 def _settings(model: Path) -> ScanSettings:
-    return ScanSettings(model=model, device="cpu", batch_size=4, slices=4, workers=0)
+    return ScanSettings(model=model, device="cpu", precision="fp32", batch_size=4, slices=4,
+                        workers=0)
 
 
 def _assert_same_tables(expected: Path, got: Path) -> None:
@@ -187,8 +188,8 @@ def test_dataset_invisible_to_workers_names_the_node(ray_local, make_dataset, ti
 
 def _cli(dataset: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "qsaudit", "scan", str(dataset), "--out", str(out),
-            "--model", str(model), "--device", "cpu", "--batch-size", "4", "--slices", "4",
-            "--quiet", *extra]
+            "--model", str(model), "--device", "cpu", "--precision", "fp32", "--batch-size", "4",
+            "--slices", "4", "--quiet", *extra]
 
 
 @pytest.mark.slow
@@ -255,3 +256,15 @@ def test_help_does_not_import_ray():
     proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
                           text=True, check=False)
     assert proc.stderr.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"actors": 0}, "actors = 0"), ({"in_flight": 0}, "in flight = 0"),
+    ({"retries": -1}, "retries = -1"),
+])
+def test_ray_options_are_validated(changes, message):
+    from qsaudit.errors import UsageError
+    from qsaudit.inference.ray_engine import RayOptions
+
+    with pytest.raises(UsageError, match=message):
+        RayOptions(**changes)

@@ -1,0 +1,183 @@
+"""Throughput and memory of ``qsaudit scan --engine ray``, and hours for 20,000 CTs x 25 labels.
+
+Prints, in one run:
+
+1. labels/s of a Ray scan on this machine with 1 and 2 workers (a worker = one CPU core: the
+   local Ray instance gets ``num_cpus=W`` and its processes are pinned to W cores; with one
+   core the model actor shares it with the readers, with two it has its own), the seconds
+   per case spent reading/preparing and in the model, and the node's peak memory (PSS of the
+   driver and every Ray process, so the object store's shared pages count once) at two
+   dataset sizes: memory must not grow with the number of cases;
+2. a table of hours for 20,000 CTs x 25 labels against nodes and GPUs, from the measured
+   per-core costs. CPU-only rows are measured rates scaled by cores x the parallel efficiency
+   measured here; GPU rows are PROJECTED: no GPU was measured, the GPU's rate is
+   ``--gpu-crops-per-s`` (an assumption, printed) and the readers' per-core rate is the
+   measured one.
+
+The data are ``qsaudit demo`` phantoms (as ``benchmarks/scan_speed.py`` makes them) and the model
+is the shipped default model, fp32 on CPU.
+
+Usage: python benchmarks/ray_scale.py [--cases 8] [--labels 25] [--shape 256 256 150]
+       [--gpu-crops-per-s 2000] [--keep DIR]
+Needs the extra: pip install "qsaudit[ray]". Timings depend on the machine; run on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+TARGET_CTS, TARGET_LABELS = 20_000, 25
+
+# Runs in a fresh process pinned to W cores (its Ray processes inherit the pinning).
+RUN = """
+import json, os, sys, threading, time
+from pathlib import Path
+cores = {workers}
+os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
+import ray
+ray.init(address="local", num_cpus=cores, object_store_memory=512 * 1024 ** 2,
+         include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+from ray_scale import node_pss_mib
+peak = [0.0]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], node_pss_mib())
+        time.sleep(0.2)
+thread = threading.Thread(target=sample, daemon=True)
+thread.start()
+from qsaudit.inference import ScanSettings
+from qsaudit.inference.ray_engine import RayOptions, scan_dataset_ray
+from qsaudit.progress import set_quiet
+set_quiet(True)
+summary = scan_dataset_ray({dataset!r}, {out!r},
+                           settings=ScanSettings(device="cpu", precision="fp32", slices=10),
+                           options=RayOptions(actors=1))
+stop.set(); thread.join()
+timings = json.loads((Path({out!r}) / "scan.json").read_text())["timings"]
+print(json.dumps({{"labels": summary.labels, "cases": summary.cases, "peak_mib": peak[0],
+                  "timings": timings}}))
+ray.shutdown()
+"""
+
+
+def node_pss_mib() -> float:
+    """PSS (MiB) of this process and all its descendants (the driver and the Ray instance it
+    started): shared pages, e.g. the object store's, are split among the processes mapping them
+    instead of counted in each."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    ours, grown = {os.getpid()}, True
+    while grown:
+        new = {pid for pid, parent in parents.items() if parent in ours} - ours
+        ours |= new
+        grown = bool(new)
+    kib = 0
+    for pid in ours:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    kib += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return kib / 1024
+
+
+def run_scan(dataset: Path, out: Path, workers: int) -> dict:
+    """One Ray scan of ``dataset`` on ``workers`` cores, in a fresh process; its figures."""
+    code = RUN.format(workers=workers, dataset=str(dataset), out=str(out))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"the scan on {workers} core(s) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from scan_speed import make_dataset
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--labels", type=int, default=TARGET_LABELS, help="masks per case")
+    parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 150),
+                        metavar=("X", "Y", "Z"))
+    parser.add_argument("--gpu-crops-per-s", type=float, default=2000.0,
+                        help="ASSUMED crops/s of one GPU actor (not measured here)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep files in this folder")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        raise SystemExit("needs 2 cores to compare 1 and 2 workers")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="qsaudit-ray-bench-"))
+    common = {"labels": args.labels, "shape": tuple(args.shape), "unique": 2}
+    t = time.perf_counter()
+    big = make_dataset(work / "big", cases=args.cases, **common)
+    small = make_dataset(work / "small", cases=max(1, args.cases // 2), **common)
+    print(f"dataset: {args.cases} cases x {args.labels} labels, CT "
+          f"{'x'.join(map(str, args.shape))} phantoms (made in {time.perf_counter() - t:.0f} s);"
+          f" machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+
+    print("\n1. measured on this machine (default model, fp32, K = 10 slices per label)")
+    results = {}
+    for workers in (1, 2):
+        r = run_scan(big, work / f"out{workers}", workers)
+        results[workers] = r
+        tm = r["timings"]
+        rate = r["labels"] / tm["loop_seconds"]
+        print(f"   {workers} worker(s): {rate:6.1f} labels/s ({rate / workers:.1f} per worker), "
+              f"{r['cases'] / tm['loop_seconds']:.2f} cases/s; per case "
+              f"{tm['read_seconds'] / r['cases']:.2f} s reading, "
+              f"{tm['model_seconds'] / r['cases']:.2f} s in the model; node peak "
+              f"{r['peak_mib']:.0f} MiB; start-up {tm['setup_seconds']:.1f} s")
+    half = run_scan(small, work / "out_small", 2)
+    print(f"   memory vs cases (2 workers): {half['cases']} cases {half['peak_mib']:.0f} MiB, "
+          f"{results[2]['cases']} cases {results[2]['peak_mib']:.0f} MiB")
+
+    two = results[2]
+    n = two["cases"]
+    read_s = two["timings"]["read_seconds"] / n
+    model_s = two["timings"]["model_seconds"] / n
+    measured = n / two["timings"]["loop_seconds"]
+    efficiency = min(1.0, measured / (2 / (read_s + model_s)))
+    crops_per_case = args.labels * 10
+    print(f"   parallel efficiency on 2 cores: {efficiency:.2f} (cases/s vs 2 cores kept busy "
+          "by the per-case read + model seconds)")
+
+    print(f"\n2. hours for {TARGET_CTS:,} CTs x {TARGET_LABELS} labels "
+          "(CTs like the ones above; real CTs of 512 x 512 x ~300 read ~3-5x slower)")
+    print("   node                        nodes:       1       4      16      64   source")
+    cpu_rate = 16 / (read_s + model_s) * efficiency
+    rows = [("16 cores, CPU only", cpu_rate, "measured per-core rate x 16 x efficiency")]
+    for node_cores, gpus in ((16, 1), (32, 4), (64, 8)):
+        readers = (node_cores - gpus) / read_s * efficiency
+        gpu = gpus * args.gpu_crops_per_s / crops_per_case
+        bound = "readers" if readers < gpu else "GPU"
+        source = f"PROJECTED: {bound} bound, GPU {args.gpu_crops_per_s:.0f} crops/s assumed"
+        rows.append((f"{node_cores} cores + {gpus} GPU", min(readers, gpu), source))
+    for name, rate, source in rows:
+        hours = [TARGET_CTS / (rate * nodes) / 3600 for nodes in (1, 4, 16, 64)]
+        print(f"   {name:<32}" + "".join(f"{h:8.1f}" for h in hours) + f"   {source}")
+    if args.keep is None:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
