@@ -4,15 +4,16 @@ Prints, in one run:
 
 1. labels/s of a Ray scan on this machine with 1 and 2 workers (a worker = one CPU core: the
    local Ray instance gets ``num_cpus=W`` and its processes are pinned to W cores; with one
-   core the model actor shares it with the readers, with two it has its own), the seconds
-   per case spent reading/preparing and in the model, and the node's peak memory (PSS of the
-   driver and every Ray process, so the object store's shared pages count once) at two
-   dataset sizes: memory must not grow with the number of cases;
-2. a table of hours for 20,000 CTs x 25 labels against nodes and GPUs, from the measured
-   per-core costs. CPU-only rows are measured rates scaled by cores x the parallel efficiency
-   measured here; GPU rows are PROJECTED: no GPU was measured, the GPU's rate is
-   ``--gpu-crops-per-s`` (an assumption, printed) and the readers' per-core rate is the
-   measured one.
+   core the model actor shares it with the readers, with two it has its own), the CPU-seconds
+   per case of the readers, the model actor and the rest (driver, raylet), counted from the
+   first committed case on (start-up left out), and the node's peak memory (PSS of the driver
+   and every Ray process, so the object store's shared pages count once) at two dataset
+   sizes: memory must not grow with the number of cases. Wall-clock rates depend on what else
+   the machine runs (its load is printed); CPU-seconds hardly do, so they feed the table;
+2. a table of hours for 20,000 CTs x 25 labels against nodes and GPUs: CPU-only rows are the
+   measured CPU-seconds per case spread over every core of a node (measured rate, scaled);
+   GPU rows are PROJECTED: no GPU was measured, the GPU's rate is ``--gpu-crops-per-s`` (an
+   assumption, printed) and the readers' CPU-seconds per case are the measured ones.
 
 The data are ``qsaudit demo`` phantoms (as ``benchmarks/scan_speed.py`` makes them) and the model
 is the shipped default model, fp32 on CPU.
@@ -48,12 +49,13 @@ os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
 import ray
 ray.init(address="local", num_cpus=cores, object_store_memory=512 * 1024 ** 2,
          include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-from ray_scale import node_pss_mib
+from ray_scale import node_processes, role
 peak = [0.0]
 stop = threading.Event()
 def sample():
     while not stop.is_set():
-        peak[0] = max(peak[0], node_pss_mib())
+        found = node_processes()
+        peak[0] = max(peak[0], sum(p[2] for p in found))
         time.sleep(0.2)
 thread = threading.Thread(target=sample, daemon=True)
 thread.start()
@@ -61,21 +63,33 @@ from qsaudit.inference import ScanSettings
 from qsaudit.inference.ray_engine import RayOptions, scan_dataset_ray
 from qsaudit.progress import set_quiet
 set_quiet(True)
+def totals():
+    sums = {{}}
+    for _pid, title, _pss, seconds in node_processes():
+        sums[role(title)] = sums.get(role(title), 0.0) + seconds
+    return sums
+first = {{}}
+def mark(case_id):  # CPU time from the first commit on: start-up and first case left out
+    if not first:
+        first.update(totals())
 summary = scan_dataset_ray({dataset!r}, {out!r},
                            settings=ScanSettings(device="cpu", precision="fp32", slices=10),
-                           options=RayOptions(actors=1))
+                           options=RayOptions(actors=1), on_case_committed=mark)
+last = totals()
 stop.set(); thread.join()
 timings = json.loads((Path({out!r}) / "scan.json").read_text())["timings"]
+steady = {{k: (last.get(k, 0.0) - first.get(k, 0.0)) / max(1, summary.cases - 1)
+          for k in ("readers", "model", "other")}}
 print(json.dumps({{"labels": summary.labels, "cases": summary.cases, "peak_mib": peak[0],
-                  "timings": timings}}))
+                  "timings": timings, "cpu_per_case": steady}}))
 ray.shutdown()
 """
 
 
-def node_pss_mib() -> float:
-    """PSS (MiB) of this process and all its descendants (the driver and the Ray instance it
-    started): shared pages, e.g. the object store's, are split among the processes mapping them
-    instead of counted in each."""
+def node_processes() -> list[tuple[int, str, float, float]]:
+    """(pid, title, PSS MiB, CPU seconds) of this process and all its descendants (the driver
+    and the Ray instance it started). PSS splits shared pages, e.g. the object store's, among
+    the processes mapping them instead of counting them in each."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -87,15 +101,29 @@ def node_pss_mib() -> float:
         new = {pid for pid, parent in parents.items() if parent in ours} - ours
         ours |= new
         grown = bool(new)
-    kib = 0
+    found = []
+    tick = os.sysconf("SC_CLK_TCK")
     for pid in ours:
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    kib += int(line.split()[1])
-        except (OSError, ValueError):
+            proc = Path(f"/proc/{pid}")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            pss = sum(int(line.split()[1]) for line in
+                      (proc / "smaps_rollup").read_text().splitlines() if line.startswith("Pss:"))
+        except (OSError, ValueError, IndexError):
             continue
-    return kib / 1024
+        found.append((pid, title.strip(), pss / 1024, cpu))
+    return found
+
+
+def role(title: str) -> str:
+    """model (the actors), readers (prepare tasks) or other (driver, raylet, GCS, agents)."""
+    if title.startswith("ray::CaseScorer"):
+        return "model"
+    if title.startswith(("ray::prepare_on_node", "ray::IDLE")):
+        return "readers"
+    return "other"
 
 
 def run_scan(dataset: Path, out: Path, workers: int) -> dict:
@@ -136,43 +164,38 @@ def main() -> None:
     print("\n1. measured on this machine (default model, fp32, K = 10 slices per label)")
     results = {}
     for workers in (1, 2):
+        load = os.getloadavg()[0]
         r = run_scan(big, work / f"out{workers}", workers)
         results[workers] = r
-        tm = r["timings"]
+        tm, cpu = r["timings"], r["cpu_per_case"]
         rate = r["labels"] / tm["loop_seconds"]
-        print(f"   {workers} worker(s): {rate:6.1f} labels/s ({rate / workers:.1f} per worker), "
-              f"{r['cases'] / tm['loop_seconds']:.2f} cases/s; per case "
-              f"{tm['read_seconds'] / r['cases']:.2f} s reading, "
-              f"{tm['model_seconds'] / r['cases']:.2f} s in the model; node peak "
-              f"{r['peak_mib']:.0f} MiB; start-up {tm['setup_seconds']:.1f} s")
+        print(f"   {workers} worker(s): {rate:6.2f} labels/s ({rate / workers:.2f} per worker) "
+              f"at load {load:.1f}; CPU-s per case: readers {cpu['readers']:.2f}, model "
+              f"{cpu['model']:.2f}, driver+Ray {cpu['other']:.2f}; node peak "
+              f"{r['peak_mib']:.0f} MiB (PSS); start-up {tm['setup_seconds']:.0f} s")
     half = run_scan(small, work / "out_small", 2)
-    print(f"   memory vs cases (2 workers): {half['cases']} cases {half['peak_mib']:.0f} MiB, "
-          f"{results[2]['cases']} cases {results[2]['peak_mib']:.0f} MiB")
+    print(f"   node memory vs cases (2 workers): {half['cases']} cases {half['peak_mib']:.0f} MiB,"
+          f" {results[2]['cases']} cases {results[2]['peak_mib']:.0f} MiB")
 
-    two = results[2]
-    n = two["cases"]
-    read_s = two["timings"]["read_seconds"] / n
-    model_s = two["timings"]["model_seconds"] / n
-    measured = n / two["timings"]["loop_seconds"]
-    efficiency = min(1.0, measured / (2 / (read_s + model_s)))
+    cpu = results[2]["cpu_per_case"]  # CPU-seconds: what a dedicated core supplies per second
+    per_case = cpu["readers"] + cpu["model"] + cpu["other"]
     crops_per_case = args.labels * 10
-    print(f"   parallel efficiency on 2 cores: {efficiency:.2f} (cases/s vs 2 cores kept busy "
-          "by the per-case read + model seconds)")
+    print(f"   per dedicated core: {1 / per_case:.3f} CTs/s = {args.labels / per_case:.2f} "
+          f"labels/s (all stages); readers alone {args.labels / cpu['readers']:.2f} labels/s")
 
-    print(f"\n2. hours for {TARGET_CTS:,} CTs x {TARGET_LABELS} labels "
-          "(CTs like the ones above; real CTs of 512 x 512 x ~300 read ~3-5x slower)")
-    print("   node                        nodes:       1       4      16      64   source")
-    cpu_rate = 16 / (read_s + model_s) * efficiency
-    rows = [("16 cores, CPU only", cpu_rate, "measured per-core rate x 16 x efficiency")]
+    print(f"\n2. hours for {TARGET_CTS:,} CTs x {TARGET_LABELS} labels, from the CPU-seconds "
+          "above (CTs like these; real CTs of 512 x 512 x ~300 read ~3-5x slower)")
+    print(f"   {'node':<30}nodes:     1       4      16      64   source")
+    rows = [("16 cores, CPU only", 16 / per_case, "measured CPU-s per case, 16 busy cores")]
     for node_cores, gpus in ((16, 1), (32, 4), (64, 8)):
-        readers = (node_cores - gpus) / read_s * efficiency
+        readers = (node_cores - gpus) / (cpu["readers"] + cpu["other"])
         gpu = gpus * args.gpu_crops_per_s / crops_per_case
         bound = "readers" if readers < gpu else "GPU"
         source = f"PROJECTED: {bound} bound, GPU {args.gpu_crops_per_s:.0f} crops/s assumed"
         rows.append((f"{node_cores} cores + {gpus} GPU", min(readers, gpu), source))
     for name, rate, source in rows:
         hours = [TARGET_CTS / (rate * nodes) / 3600 for nodes in (1, 4, 16, 64)]
-        print(f"   {name:<32}" + "".join(f"{h:8.1f}" for h in hours) + f"   {source}")
+        print(f"   {name:<36}" + "".join(f"{h:8.1f}" for h in hours) + f"   {source}")
     if args.keep is None:
         import shutil
 
