@@ -5,8 +5,8 @@ Prints, in one run:
 1. labels/s of a Ray scan on this machine with 1 and 2 workers (a worker = one CPU core: the
    local Ray instance gets ``num_cpus=W`` and its processes are pinned to W cores; with one
    core the model actor shares it with the readers, with two it has its own), the CPU-seconds
-   per case of the readers, the model actor and the rest (driver, raylet), counted from the
-   first committed case on (start-up left out), and the node's peak memory (PSS of the driver
+   per case of the readers and the model actor (as ``scan.json`` records them) and of the
+   rest (driver, raylet: from the first commit to the last), and the node's peak memory (PSS of the driver
    and every Ray process, so the object store's shared pages count once) at two dataset
    sizes: memory must not grow with the number of cases. Wall-clock rates depend on what else
    the machine runs (its load is printed); CPU-seconds hardly do, so they feed the table;
@@ -51,36 +51,34 @@ ray.init(address="local", num_cpus=cores, object_store_memory=512 * 1024 ** 2,
          include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 from ray_scale import node_processes, role
 peak = [0.0]
+sampler_cpu = [0.0]  # the sampler's own CPU time, taken out of the driver's
 stop = threading.Event()
 def sample():
     while not stop.is_set():
         found = node_processes()
         peak[0] = max(peak[0], sum(p[2] for p in found))
-        time.sleep(0.2)
+        sampler_cpu[0] = time.thread_time()
+        time.sleep(0.5)
 thread = threading.Thread(target=sample, daemon=True)
 thread.start()
 from qsaudit.inference import ScanSettings
 from qsaudit.inference.ray_engine import RayOptions, scan_dataset_ray
 from qsaudit.progress import set_quiet
 set_quiet(True)
-def totals():
-    sums = {{}}
-    for _pid, title, _pss, seconds in node_processes():
-        sums[role(title)] = sums.get(role(title), 0.0) + seconds
-    return sums
-first = {{}}
-def mark(case_id):  # CPU time from the first commit on: start-up and first case left out
-    if not first:
-        first.update(totals())
+def other_cpu():  # the driver's and Ray's own processes, less the sampler
+    return sum(p[3] for p in node_processes() if role(p[1]) == "other") - sampler_cpu[0]
+first, last = [], []
+def mark(case_id):  # from the first commit to the last: start-up left out
+    (last if first else first).append(other_cpu())
 summary = scan_dataset_ray({dataset!r}, {out!r},
                            settings=ScanSettings(device="cpu", precision="fp32", slices=10),
                            options=RayOptions(actors=1), on_case_committed=mark)
-last = totals()
 stop.set(); thread.join()
 timings = json.loads((Path({out!r}) / "scan.json").read_text())["timings"]
-steady = {{k: (last.get(k, 0.0) - first.get(k, 0.0)) / max(1, summary.cases - 1)
-          for k in ("readers", "model", "other")}}
-print(json.dumps({{"labels": summary.labels, "cases": summary.cases, "peak_mib": peak[0],
+n = summary.cases
+steady = {{"readers": timings["read_cpu_seconds"] / n, "model": timings["model_cpu_seconds"] / n,
+          "other": (last[-1] - first[0]) / (n - 1) if last else float("nan")}}
+print(json.dumps({{"labels": summary.labels, "cases": n, "peak_mib": peak[0],
                   "timings": timings, "cpu_per_case": steady}}))
 ray.shutdown()
 """
@@ -118,12 +116,10 @@ def node_processes() -> list[tuple[int, str, float, float]]:
 
 
 def role(title: str) -> str:
-    """model (the actors), readers (prepare tasks) or other (driver, raylet, GCS, agents)."""
-    if title.startswith("ray::CaseScorer"):
-        return "model"
-    if title.startswith(("ray::prepare_on_node", "ray::IDLE")):
-        return "readers"
-    return "other"
+    """workers (model actors and readers, whose CPU time the scan records itself) or other
+    (the driver, raylet, GCS, agents)."""
+    return "workers" if title.startswith(("ray::CaseScorer", "ray::prepare_on_node",
+                                          "ray::IDLE")) else "other"
 
 
 def run_scan(dataset: Path, out: Path, workers: int) -> dict:

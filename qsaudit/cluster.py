@@ -7,6 +7,7 @@ Ray is an optional extra (``pip install "qsaudit[ray]"``): it is imported only h
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,11 +56,19 @@ def ray_session(address: str | None) -> Iterator[Any]:
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if not address:  # "local": a fresh instance on this machine, never someone else's cluster
         options["include_dashboard"] = False
+    # Ray's C++ core logs warnings of its own on stderr (e.g. that an actor's constructor reads
+    # the object store, which the scan keeps alive on purpose); failures reach us as exceptions
+    quiet = "RAY_BACKEND_LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
     try:
         ray.init(address=address or "local", **options)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = f'Ray cluster "{address}"' if address else "a local Ray instance"
         raise UsageError(f"{where}: cannot connect ({first_line(exc)})") from None
+    finally:
+        if quiet:
+            del os.environ["RAY_BACKEND_LOG_LEVEL"]
     try:
         yield ray
     finally:

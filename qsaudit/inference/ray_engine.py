@@ -105,23 +105,28 @@ class CaseScorer:
                 "precision": self.predictor.precision,
                 "fingerprint": self.predictor.fingerprint, "version": __version__}
 
-    def score(self, prepared: PreparedCase) -> tuple[ScoredCase, float]:
-        """Score every crop of one case: (the case without its crops, seconds in the model)."""
-        start = time.perf_counter()
+    def score(self, prepared: tuple[PreparedCase, float]) -> tuple[ScoredCase, dict[str, float]]:
+        """Score every crop of one case (from :func:`prepare_on_node`): the case without its
+        crops, and the seconds and CPU-seconds spent reading it and in the model."""
+        case, read_cpu = prepared
+        start, cpu = time.perf_counter(), time.process_time()
         batcher = CrossCaseBatcher(self.predictor, self.batch_size)
-        scored = [*batcher.add(prepared), *batcher.flush()][0]
-        return scored, time.perf_counter() - start
+        scored = [*batcher.add(case), *batcher.flush()][0]
+        return scored, {"model_seconds": time.perf_counter() - start,
+                        "model_cpu_seconds": time.process_time() - cpu,
+                        "read_cpu_seconds": read_cpu}
 
 
-def prepare_on_node(case: Any, spec: PrepareSpec, dataset_root: str) -> PreparedCase:
-    """``prepare_case`` on a Ray worker, refusing a node that cannot see the dataset.
-
-    Without this check every case would be committed as ``missing_image`` on such a node.
-    """
+def prepare_on_node(case: Any, spec: PrepareSpec, dataset_root: str
+                    ) -> tuple[PreparedCase, float]:
+    """``prepare_case`` on a Ray worker, and the CPU-seconds it took; refuses a node that
+    cannot see the dataset (else every case would be committed as ``missing_image``)."""
     if not os.path.isdir(dataset_root):
         raise DatasetError(f'"{dataset_root}": the dataset folder is not visible on Ray node '
                            f"{node_name()}; put it on storage every node mounts at this path")
-    return prepare_case(case, spec)
+    cpu = time.process_time()
+    prepared = prepare_case(case, spec)
+    return prepared, time.process_time() - cpu
 
 
 def scan_dataset_ray(dataset: str | Path, out_dir: str | Path, *,
@@ -270,11 +275,12 @@ def _score_all(ray: Any, scan: OpenScan, fleet: _Fleet,
             case, index = scoring.pop(ref)
             load[index] -= 1
             try:
-                scored, seconds = ray.get(ref)
+                scored, spent = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 raise task_error(exc, what=f'case "{case.case_id}"') from None
             scan.commit(scored)
-            scan.timings["model_seconds"] += seconds  # in the actors, summed over them
+            for key, seconds in spent.items():  # in the workers, summed over them
+                scan.timings[key] = scan.timings.get(key, 0.0) + seconds
             progress.update(task, advance=1)
             if on_case_committed is not None:
                 on_case_committed(case.case_id)
