@@ -5,21 +5,22 @@ Prints, in one run:
 1. labels/s of a Ray scan on this machine with 1 and 2 workers (a worker = one CPU core: the
    local Ray instance gets ``num_cpus=W`` and its processes are pinned to W cores; with one
    core the model actor shares it with the readers, with two it has its own), the CPU-seconds
-   per case of the readers and the model actor (as ``scan.json`` records them) and of the
-   rest (driver, raylet: from the first commit to the last), and the node's peak memory (PSS of the driver
+   per case of the readers and the model actor (as ``scan.json`` records them), of the driver
+   and of Ray's own processes (from the first commit to the last), and the node's peak memory (PSS of the driver
    and every Ray process, so the object store's shared pages count once) at two dataset
    sizes: memory must not grow with the number of cases. Wall-clock rates depend on what else
    the machine runs (its load is printed); CPU-seconds hardly do, so they feed the table;
 2. a table of hours for 20,000 CTs x 25 labels against nodes and GPUs: CPU-only rows are the
    measured CPU-seconds per case spread over every core of a node (measured rate, scaled);
    GPU rows are PROJECTED: no GPU was measured, the GPU's rate is ``--gpu-crops-per-s`` (an
-   assumption, printed) and the readers' CPU-seconds per case are the measured ones.
+   assumption, printed) and the readers' CPU-seconds per case are the measured ones. One
+   driver commits every case: its CPU-seconds per case cap the rate of any cluster.
 
 The data are ``qsaudit demo`` phantoms (as ``benchmarks/scan_speed.py`` makes them) and the model
 is the shipped default model, fp32 on CPU.
 
 Usage: python benchmarks/ray_scale.py [--cases 8] [--labels 25] [--shape 256 256 150]
-       [--gpu-crops-per-s 2000] [--keep DIR]
+       [--gpu-crops-per-s 20000] [--keep DIR]
 Needs the extra: pip install "qsaudit[ray]". Timings depend on the machine; run on an idle one.
 """
 
@@ -65,8 +66,10 @@ from qsaudit.inference import ScanSettings
 from qsaudit.inference.ray_engine import RayOptions, scan_dataset_ray
 from qsaudit.progress import set_quiet
 set_quiet(True)
-def other_cpu():  # the driver's and Ray's own processes, less the sampler
-    return sum(p[3] for p in node_processes() if role(p[1]) == "other") - sampler_cpu[0]
+def other_cpu():  # (driver less the sampler, Ray's own processes)
+    found = [p for p in node_processes() if role(p[1]) == "other"]
+    driver = sum(p[3] for p in found if p[0] == os.getpid()) - sampler_cpu[0]
+    return driver, sum(p[3] for p in found if p[0] != os.getpid())
 first, last = [], []
 def mark(case_id):  # from the first commit to the last: start-up left out
     (last if first else first).append(other_cpu())
@@ -77,7 +80,8 @@ stop.set(); thread.join()
 timings = json.loads((Path({out!r}) / "scan.json").read_text())["timings"]
 n = summary.cases
 steady = {{"readers": timings["read_cpu_seconds"] / n, "model": timings["model_cpu_seconds"] / n,
-          "other": (last[-1] - first[0]) / (n - 1) if last else float("nan")}}
+          "driver": (last[-1][0] - first[0][0]) / (n - 1) if last else float("nan"),
+          "ray": (last[-1][1] - first[0][1]) / (n - 1) if last else float("nan")}}
 print(json.dumps({{"labels": summary.labels, "cases": n, "peak_mib": peak[0],
                   "timings": timings, "cpu_per_case": steady}}))
 ray.shutdown()
@@ -133,6 +137,31 @@ def run_scan(dataset: Path, out: Path, workers: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def print_table(cpu: dict[str, float], *, labels: int, gpu_crops_per_s: float) -> None:
+    """Section 2: hours for TARGET_CTS CTs from the CPU-seconds per case ``cpu`` (readers,
+    model, driver; Ray's own processes cost CPU per second, not per case: left out)."""
+    per_case = cpu["readers"] + cpu["model"]  # the work of a case, on whichever node
+    driver_rate = 1 / cpu["driver"]  # one driver commits every case
+    print(f"   per dedicated core: {1 / per_case:.3f} CTs/s = {labels / per_case:.1f} labels/s "
+          f"(reading + model); the driver commits at most {driver_rate:.1f} CTs/s")
+    print(f"\n2. hours for {TARGET_CTS:,} CTs x {TARGET_LABELS} labels from those CPU-seconds "
+          "(CTs like these; real CTs of 512 x 512 x ~300 read several times slower)")
+    print(f"   {'node':<30}nodes:     1       4      16      64   source")
+    rows = [("16 cores, CPU only", 16 / per_case, "measured CPU-s per case, 16 busy cores")]
+    for node_cores, gpus in ((16, 1), (32, 4), (64, 8)):
+        readers = (node_cores - gpus) / cpu["readers"]
+        gpu = gpus * gpu_crops_per_s / (labels * 10)
+        bound = "readers" if readers < gpu else "GPU"
+        source = f"PROJECTED: {bound} bound, GPU {gpu_crops_per_s:.0f} crops/s assumed"
+        rows.append((f"{node_cores} cores + {gpus} GPU", min(readers, gpu), source))
+    for name, rate, source in rows:
+        hours = [TARGET_CTS / (rate * nodes) / 3600 for nodes in (1, 4, 16, 64)]
+        print(f"   {name:<36}" + "".join(f"{h:8.2f}" for h in hours) + f"   {source}")
+    print(f"   but one driver commits at most {driver_rate:.1f} CTs/s (measured): no scan of "
+          f"{TARGET_CTS:,} CTs ends in under {TARGET_CTS / driver_rate / 3600:.1f} h while the "
+          "driver aggregates and writes every case")
+
+
 def main() -> None:
     from scan_speed import make_dataset
 
@@ -141,7 +170,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=TARGET_LABELS, help="masks per case")
     parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 150),
                         metavar=("X", "Y", "Z"))
-    parser.add_argument("--gpu-crops-per-s", type=float, default=2000.0,
+    parser.add_argument("--gpu-crops-per-s", type=float, default=20000.0,
                         help="ASSUMED crops/s of one GPU actor (not measured here)")
     parser.add_argument("--keep", type=Path, default=None, help="keep files in this folder")
     args = parser.parse_args()
@@ -167,31 +196,15 @@ def main() -> None:
         rate = r["labels"] / tm["loop_seconds"]
         print(f"   {workers} worker(s): {rate:6.2f} labels/s ({rate / workers:.2f} per worker) "
               f"at load {load:.1f}; CPU-s per case: readers {cpu['readers']:.2f}, model "
-              f"{cpu['model']:.2f}, driver+Ray {cpu['other']:.2f}; node peak "
+              f"{cpu['model']:.2f}, driver {cpu['driver']:.2f}, Ray's own {cpu['ray']:.2f}; "
+              f"node peak "
               f"{r['peak_mib']:.0f} MiB (PSS); start-up {tm['setup_seconds']:.0f} s")
     half = run_scan(small, work / "out_small", 2)
     print(f"   node memory vs cases (2 workers): {half['cases']} cases {half['peak_mib']:.0f} MiB,"
           f" {results[2]['cases']} cases {results[2]['peak_mib']:.0f} MiB")
 
-    cpu = results[2]["cpu_per_case"]  # CPU-seconds: what a dedicated core supplies per second
-    per_case = cpu["readers"] + cpu["model"] + cpu["other"]
-    crops_per_case = args.labels * 10
-    print(f"   per dedicated core: {1 / per_case:.3f} CTs/s = {args.labels / per_case:.2f} "
-          f"labels/s (all stages); readers alone {args.labels / cpu['readers']:.2f} labels/s")
-
-    print(f"\n2. hours for {TARGET_CTS:,} CTs x {TARGET_LABELS} labels, from the CPU-seconds "
-          "above (CTs like these; real CTs of 512 x 512 x ~300 read ~3-5x slower)")
-    print(f"   {'node':<30}nodes:     1       4      16      64   source")
-    rows = [("16 cores, CPU only", 16 / per_case, "measured CPU-s per case, 16 busy cores")]
-    for node_cores, gpus in ((16, 1), (32, 4), (64, 8)):
-        readers = (node_cores - gpus) / (cpu["readers"] + cpu["other"])
-        gpu = gpus * args.gpu_crops_per_s / crops_per_case
-        bound = "readers" if readers < gpu else "GPU"
-        source = f"PROJECTED: {bound} bound, GPU {args.gpu_crops_per_s:.0f} crops/s assumed"
-        rows.append((f"{node_cores} cores + {gpus} GPU", min(readers, gpu), source))
-    for name, rate, source in rows:
-        hours = [TARGET_CTS / (rate * nodes) / 3600 for nodes in (1, 4, 16, 64)]
-        print(f"   {name:<36}" + "".join(f"{h:8.1f}" for h in hours) + f"   {source}")
+    print_table(results[2]["cpu_per_case"], labels=args.labels,
+                gpu_crops_per_s=args.gpu_crops_per_s)
     if args.keep is None:
         import shutil
 
