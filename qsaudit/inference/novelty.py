@@ -184,12 +184,7 @@ class NoveltyCheck:
         info = getattr(calibration, "info", None) or {}
         self.similarity = NameSimilarity(predictor, info.get("reference_structures"))
         self.ranges = calibration_ranges(calibration)
-        bands = calibration_bands(calibration)
-        self.widest = (0.0, 0.0)
-        if bands is not None:
-            every = [b for b in (bands.default, bands.targets) if b is not None]
-            self.widest = (max(float(-np.min(b.low)) for b in every),
-                           max(float(np.max(b.high)) for b in every))
+        self.bands = calibration_bands(calibration)
 
     def apply(self, agg: Any, structure: str) -> tuple[Any, str, float]:
         """``(aggregate, novelty column, name similarity)`` of one label: ``agg`` (an
@@ -198,6 +193,10 @@ class NoveltyCheck:
 
         found = assess(self.similarity(structure), agg.features, self.ranges)
         if found.reasons:
-            low, high = widen(agg.dsc, agg.low, agg.high, widest=self.widest)
+            widest = (0.0, 0.0)
+            if self.bands is not None:  # the widest reach of this structure's own bands
+                own = self.bands.for_structure(structure)
+                widest = (float(-np.min(own.low)), float(np.max(own.high)))
+            low, high = widen(agg.dsc, agg.low, agg.high, widest=widest)
             agg = replace(agg, low=low, high=high)
         return agg, found.label, found.similarity
