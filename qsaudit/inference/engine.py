@@ -38,6 +38,7 @@ from qsaudit.inference.aggregate import (
     model_calibration,
 )
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase, SlicePredictor
+from qsaudit.inference.error_model import ErrorClassifier
 from qsaudit.inference.finalize import REPORT_SLICES, write_outputs
 from qsaudit.inference.intervals import StructureBands, calibration_bands
 from qsaudit.inference.novelty import NoveltyCheck
@@ -123,6 +124,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     calibration = _calibration(predictor, settings.aggregation)
     bands = _bands(calibration)
     novelty = _novelty(predictor, calibration)
+    errors = _errors(calibration)
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=_reads(calibration, SHAPE_FEATURES),
@@ -132,7 +134,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
 
     def commit(scored: ScoredCase) -> None:
         part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration, bands,
-                                  novelty)
+                                  novelty, errors)
         store.commit(scored.case.case_id, part, thumbs)
         timings["read_seconds"] += scored.case.seconds
         progress.update(task, advance=1)
@@ -287,6 +289,32 @@ def _novelty(predictor: SlicePredictor, calibration: Calibration | None) -> Nove
         raise ModelError(f"model file: {exc}") from None
 
 
+def _errors(calibration: Calibration | None) -> ErrorClassifier | None:
+    """The error classifier stored with the model's calibration (None: none stored)."""
+    from qsaudit.inference.error_model import calibration_errors
+
+    try:
+        return None if calibration is None else calibration_errors(calibration)
+    except ValueError as exc:
+        raise ModelError(f"model file: {exc}") from None
+
+
+def _likely_error(errors: ErrorClassifier, features: np.ndarray, work: Any,
+                  scores: np.ndarray, probes: np.ndarray) -> dict[str, Any]:
+    """``likely_error``, ``likely_error_p`` and ``error_slices`` of one scored label."""
+    from qsaudit.inference.error_model import classifier_rows, locate_error
+
+    row = work.row
+    kinds, prob = errors.predict(classifier_rows(features, row.get("structure")
+                                                 or row.get("label")))
+    kind = str(kinds[0])
+    z_range = work.z_range or (int(work.slice_indices[0]), int(work.slice_indices[-1]) + 1)
+    where = locate_error(kind, slice_indices=work.slice_indices, scores=scores, z_range=z_range,
+                         z_areas=work.z_areas, probe_sides=work.probe_sides,
+                         probe_scores=probes, z_size=work.z_size, slice_mm=work.slice_mm)
+    return {"likely_error": kind, "likely_error_p": float(prob[0]), "error_slices": where}
+
+
 def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
     """True when ``calibration`` uses any of the features ``names`` (the readers then
     compute them)."""
@@ -295,12 +323,13 @@ def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                calibration: Calibration | None = None, bands: StructureBands | None = None,
-               novelty: NoveltyCheck | None = None
+               novelty: NoveltyCheck | None = None, errors: ErrorClassifier | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
     the model has a calibration, with the interval of its ``bands`` when it has them, widened
     by ``novelty`` for labels unlike the calibration's; ``raw_score`` is always the plain
-    aggregate)."""
+    aggregate; ``likely_error`` and where it lies from the calibration's ``errors``
+    classifier, when it has one)."""
     rows, slice_rows, thumbs = [], [], {}
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
@@ -315,6 +344,8 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            probes=probes, slice_mm=work.slice_mm,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
+                if errors is not None and agg.features is not None:
+                    row.update(_likely_error(errors, agg.features, work, scores, probes))
                 if novelty is not None:
                     agg, row["novelty"], row["name_similarity"] = novelty.apply(
                         agg, row.get("structure") or row.get("label"))
