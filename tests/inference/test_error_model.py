@@ -89,13 +89,11 @@ def test_damaged_classifiers_are_refused():
         with pytest.raises(ValueError, match="error classifier"):
             ErrorClassifier.from_json({**good, **change})
 
-    class _Cal:
-        info = {"errors": {**good, "format": "other"}}
+    from types import SimpleNamespace
 
     with pytest.raises(ValueError):
-        calibration_errors(_Cal())
-    _Cal.info = {}
-    assert calibration_errors(_Cal()) is None
+        calibration_errors(SimpleNamespace(info={"errors": {**good, "format": "other"}}))
+    assert calibration_errors(SimpleNamespace(info={})) is None
 
 
 def _locate(kind, **kw):
