@@ -70,13 +70,19 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "an esophagus half air)."),
     Column("n_flags", "Int64", "Number of model-free flags raised."),
     Column("status", "string", "'ok', or the problem that stopped the prediction: unreadable, "
-           "missing_image, missing_label, shape_mismatch, affine_mismatch, empty, or error (an "
-           "unexpected failure, text in the error column)."),
+           "missing_image, missing_label, shape_mismatch, affine_mismatch, outside_image (a "
+           "DICOM contour or segment entirely outside its CT), empty, or error (an unexpected "
+           "failure, text in the error column)."),
     Column("error", "string", "Human-readable detail of the problem, empty when ok."),
-    Column("image_path", "string", "CT file the label was scored against."),
-    Column("label_path", "string", "Label file (per-structure mask or label map)."),
-    Column("label_value", "Int64", "Integer value of the label inside a label map (empty for "
-           "per-structure files)."),
+    Column("image_path", "string", "CT file the label was scored against (DICOM: the folder of "
+           "its series)."),
+    Column("label_path", "string", "Label file (per-structure mask, label map, RTSTRUCT or SEG)."),
+    Column("label_value", "Int64", "Integer value of the label inside a label map; DICOM: ROI "
+           "Number or Segment Number (empty for per-structure files)."),
+    Column("study_uid", "string", "DICOM Study Instance UID of the CT (empty for NIfTI)."),
+    Column("series_uid", "string", "DICOM Series Instance UID of the CT (empty for NIfTI)."),
+    Column("label_sop_uid", "string", "DICOM SOP Instance UID of the RTSTRUCT or SEG holding the "
+           "label (empty for NIfTI)."),
 )
 
 SLICE_COLUMNS: tuple[Column, ...] = (

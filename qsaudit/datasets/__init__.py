@@ -1,6 +1,7 @@
 """Reading CT segmentation datasets: layouts, cases, images and masks.
 
-``list_cases`` turns a dataset folder into :class:`Case` objects without opening any volume;
+``list_cases`` turns a dataset folder into :class:`Case` objects without opening any volume
+(DICOM: headers only, see :mod:`qsaudit.datasets.dicom`);
 ``read_image``/``read_mask``/``read_case`` read them as arrays in canonical RAS orientation;
 ``ct_main_block`` finds the axial range of the main CT block.
 """

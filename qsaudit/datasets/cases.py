@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-LAYOUTS: tuple[str, ...] = ("per-structure", "nnunet", "msd", "paired", "single")
+LAYOUTS: tuple[str, ...] = ("per-structure", "nnunet", "msd", "paired", "single", "dicom")
 """Dataset layouts that :func:`qsaudit.datasets.list_cases` understands."""
 
 NIFTI_ENDINGS: tuple[str, ...] = (".nii.gz", ".nii")

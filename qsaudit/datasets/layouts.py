@@ -21,6 +21,7 @@ from qsaudit.datasets.cases import (
     natural_key,
     nifti_stem,
 )
+from qsaudit.datasets.dicom.index import dicom_files
 from qsaudit.datasets.label_tables import (
     find_adjacent_table,
     labels_from_json,
@@ -45,7 +46,8 @@ def detect_layout(root: Path) -> str:
     """Return the layout of the dataset folder ``root``, one of :data:`LAYOUTS`.
 
     Order of checks: a ``dataset.json`` (nnU-Net v2 or MSD), a single case folder, paired
-    image/label folders, then a folder of per-structure case folders.
+    image/label folders, a folder of per-structure case folders, then a tree holding DICOM
+    files (stops at the first one; no header is parsed).
     """
     root = _check_folder(root)
     kind = _dataset_json_kind(root)
@@ -57,9 +59,12 @@ def detect_layout(root: Path) -> str:
         return "paired"
     if any(_is_case_folder(entry) for entry in _subfolders(root)):
         return "per-structure"
+    if dicom_files(root, first_only=True):
+        return "dicom"
     raise DatasetError(
         f'"{root}": no known dataset layout (expected case folders with ct.nii.gz and '
-        "segmentations/, an nnU-Net or MSD dataset.json, or img/ + label/ folders)")
+        "segmentations/, an nnU-Net or MSD dataset.json, img/ + label/ folders, or DICOM "
+        "files)")
 
 
 def list_cases(root: str | Path, *, layout: str | None = None,
@@ -90,6 +95,7 @@ def list_cases(root: str | Path, *, layout: str | None = None,
         "msd": _list_msd,
         "paired": _list_paired,
         "single": _list_single,
+        "dicom": _list_dicom,
     }[layout]
     cases = lister(root, names)
     if not cases:
@@ -250,6 +256,14 @@ def _paired_folders(root: Path) -> tuple[Path, Path] | None:
         if images_dir.is_dir() and labels_dir.is_dir():
             return images_dir, labels_dir
     return None
+
+
+# -- DICOM ------------------------------------------------------------------------------------
+
+def _list_dicom(root: Path, names: dict[int, str] | None) -> list[Case]:
+    from qsaudit.datasets.dicom import list_dicom_cases
+
+    return list_dicom_cases(root)
 
 
 # -- shared helpers -----------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from qsaudit.errors import DatasetError
 AFFINE_ATOL_MM = 1e-3
 """Largest difference (mm) allowed between a mask's affine and its CT's affine."""
 
-LABEL_STATUSES: tuple[str, ...] = ("missing", "unreadable", "shape_mismatch", "affine_mismatch")
+LABEL_STATUSES: tuple[str, ...] = ("missing", "unreadable", "shape_mismatch", "affine_mismatch",
+                                   "outside_image")
 
 _RAS = orientations.axcodes2ornt(("R", "A", "S"))
 
@@ -68,8 +69,13 @@ def _make_label_problem(message: str, status: str) -> LabelProblem:
 def read_image(case: Case) -> Volume:
     """Read the CT of ``case`` as float32 HU (scl_slope/intercept applied), canonical RAS.
 
-    Raises :class:`DatasetError` naming the file when it is missing or unreadable.
+    Raises :class:`DatasetError` naming the file when it is missing or unreadable. A ``dicom``
+    case is decoded from its CT series (:mod:`qsaudit.datasets.dicom`).
     """
+    if case.layout == "dicom":
+        from qsaudit.datasets.dicom import read_dicom_image
+
+        return read_dicom_image(case)
     if case.image is None:
         raise DatasetError(f'case "{case.case_id}": no CT image found')
     path = Path(case.image)
@@ -83,7 +89,7 @@ def read_image(case: Case) -> Volume:
         raise DatasetError(f'"{path}": cannot read NIfTI ({_reason(exc, path)})') from None
     data = _as_3d(data, path, DatasetError)
     _check_affine(affine, path, DatasetError)
-    data, affine = _to_canonical(data, affine)
+    data, affine = to_canonical(data, affine)
     spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     return Volume(array=np.asfortranarray(data, dtype=np.float32), affine=affine,
                   spacing=spacing, path=path)  # type: ignore[arg-type]
@@ -95,8 +101,13 @@ def read_mask(label: LabelRef, image: Volume, *, label_maps: dict | None = None)
     A per-structure file is ``value > 0.5``; a label-map value ``v`` is ``rint(value) == v``.
     ``label_maps`` is an optional per-case cache (any dict, initially empty) so a label map
     shared by many labels is decoded once. Raises :class:`LabelProblem` (status ``missing``,
-    ``unreadable``, ``shape_mismatch`` or ``affine_mismatch``). Empty masks are returned.
+    ``unreadable``, ``shape_mismatch`` or ``affine_mismatch``; a DICOM ROI or segment also
+    ``outside_image``). Empty masks are returned.
     """
+    if getattr(label, "kind", None) in ("rtstruct", "seg"):
+        from qsaudit.datasets.dicom import read_dicom_mask
+
+        return read_dicom_mask(label, image, cache=label_maps)
     if label.value is None:
         return _inside(_read_label_file(label.path, image))
     key = str(label.path)
@@ -157,7 +168,7 @@ def _read_label_file(path: Path, image: Volume) -> np.ndarray:
                            status="unreadable") from None
     data = _as_3d(data, path, _unreadable)
     _check_affine(affine, path, _unreadable)
-    data, affine = _to_canonical(data, affine)
+    data, affine = to_canonical(data, affine)
     if data.shape != image.array.shape:
         raise LabelProblem(f'"{path}": mask shape {tuple(data.shape)} differs from the CT '
                            f"shape {tuple(image.array.shape)}", status="shape_mismatch")
@@ -214,7 +225,7 @@ def _check_affine(affine: np.ndarray, path: Path, error) -> None:
         raise error(f'"{path}": invalid affine (not finite or singular)')
 
 
-def _to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flip/permute ``data`` to the closest RAS orientation; return it with its new affine."""
     transform = orientations.ornt_transform(orientations.io_orientation(affine), _RAS)
     if np.array_equal(transform, [[0, 1], [1, 1], [2, 1]]):

@@ -174,6 +174,13 @@ def file_order(path: str | Path) -> FileOrder:
         raise DatasetError(f'"{path}": cannot read the NIfTI header ({exc})') from None
 
 
+def _file_order(volume: Any) -> FileOrder:
+    """The file order of a read volume: a DICOM series' own, else its NIfTI file's."""
+    file_affine = getattr(volume, "file_affine", None)
+    return FileOrder.from_affine(file_affine) if file_affine is not None \
+        else file_order(volume.path)
+
+
 def uses_file_order(spec: PrepareSpec) -> bool:
     """True when ``spec`` follows the paper's protocol (slices in the file's voxel order)."""
     return (getattr(spec.model_config, "preprocessing", None) == "paper"
@@ -190,7 +197,7 @@ def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
         missing = case.image is None or not case.image.exists()
         status = "missing_image" if missing else "unreadable"
         return [_failed(case, ref, status, str(exc)) for ref in case.labels], float("nan")
-    order = file_order(volume.path) if uses_file_order(spec) else None
+    order = _file_order(volume) if uses_file_order(spec) else None
     body = body_profile(volume.array, volume.spacing)
     label_maps: dict = {}
     works: list[LabelWork] = []
@@ -214,16 +221,24 @@ def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
     return works, body.area_mm2
 
 
+def _registry_name(ref: Any) -> str:
+    """The name to resolve through the registry (a DICOM-SEG segment may name it by a code)."""
+    return getattr(ref, "structure_name", None) or ref.name
+
+
 def _base_row(case: Any, ref: Any) -> dict[str, Any]:
     from qsaudit.registry import canonical_name
 
     return {
         "case_id": case.case_id,
         "label": ref.name,
-        "structure": canonical_name(ref.name),
+        "structure": canonical_name(_registry_name(ref)),
         "image_path": str(case.image) if case.image is not None else None,
         "label_path": str(ref.path),
         "label_value": ref.value,
+        "study_uid": getattr(case, "study_uid", None),
+        "series_uid": getattr(case, "series_uid", None),
+        "label_sop_uid": getattr(ref, "sop_instance_uid", None),
     }
 
 
@@ -249,7 +264,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
         row.update(status="empty", error="the mask has no voxel", flag_empty=True,
                    mean_hu=float("nan"))
         return LabelWork(label=ref.name, row=row), None
-    structure = lookup(ref.name)
+    structure = lookup(_registry_name(ref))
     ct = volume.array
     res = checks.check_label(mask, ct, volume.spacing, structure=structure,
                              midline_x=midline_x, stats=stats)
@@ -342,7 +357,7 @@ def _flag_swapped(works: list[LabelWork], offsets: dict[str, tuple[str, float]])
 
     sides, pairs, xs = {}, {}, {}
     for key, (label, x) in offsets.items():
-        structure = lookup(label)
+        structure = lookup(key)  # the registry key of the label's structure
         sides[key], pairs[key], xs[key] = structure.side, structure.pair, x
     swapped = {offsets[key][0] for key in swapped_pairs(xs, sides, pairs)}
     for work in works:

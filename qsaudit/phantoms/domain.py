@@ -20,6 +20,9 @@ from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import TISSUES, T
 
 FOVS = ("chest", "chest_abdomen", "abdomen", "abdomen_pelvis", "chest_abdomen_pelvis")
+# the chest is favoured: crops to the voxel budget cut long fields, and the abdominal default
+# phantoms already cover the abdomen
+FOV_P = (0.25, 0.2, 0.15, 0.15, 0.25)
 PHASES = ("native", "arterial", "portal_venous")
 MAX_VOXELS = 20_000_000  # larger grids are cropped along z (about 4 s of one core per phantom)
 MAX_MATRIX = 512  # in-plane matrix of a scanner
@@ -42,7 +45,7 @@ ABS_JITTER = 8.0  # and an absolute one, HU
 def draw_fov(rng: np.random.Generator, body: Body, fov: str | None = None
              ) -> tuple[str, float, float]:
     """A random field of view (or the named one): its name, top and bottom heights (mm)."""
-    drawn = FOVS[int(rng.integers(len(FOVS)))]
+    drawn = FOVS[int(rng.choice(len(FOVS), p=FOV_P))]
     if fov is None:
         fov = drawn
     elif fov not in FOVS:
@@ -72,13 +75,13 @@ def draw_spacing(rng: np.random.Generator) -> tuple[float, float, float]:
 
 
 def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, spacing,
-               fov: str | None = None):
+               fov: str | None = None, max_voxels: int = MAX_VOXELS):
     """1-D mm coordinates x, y, z, the spacing and the field-of-view name of a trunk grid.
 
     ``half_width``: half the width to image (body, or arms when they are down); ``fov``: a
     field of view from :data:`FOVS` (None: drawn at random). Without
     ``shape`` the in-plane matrix is at most 512 (fine pixels see a smaller field, as on a
-    scanner) and the grid holds at most :data:`MAX_VOXELS`: a longer field of view is cropped
+    scanner) and the grid holds at most ``max_voxels`` (:data:`MAX_VOXELS`): a longer field of view is cropped
     to a random window along z (slices made thicker, up to 5 mm, only when the window would be
     under :data:`MIN_Z_MM`).
     """
@@ -96,7 +99,7 @@ def trunk_grid(rng: np.random.Generator, body: Body, half_width: float, shape, s
         # a scanner's matrix is 512: fine pixels image a smaller field (the body may be cut)
         nx = min(int(np.ceil(fov_xy / spacing[0])), MAX_MATRIX)
         ny = min(int(np.ceil(fov_xy / spacing[1])), MAX_MATRIX)
-        max_nz = max(1, MAX_VOXELS // (nx * ny))
+        max_nz = max(1, int(max_voxels) // (nx * ny))
         if max_nz * spacing[2] < MIN_Z_MM:  # thicker slices, up to 5 mm, to keep some length
             spacing = (spacing[0], spacing[1], min(5.0, MIN_Z_MM / max_nz))
         nz = int(np.ceil((top - bottom) / spacing[2]))

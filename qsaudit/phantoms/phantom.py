@@ -82,7 +82,8 @@ def _warp(canvas: Canvas, spacing, rng: np.random.Generator, amplitude_mm: float
 def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
                  shape: tuple[int, int, int] | None = None,
                  spacing: tuple[float, float, float] | None = None,
-                 region: str = "abdomen", fov: str | None = None) -> Phantom:
+                 region: str = "abdomen", fov: str | None = None,
+                 max_voxels: int | None = None) -> Phantom:
     """A random CT phantom for a patient of ``sex`` ("M"/"F") and ``age`` (years).
 
     Body size depends on sex and age (men larger, subcutaneous fat grows with age).
@@ -95,7 +96,8 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
     numbers, texture, noise, blur, habitus, arms up or down); see
     :mod:`qsaudit.phantoms.domain`. At most 20 M voxels. ``fov`` (trunk only) names the field
     of view instead (one of :data:`qsaudit.phantoms.domain.FOVS`; same random draws).
-    ``shape`` and/or ``spacing`` fix the grid (the body may then be cropped).
+    ``shape`` and/or ``spacing`` fix the grid (the body may then be cropped). ``max_voxels``
+    (trunk only) lowers the grid's voxel cap (training keeps memory bounded with it).
     Deterministic for a given generator state.
     """
     if sex not in ("M", "F"):
@@ -105,7 +107,7 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
     body = draw_body(rng, sex=sex, age=age)
     if region == "trunk":
         return _trunk_phantom(rng, body, sex=sex, age=age, shape=shape, spacing=spacing,
-                              fov=fov)
+                              fov=fov, max_voxels=max_voxels)
     if fov is not None:
         raise ValueError("fov applies to region='trunk' only")
     x, y, z, sp = _grid(rng, body, shape, spacing)
@@ -117,14 +119,15 @@ def make_phantom(rng: np.random.Generator, *, sex: str, age: int,
     return _phantom(canvas, ct, sp, (x[0], y[0], z[0]), sex=sex, age=age)
 
 
-def _trunk_phantom(rng, body, *, sex, age, shape, spacing, fov) -> Phantom:
+def _trunk_phantom(rng, body, *, sex, age, shape, spacing, fov, max_voxels=None) -> Phantom:
     body = vary_body(rng, body)
     arms_down = bool(rng.random() < 0.5)
     phase = PHASES[int(rng.integers(len(PHASES)))]
     half = body.a
     if arms_down:
         half = body.a + 6.0 + 2 * (38.0 + 0.4 * body.fat)  # see TrunkAnatomy.arm
-    x, y, z, sp, fov = trunk_grid(rng, body, half, shape, spacing, fov)
+    x, y, z, sp, fov = trunk_grid(rng, body, half, shape, spacing, fov,
+                                  **({} if max_voxels is None else {"max_voxels": max_voxels}))
     canvas = Canvas(x, y, z)
     TrunkAnatomy(canvas, body, rng, arms_down=arms_down).paint()
     _warp(canvas, sp, rng, amplitude_mm=rng.uniform(2.0, 6.0))

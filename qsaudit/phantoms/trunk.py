@@ -141,8 +141,7 @@ class TrunkAnatomy(Anatomy):
         if heart.any():  # the myocardium: a wall around the blood pool
             box = bbox(heart, margin=1)
             sub = heart[box]
-            iters = max(1, round(9.0 / float(c.x[1] - c.x[0])))
-            wall = sub & ~ndi.binary_erosion(sub, iterations=iters)
+            wall = sub & (self._depth_mm(sub) <= 9.0)
             c.tissue[box][wall] = T["myocardium"]
 
     def mediastinum(self) -> None:
@@ -164,8 +163,7 @@ class TrunkAnatomy(Anatomy):
                            struct="esophagus", tissue=T["esophagus_wall"])
         if eso.any() and self.rng.random() < 0.5:  # sometimes air in the lumen
             box = bbox(eso, margin=1)
-            iters = max(1, round(5.0 / float(c.x[1] - c.x[0])))
-            c.tissue[box][ndi.binary_erosion(eso[box], iterations=iters)] = T["gas"]
+            c.tissue[box][self._depth_mm(eso[box]) > 5.0] = T["gas"]
         # heart centre and size as painted by Anatomy.thoracic (before its jitter)
         hz = diaphragm_top(b) + 0.9 * b.level
         ra = b.aorta_r + 2
@@ -221,6 +219,15 @@ class TrunkAnatomy(Anatomy):
                 (-6, yc - 5, level_z(b, "L1")), (6, yc + 5, c.z[-1]), struct="spinal_cord",
                 tissue=T["spinal_cord"])
 
+    def _depth_mm(self, mask: np.ndarray) -> np.ndarray:
+        """Distance (mm) of each voxel of ``mask`` from its surface, true to the voxel size.
+
+        Slices may be far thicker than pixels, so a shell in voxels would not be one in mm.
+        """
+        c = self.c
+        sp = [float(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (c.x, c.y, c.z)]
+        return ndi.distance_transform_edt(np.pad(mask, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+
     # -- bones ---------------------------------------------------------------------------------
     def _bone(self, name: str, painted: np.ndarray | None = None, *,
               cortex_mm: float = CORTEX_MM) -> None:
@@ -231,8 +238,9 @@ class TrunkAnatomy(Anatomy):
             return
         box = bbox(mask, margin=1)
         sub = mask[box]
-        iters = max(1, round(cortex_mm / float(c.x[1] - c.x[0])))
-        shell = sub & ~ndi.binary_erosion(sub, iterations=iters)
+        # at least the outer voxel layer: a coarse voxel holding cortex is mostly cortex
+        pixel = min(float(c.x[1] - c.x[0]), float(c.y[1] - c.y[0]))
+        shell = sub & (self._depth_mm(sub) <= max(cortex_mm, pixel))
         c.tissue[box][shell] = T["cortical_bone"]
 
     def _tube_bone(self, points, radius, name: str, marrow: str = "marrow") -> None:

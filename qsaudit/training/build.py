@@ -34,11 +34,13 @@ class Unit:
 
 def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleSet:
     """Load the cases of ``unit``, make their candidates and cut them into samples."""
+    from itertools import chain
+
     from qsaudit.checks.shape import shape_features
     from qsaudit.inference.probes import end_probes
     from qsaudit.model.preprocess import sample_slices
     from qsaudit.registry import lookup
-    from qsaudit.training.candidates import degraded_candidates, snapshot_group_candidates
+    from qsaudit.training.candidates import iter_degraded_candidates, snapshot_group_candidates
 
     rng = np.random.default_rng(list(unit.seed))
     cases = []
@@ -59,9 +61,11 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                                       seed=int(rng.integers(2**31)))
     parts: list[SampleSet] = []
     for case, snap in zip(cases, snaps, strict=True):
-        cands = degraded_candidates(case, rng, per_label=sample_config.degraded_per_label,
-                                    include_perfect=sample_config.include_perfect,
-                                    wrong_per_label=sample_config.wrong_per_label) + snap
+        cands = chain(iter_degraded_candidates(case, rng,
+                                               per_label=sample_config.degraded_per_label,
+                                               include_perfect=sample_config.include_perfect,
+                                               wrong_per_label=sample_config.wrong_per_label),
+                      snap)
         for cand in cands:
             truth = case.masks[cand.structure]
             if unit.validation:

@@ -6,6 +6,7 @@ the trusted label is known, and so is the Dice of each of its slices.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,21 +35,31 @@ def body_mask(ct: np.ndarray, *, body_hu: float = -500.0) -> np.ndarray:
 def degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_label: int,
                         include_perfect: bool = True,
                         wrong_per_label: int = 0) -> list[Candidate]:
+    """All of :func:`iter_degraded_candidates`, as a list."""
+    return list(iter_degraded_candidates(case, rng, per_label=per_label,
+                                         include_perfect=include_perfect,
+                                         wrong_per_label=wrong_per_label))
+
+
+def iter_degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_label: int,
+                             include_perfect: bool = True,
+                             wrong_per_label: int = 0) -> Iterator[Candidate]:
     """``per_label`` random degradations of every label of ``case`` (plus the label itself).
 
     Error types are drawn uniformly from :data:`qsaudit.degrade.ERRORS` (except ``empty``: the
     scan cannot score an empty mask) and severities uniformly from [0.05, 1]. A degradation that
     leaves an empty mask is skipped. ``wrong_per_label`` more candidates per label are another
     structure's correct mask filed under this label's name (:func:`wrong_structure_candidates`).
+    Made one label at a time, so that a case with a hundred structures never holds all its
+    candidate volumes at once.
     """
     from qsaudit.degrade import ERRORS, degrade
 
     errors = [e for e in ERRORS if e not in ("none", "empty")]
     body = body_mask(case.ct)
-    out: list[Candidate] = []
     for name, truth in case.masks.items():
         if include_perfect:
-            out.append(Candidate(name, truth, "perfect", 0.0, 1.0))
+            yield Candidate(name, truth, "perfect", 0.0, 1.0)
         neighbours = {k: v for k, v in case.masks.items() if k != name}
         for _ in range(per_label):
             error = errors[int(rng.integers(len(errors)))]
@@ -58,11 +69,10 @@ def degraded_candidates(case: TrustedCase, rng: np.random.Generator, *, per_labe
             mask = np.asarray(result.mask, dtype=bool)
             if not mask.any():
                 continue
-            out.append(Candidate(name, mask, str(result.error), float(result.severity),
-                                 dice(mask, truth)))
+            yield Candidate(name, mask, str(result.error), float(result.severity),
+                            dice(mask, truth))
     if wrong_per_label > 0:
-        out.extend(wrong_structure_candidates(case, rng, per_label=wrong_per_label))
-    return out
+        yield from wrong_structure_candidates(case, rng, per_label=wrong_per_label)
 
 
 def wrong_structure_candidates(case: TrustedCase, rng: np.random.Generator, *,

@@ -22,6 +22,9 @@ HU_MIN, HU_MAX = -1024.0, 3071.0
 # so that a benchmark never meets a phantom seen in training.
 PHANTOM_TRAIN_STREAM = 7101
 PHANTOM_BENCHMARK_STREAM = 9307
+# A trunk phantom has ~90 structures; with its candidates and the other cases of its group in
+# memory, a training worker needs about 90 bytes per voxel of a phantom: cap the grid.
+TRAIN_PHANTOM_VOXELS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
         rng = np.random.default_rng(list(spec.seed))
         sex = "F" if rng.random() < 0.5 else "M"
         age = int(rng.integers(25, 85))
-        extra = {} if spec.region == "abdomen" else {"region": spec.region}
+        extra = {} if spec.region == "abdomen" else {"region": spec.region,
+                                                     "max_voxels": TRAIN_PHANTOM_VOXELS}
         ph = make_phantom(rng, sex=sex, age=age, shape=spec.shape, **extra)
         masks = {structure_name(k): v for k, v in ph.masks.items()}
         return prepare_case(spec.case_id, ph.ct, masks, ph.spacing, patient_id=spec.patient_id,

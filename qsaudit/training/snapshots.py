@@ -88,13 +88,16 @@ def snapshot_candidates(cases: list[TrustedCase], *, steps: tuple[int, ...] = (5
         ct = case.ct[box]
         x = torch.from_numpy(_ct_channels(ct))
         images.append(_resize(x, (size, size), mode="bilinear"))
-        y = np.zeros((len(names),) + ct.shape, dtype=np.float32)
+        # one structure at a time: a full-resolution float stack of a hundred structures
+        # would take gigabytes; the area resize is per channel, so the result is the same
+        small = torch.zeros((ct.shape[2], len(names), size, size), dtype=torch.float32)
         has = np.zeros(len(names), dtype=np.float32)
         for name, mask in case.masks.items():
-            y[index[name]] = mask[box]
+            m = torch.from_numpy(np.ascontiguousarray(mask[box], dtype=np.float32))
+            small[:, index[name]] = _resize(m.permute(2, 0, 1)[:, None], (size, size),
+                                            mode="area")[:, 0]
             has[index[name]] = 1.0
-        y_t = torch.from_numpy(y).permute(3, 0, 1, 2)
-        targets.append(_resize(y_t, (size, size), mode="area"))
+        targets.append(small)
         present.append(torch.from_numpy(has).expand(case.ct.shape[2], -1))
     x_all = torch.cat(images)
     y_all = torch.cat(targets)
@@ -102,6 +105,7 @@ def snapshot_candidates(cases: list[TrustedCase], *, steps: tuple[int, ...] = (5
     # Slices with some label are drawn three times as often as empty ones.
     weights = 1.0 + 2.0 * (y_all.flatten(1).amax(1) > 0).float()
 
+    chosen = [_chosen_structures(case, len(steps), seed + i) for i, case in enumerate(cases)]
     dev = torch.device(device)
     net = TinyUNet(len(names), width=width).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -119,8 +123,23 @@ def snapshot_candidates(cases: list[TrustedCase], *, steps: tuple[int, ...] = (5
             opt.step()
             done += 1
         _predict_into(net, cases, images, boxes, names, f"{SNAPSHOT_PREFIX}{target_steps}",
-                      results)
+                      results, chosen)
     return results
+
+
+MASK_BUDGET = 500_000_000  # bytes of snapshot masks kept per case (all snapshots together)
+
+
+def _chosen_structures(case: TrustedCase, n_snapshots: int, seed: int) -> list[str]:
+    """The structures whose snapshot predictions are kept: all of them, unless their masks
+    would exceed :data:`MASK_BUDGET` (a trunk phantom has ~90 structures on millions of
+    voxels); then a seeded random subset that fits."""
+    names = sorted(case.masks)
+    fits = max(1, MASK_BUDGET // max(1, case.ct.size * max(1, n_snapshots)))
+    if len(names) <= fits:
+        return list(case.masks)
+    rng = np.random.default_rng([int(seed), 6607, len(names)])
+    return sorted(rng.choice(names, size=int(fits), replace=False).tolist())
 
 
 def _label_box(case: TrustedCase, *, margin: float = 0.15) -> tuple[slice, slice, slice]:
@@ -158,15 +177,17 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor,
 @torch.no_grad()
 def _predict_into(net: nn.Module, cases: list[TrustedCase], images: list[torch.Tensor],
                   boxes: list[tuple[slice, slice, slice]], names: list[str], source: str,
-                  results: list[dict[str, list[tuple[str, np.ndarray]]]]) -> None:
+                  results: list[dict[str, list[tuple[str, np.ndarray]]]],
+                  chosen: list[list[str]]) -> None:
     net.eval()
-    for case, x, box, out in zip(cases, images, boxes, results, strict=True):
+    for case, x, box, out, keep in zip(cases, images, boxes, results, chosen, strict=True):
         dev = next(net.parameters()).device
         logits = torch.cat([net(chunk.to(dev)).cpu() for chunk in x.split(64)])
         sx, sy, _ = case.ct[box].shape
-        prob = _resize(logits, (sx, sy), mode="bilinear")  # (Z, C, X, Y), still logits
-        for name in case.masks:
+        for name in keep:  # one structure at a time (bilinear resizing is per channel)
+            c = names.index(name)
+            prob = _resize(logits[:, c:c + 1], (sx, sy), mode="bilinear")[:, 0]  # logits
             mask = np.zeros(case.ct.shape, dtype=bool)
-            mask[box] = (prob[:, names.index(name)] > 0).permute(1, 2, 0).numpy()
+            mask[box] = (prob > 0).permute(1, 2, 0).numpy()
             if mask.any():
                 out.setdefault(name, []).append((source, np.ascontiguousarray(mask)))

@@ -145,7 +145,9 @@ def test_forced_layout_and_errors(tmp_path: Path, per_structure_dataset: Path):
         detect_layout(tmp_path / "empty")
     with pytest.raises(DatasetError, match="no cases"):
         list_cases(tmp_path / "empty", layout="per-structure")
-    assert set(LAYOUTS) == {"per-structure", "nnunet", "msd", "paired", "single"}
+    with pytest.raises(DatasetError, match="no cases"):
+        list_cases(tmp_path / "empty", layout="dicom")
+    assert set(LAYOUTS) == {"per-structure", "nnunet", "msd", "paired", "single", "dicom"}
 
 
 def test_listing_opens_no_volume(per_structure_dataset: Path, nnunet_dataset: Path,
