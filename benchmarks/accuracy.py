@@ -17,7 +17,7 @@ Per structure family ([bones], [organs], ...) and per degradation kind (<truncat
 matters, r drops and perfect labels lose their high scores. Targets: phantoms r >= 0.95 and
 MAE <= 0.05; OpenKBP held-out r >= 0.90 and MAE <= 0.08 for every degradation kind.
 
-    python benchmarks/accuracy.py [--model weights/qsaudit-default.pt] [--phantoms 20]
+    python benchmarks/accuracy.py [--model qsaudit/weights/qsaudit-default.pt] [--phantoms 20]
         [--trunk-phantoms 10] [--shuffle-names]
 """
 
@@ -155,7 +155,7 @@ def report(title: str, pred: np.ndarray, true: np.ndarray, kinds: np.ndarray,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "weights" / "qsaudit-default.pt")
+    parser.add_argument("--model", type=Path, default=ROOT / "qsaudit" / "weights" / "qsaudit-default.pt")
     parser.add_argument("--phantoms", type=int, default=20)
     parser.add_argument("--openkbp", type=Path, default=ROOT.parent / "shared" / "data" / "openkbp")
     parser.add_argument("--max-cases", type=int, default=0, help="Cap on OpenKBP cases (0 = all).")

@@ -8,7 +8,7 @@ the labels of its structure (1 = the worst; a good model puts them first), and t
 percentile (lower = found earlier). Most of these patients were training patients of every
 model so far, so compare models with each other, not with a held-out figure.
 
-    python benchmarks/real_errors.py [--model weights/qsaudit-default.pt]
+    python benchmarks/real_errors.py [--model qsaudit/weights/qsaudit-default.pt]
 """
 
 from __future__ import annotations

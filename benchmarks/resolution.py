@@ -7,7 +7,7 @@ linearly interpolated indicator). Every copy is scanned with ``qsaudit scan``'s 
 prediction of each label is compared with that of the same label on the original grid.
 Targets: mean |delta predicted| <= 0.03 at 2x finer, <= 0.05 at 1.5x coarser.
 
-    python benchmarks/resolution.py [--model weights/qsaudit-default.pt] [--cases 6]
+    python benchmarks/resolution.py [--model qsaudit/weights/qsaudit-default.pt] [--cases 6]
 """
 
 from __future__ import annotations

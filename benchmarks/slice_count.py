@@ -10,7 +10,7 @@ every slice with mask is cut into a model input. Two questions:
 2. With a model (``--model``), the mean absolute deviation of the K-slice aggregate from the
    all-slice aggregate, and from the true 3D Dice, for K = 1 … 30.
 
-    python benchmarks/slice_count.py [--model weights/qsaudit-default.pt] [--phantoms 8]
+    python benchmarks/slice_count.py [--model qsaudit/weights/qsaudit-default.pt] [--phantoms 8]
 """
 
 from __future__ import annotations

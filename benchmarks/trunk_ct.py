@@ -11,7 +11,7 @@ ONLY: nothing here trains or calibrates. Two scans, both with ``qsaudit scan``'s
    (true Dice < 0.8), how often the 90% interval holds the true Dice and its width, per family
    and error kind.
 
-    python benchmarks/trunk_ct.py [--model weights/qsaudit-default.pt] [--draws 4] [--keep DIR]
+    python benchmarks/trunk_ct.py [--model qsaudit/weights/qsaudit-default.pt] [--draws 4] [--keep DIR]
 """
 
 from __future__ import annotations

@@ -14,7 +14,69 @@ import typer
 
 from qsaudit import __version__
 
+
+def _plain_help(params: list) -> list:
+    """Show parameters in help as a user types them: a switch takes no value (no ``<bool>``),
+    a repeated value reads ``<path>...`` (not ``<list[Path]>``), an argument is its upper-case
+    name (``DATASET``, not ``{dataset}``). Applied in place; idempotent."""
+    from typer.core import TyperArgument, TyperOption
+
+    for param in params:
+        if isinstance(param, TyperOption):
+            if param.is_flag:
+                param.metavar = ""
+            elif param.metavar is None and param.type_descriptor.is_list:
+                param.metavar = f"<{_element_type(param)}>..."
+        elif isinstance(param, TyperArgument) and not isinstance(param, _Argument):
+            param.__class__ = _Argument
+            param.metavar = param.metavar or param._rich_display_name()
+    return params
+
+
+def _element_type(param) -> str:
+    import typing
+
+    args = typing.get_args(param.type_descriptor.annotation)
+    return param._bare_type(args[0]).lower() if args else "value"
+
+
+def _argument_class():
+    from typer.core import TyperArgument
+
+    class Argument(TyperArgument):
+        """A positional argument shown as ``NAME`` (``[NAME]`` when optional, ``NAME...``
+        when repeated), with its type in the plain form of :func:`_plain_help`."""
+
+        def display_type_rich(self, ctx) -> str | None:
+            if self.type_descriptor.is_list:
+                return f"<{_element_type(self)}>..."
+            return super().display_type_rich(ctx)
+
+        def _rich_display_name(self) -> str:
+            return self.metavar or self.name.upper() + ("..." if self.nargs != 1 else "")
+
+        def _usage_display_name(self) -> str:
+            name = self._rich_display_name()
+            return name if self.required else f"[{name}]"
+
+    return Argument
+
+
+_Argument = _argument_class()
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx):  # see _plain_help
+        return _plain_help(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):  # see _plain_help
+        return _plain_help(super().get_params(ctx))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="qsaudit",
     help="Audit the label quality of CT segmentation datasets: predict the Dice score of every "
     "organ mask without the expert label.",
@@ -62,6 +124,9 @@ for _name in COMMAND_MODULES:
     except ModuleNotFoundError as exc:  # a command module not written yet
         if exc.name != f"qsaudit.commands.{_name}":
             raise
+for _info in app.registered_commands:  # every command's help in the plain form
+    if _info.cls in (None, typer.core.TyperCommand):
+        _info.cls = _Command
 
 
 def run() -> None:
@@ -80,6 +145,8 @@ def run() -> None:
         code = app(standalone_mode=False)
     except usage_errors as exc:
         message = " ".join(exc.format_message().split())
+        if not message:  # no command given: the help was printed, there is nothing to add
+            sys.exit(2)
         hint = f" (see qsaudit {exc.ctx.info_name} --help)" if exc.ctx is not None and \
             exc.ctx.parent is not None else " (see qsaudit --help)"
         error_line(message + hint)

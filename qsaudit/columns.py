@@ -35,7 +35,8 @@ RESULT_COLUMNS: tuple[Column, ...] = (
     Column("novelty", "string", "Why this label is unlike what the model learnt from, when it is: "
            "'name' (a structure name far from every name it was trained on), 'image' (mask, CT "
            "or score pattern outside the range of its calibration labels) or 'name+image'; its "
-           "interval is then widened (half-widths doubled, at least 0.15). Empty otherwise."),
+           "interval is then widened (each half-width the larger of twice its own and the widest the "
+           "calibration bands reach). Empty otherwise."),
     Column("name_similarity", "float64", "Cosine similarity of the structure name's text "
            "embedding to the nearest name the model was trained on (1 = a trained name)."),
     Column("likely_error", "string", "What is most likely wrong with the label, when the model "
@@ -99,6 +100,8 @@ TRUTH_COLUMNS: tuple[Column, ...] = (
     Column("true_dsc", "float64", "Dice of the label against the reference mask, in [0, 1]."),
     Column("error", "string", "Degradation applied ('none' for a perfect label)."),
     Column("severity", "float64", "Severity knob of the degradation, in [0, 1]."),
+    Column("reference_path", "string", "The reference mask file (relative to the truth table's "
+           "folder, or absolute); optional. The report outlines it on the worst labels."),
 )
 
 FLAG_COLUMNS: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS if c.name.startswith("flag_"))

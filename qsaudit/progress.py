@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -37,6 +38,16 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
     yield from rich_track(items, description=description, total=total, console=stderr_console(),
                           transient=True)
+
+
+@contextlib.contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while a slow step runs (nothing when quiet)."""
+    if _QUIET:
+        yield
+        return
+    with stderr_console().status(message):
+        yield
 
 
 def progress_bar():

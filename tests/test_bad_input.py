@@ -1,7 +1,8 @@
 """Hostile-user sweep: every command given bad input answers with one ``Error: …`` line.
 
 Each case runs a command through Typer's CliRunner on a small workspace of seeded files built
-on the fly, and checks the exit code (1, or 2 for usage errors), that the message is one line
+on the fly, and checks the exit code (2: bad arguments or unusable inputs, in every command),
+that the message is one line
 naming the file or option at fault, that no traceback leaks, and that no file was written.
 """
 
@@ -71,6 +72,8 @@ def ws(tmp_path_factory) -> Path:
     liver.write_bytes(liver.read_bytes()[:60])  # truncated gzip stream
     _write_case(root / "corrupt" / "s0001", rng)
     (root / "corrupt" / "s0001" / "ct.nii.gz").write_bytes(b"not a nifti at all")
+    (root / "badjson" / "imagesTr").mkdir(parents=True)
+    (root / "badjson" / "dataset.json").write_text('{"labels": {"liver": 1,')
     (root / "demo_full").mkdir()
     (root / "demo_full" / "keep.txt").write_text("user data\n")
     return root
@@ -88,41 +91,44 @@ CASES = [
     ("demo {ws}/afile --cases 1 -q", 2, "afile"),
     ("demo {ws}/afile/sub --cases 1 -q", 2, "afile/sub"),
     # datasets
-    ("datasets {ws}/missing", 1, "missing"),
-    ("datasets {ws}/afile", 1, "afile"),
-    ("datasets {ws}/emptydir", 1, "emptydir"),
+    ("datasets {ws}/missing", 2, "missing"),
+    ("datasets {ws}/afile", 2, "afile"),
+    ("datasets {ws}/emptydir", 2, "emptydir"),
     ("datasets {ws}/dataset --layout bogus", 2, "bogus"),
     ("datasets {ws}/dataset --preset bogus", 2, "bogus"),
-    ("datasets {ws}/dataset --labels {ws}/wrongcols.csv", 1, "wrongcols.csv"),
-    ("datasets {ws}/dataset --labels {ws}/empty.csv", 1, "empty.csv"),
-    ("datasets {ws}/dataset --labels {ws}/missing.csv", 1, "missing.csv"),
+    ("datasets {ws}/dataset --labels {ws}/wrongcols.csv", 2, "wrongcols.csv"),
+    ("datasets {ws}/dataset --labels {ws}/empty.csv", 2, "empty.csv"),
+    ("datasets {ws}/dataset --labels {ws}/missing.csv", 2, "missing.csv"),
     # scan (fails before any model work)
-    ("scan {ws}/missing --out {ws}/out -q", 1, "missing"),
-    ("scan {ws}/afile --out {ws}/out -q", 1, "afile"),
-    ("scan {ws}/emptydir --out {ws}/out -q", 1, "emptydir"),
+    ("scan {ws}/missing --out {ws}/out -q", 2, "missing"),
+    ("scan {ws}/afile --out {ws}/out -q", 2, "afile"),
+    ("scan {ws}/emptydir --out {ws}/out -q", 2, "emptydir"),
     ("scan {ws}/dataset --out {ws}/out --shard 5/2 -q", 2, "5/2"),
+    ("scan {ws}/badjson --out {ws}/out -q", 2, "dataset.json"),
+    ("datasets {ws}/badjson", 2, "dataset.json"),
+    ("scan {ws}/dataset --out {ws}/dataset/rep -q", 2, "inside the dataset"),
     # evaluate
     ("evaluate -r {ws}/missing --truth {ws}/truth.csv", 2, "missing"),
-    ("evaluate -r {ws}/noresults --truth {ws}/truth.csv", 1, "noresults"),
+    ("evaluate -r {ws}/noresults --truth {ws}/truth.csv", 2, "noresults"),
     ("evaluate -r {ws}/afile --truth {ws}/truth.csv", 2, "afile"),
-    ("evaluate -r {ws}/wrongcols.csv --truth {ws}/truth.csv", 1, "wrongcols.csv"),
-    ("evaluate -r {ws}/empty.csv --truth {ws}/truth.csv", 1, "empty.csv"),
-    ("evaluate -r {ws}/nonnumeric.csv --truth {ws}/truth.csv", 1, "nonnumeric.csv"),
+    ("evaluate -r {ws}/wrongcols.csv --truth {ws}/truth.csv", 2, "wrongcols.csv"),
+    ("evaluate -r {ws}/empty.csv --truth {ws}/truth.csv", 2, "empty.csv"),
+    ("evaluate -r {ws}/nonnumeric.csv --truth {ws}/truth.csv", 2, "nonnumeric.csv"),
     ("evaluate -r {ws}/report --truth {ws}/missing.csv", 2, "missing.csv"),
     ("evaluate -r {ws}/report --truth {ws}/wrongcols.csv", 2, "wrongcols.csv"),
     ("evaluate -r {ws}/report --truth {ws}/empty.csv", 2, "empty.csv"),
-    ("evaluate -r {ws}/report --truth {ws}/truth_unknown.csv -o {ws}/out", 1, "truth"),
+    ("evaluate -r {ws}/report --truth {ws}/truth_unknown.csv -o {ws}/out", 2, "truth"),
     ("evaluate -r {ws}/report --truth {ws}/truth.csv --threshold 2", 2, "--threshold"),
     ("evaluate -r {ws}/report --truth {ws}/truth.csv -o {ws}/afile/sub", 2, "afile/sub"),
     ("evaluate -r {ws}/report --reference {ws}/reference", 2, "--dataset"),
     ("evaluate -r {ws}/report --reference {ws}/reference --dataset {ws}/dataset -o {ws}/out",
-     1, "liver.nii.gz"),
+     2, "liver.nii.gz"),
     # bias
     ("bias --meta {ws}/missing.csv -r {ws}/report", 2, "missing.csv"),
-    ("bias --meta {ws}/meta_nomatch.csv -r {ws}/report -o {ws}/out", 1, "meta_nomatch.csv"),
+    ("bias --meta {ws}/meta_nomatch.csv -r {ws}/report -o {ws}/out", 2, "meta_nomatch.csv"),
     ("bias --meta {ws}/empty.csv -r {ws}/report", 2, "empty.csv"),
     ("bias --meta {ws}/wrongcols.csv -r {ws}/report", 2, "wrongcols.csv"),
-    ("bias --meta {ws}/meta.csv -r {ws}/noresults", 1, "noresults"),
+    ("bias --meta {ws}/meta.csv -r {ws}/noresults", 2, "noresults"),
     ("bias --meta {ws}/meta.csv -r {ws}/report --alpha 2", 2, "--alpha"),
     ("bias --meta {ws}/meta.csv -r {ws}/report --sex-col nope", 2, "nope"),
     ("bias --meta {ws}/meta.csv -r {ws}/report --sex-map garbage", 2, "--sex-map"),
@@ -135,10 +141,10 @@ CASES = [
     ("budget -r {ws}/report --fraction 0.2 --count 3", 2, "--count"),
     ("budget -r {ws}/report --fraction 0.2 --unit bogus", 2, "--unit"),
     ("budget -r {ws}/report --fraction 0.2 --cost bogus", 2, "--cost"),
-    ("budget -r {ws}/report --fraction 0.2 --truth {ws}/truth_unknown.csv -o {ws}/out", 1,
+    ("budget -r {ws}/report --fraction 0.2 --truth {ws}/truth_unknown.csv -o {ws}/out", 2,
      "truth"),
     ("budget -r {ws}/report --fraction 0.2 --truth {ws}/wrongcols.csv", 2, "wrongcols.csv"),
-    ("budget -r {ws}/noresults --fraction 0.2", 1, "noresults"),
+    ("budget -r {ws}/noresults --fraction 0.2", 2, "noresults"),
     ("budget -r {ws}/report --fraction 0.2 -o {ws}/afile/sub", 2, "afile/sub"),
     # select
     ("select -r {ws}/report --top 1.5", 2, "--top"),
@@ -165,15 +171,15 @@ CASES = [
     ("gate -r {ws}/report --min-dsc 0.5 --junit {ws}/afile/j.xml", 2, "afile"),
     ("gate -r {ws}/report --min-dsc 0.5 --junit {ws}/emptydir", 2, "emptydir"),
     # import-paper
-    ("import-paper -c {ws}/missing.pth -e {ws}/missing.pkl -o {ws}/out/p.pt", 1, "missing.pth"),
-    pytest.param("import-paper -c {ws}/afile -e {ws}/afile -o {ws}/out/p.pt", 1, "afile"),
-    pytest.param("scan {ws}/dataset --out {ws}/out --model {ws}/afile -q", 1, "afile"),
+    ("import-paper -c {ws}/missing.pth -e {ws}/missing.pkl -o {ws}/out/p.pt", 2, "missing.pth"),
+    pytest.param("import-paper -c {ws}/afile -e {ws}/afile -o {ws}/out/p.pt", 2, "afile"),
+    pytest.param("scan {ws}/dataset --out {ws}/out --model {ws}/afile -q", 2, "afile"),
     ("import-paper -c {ws}/afile -e {ws}/afile -o {ws}/emptydir", 2, "emptydir"),
     ("import-paper -c {ws}/afile -e {ws}/afile -o {ws}/afile/p.pt", 2, "afile"),
     # train (fails before any training)
     ("train --out {ws}/out/m.pt", 2, "--data"),
     ("train --out {ws}/out/m.pt --data {ws}/missing", 2, "missing"),
-    ("train --out {ws}/out/m.pt --data {ws}/emptydir", 1, "emptydir"),
+    ("train --out {ws}/out/m.pt --data {ws}/emptydir", 2, "emptydir"),
 ]
 
 
@@ -216,8 +222,8 @@ def test_corrupt_volume_is_reported_not_raised(ws: Path) -> None:
     """`datasets` lists a case with an unreadable CT without crashing or writing into it."""
     before = _files(ws)
     result = runner.invoke(app, ["datasets", str(ws / "corrupt")])
-    assert "Traceback" not in result.output and result.exit_code in (0, 1), result.output
-    if result.exit_code == 1:
+    assert "Traceback" not in result.output and result.exit_code in (0, 2), result.output
+    if result.exit_code == 2:
         assert "ct.nii.gz" in result.output
     assert _files(ws) == before
 

@@ -85,3 +85,32 @@ def test_unknown_command_is_one_error_line(tmp_path):
                           text=True, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "No such command" in proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_bare_qsaudit_prints_help_and_no_empty_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qsaudit"], capture_output=True, text=True,
+                          cwd=tmp_path, check=False, env={**_env(), "COLUMNS": "120"})
+    assert proc.returncode == 2
+    assert "Commands" in proc.stdout and "scan" in proc.stdout
+    assert "Error" not in proc.stdout + proc.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def test_help_shows_options_as_they_are_typed():
+    """Switches take no value, repeated values read <type>..., arguments are NAMEs."""
+    runner = CliRunner()
+    for name in ["", *_commands()]:
+        args = [name, "--help"] if name else ["--help"]
+        text = runner.invoke(app, args, env={"COLUMNS": "200"}).output
+        assert "<bool>" not in text and "<list[" not in text, name
+        assert not re.search(r"\{[a-z_]+\}", text), name
+    scan = runner.invoke(app, ["scan", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"Usage: .*scan \[OPTIONS\] DATASET\b", scan)
+    assert re.search(r"--force\s{2,}Replace", scan) and re.search(r"--out\s+-o\s+<path>", scan)
+    merge = runner.invoke(app, ["merge", "--help"], env={"COLUMNS": "200"}).output
+    assert "SHARDS..." in merge and "<path>..." in merge

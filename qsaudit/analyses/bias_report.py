@@ -11,15 +11,12 @@ from qsaudit import atomic
 from qsaudit.analyses.bias import BiasResult
 from qsaudit.analyses.plots import data_uri, plot_by_sex, plot_vs_age
 from qsaudit.errors import AnalysisError
+from qsaudit.reports.scan_report import templates_dir
 
 
-def templates_dir() -> Path:
-    """The repository's ``reports/templates`` folder (Jinja2 templates)."""
-    return Path(qsaudit.__file__).resolve().parents[1] / "reports" / "templates"
-
-
-def render_bias_html(result: BiasResult) -> str:
-    """The HTML report (plots inlined as base64 PNGs; no external resources)."""
+def render_bias_html(result: BiasResult, *, home: str | None = None) -> str:
+    """The HTML report (plots inlined as base64 PNGs; no external resources); ``home``: the
+    link back to the scan's report.html, when there is one."""
     import jinja2
 
     folder = templates_dir()
@@ -37,19 +34,20 @@ def render_bias_html(result: BiasResult) -> str:
         n_cases=int(result.data["patient_id"].nunique()), n_labels=len(result.data),
         plot_sex=data_uri(plot_by_sex(result.data)), plot_age=data_uri(plot_vs_age(result.data)),
         created=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M"),
-        version=qsaudit.__version__)
+        version=qsaudit.__version__, home=home)
 
 
-def write_bias_outputs(result: BiasResult, out_dir: str | Path, *, html: bool = True
-                       ) -> dict[str, Path]:
-    """Write ``bias.csv``, ``bias.json`` and (optionally) ``bias.html`` atomically."""
+def write_bias_outputs(result: BiasResult, out_dir: str | Path, *, html: bool = True,
+                       home: str | None = None) -> dict[str, Path]:
+    """Write ``bias.csv``, ``bias.json`` and (optionally) ``bias.html`` atomically; ``home``:
+    see :func:`render_bias_html`."""
     out = Path(out_dir)
     paths = {
         "csv": atomic.write_text(out / "bias.csv", result.table.to_csv(index=False)),
         "json": atomic.write_json(out / "bias.json", result.to_json()),
     }
     if html:
-        paths["html"] = atomic.write_text(out / "bias.html", render_bias_html(result))
+        paths["html"] = atomic.write_text(out / "bias.html", render_bias_html(result, home=home))
     return paths
 
 

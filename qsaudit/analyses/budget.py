@@ -125,26 +125,47 @@ def rank_for_correction(results: pd.DataFrame, *, unit: Unit = "label", cost: Co
                "cumulative_cost"]]
 
 
+def check_budget(*, fraction: float | None, count: int | None,
+                 fraction_flag: str = "--fraction") -> None:
+    """The one rule for budget sizes (``budget`` and ``select``): a fraction in (0, 1] or a
+    count of at least 1. An empty budget selects nothing, so it is refused before anything is
+    written (a :class:`UsageError`, exit 2), as is a budget too small to buy one unit
+    (:func:`require_some`)."""
+    if count is not None and count < 1:
+        raise UsageError(f"--count {count}: must be at least 1 (an empty budget selects nothing)")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise UsageError(f"{fraction_flag} {fraction}: must be above 0 and at most 1 (an empty "
+                         "budget selects nothing)")
+
+
+def require_some(n: int, *, fraction: float | None, n_units: int,
+                 fraction_flag: str = "--fraction") -> int:
+    """``n`` when a fraction budget buys at least one unit, else a :class:`UsageError`."""
+    if n == 0 and fraction is not None:
+        raise UsageError(f"{fraction_flag} {fraction}: too small to select any of the {n_units} "
+                         "units; give a larger fraction or --count 1")
+    return n
+
+
 def n_within_budget(ranking: pd.DataFrame, *, fraction: float | None = None,
                     count: int | None = None, uniform: bool = True) -> int:
     """How many ranked units a budget buys: ``count`` units, or ``fraction`` of the units
-    (uniform cost, rounded to nearest) or of the total cost (largest prefix within it)."""
+    (uniform cost, rounded to nearest) or of the total cost (largest prefix within it).
+    Budgets follow :func:`check_budget`; one that buys nothing is refused."""
     if (fraction is None) == (count is None):
         raise UsageError("give exactly one of --fraction or --count")
+    check_budget(fraction=fraction, count=count)
     n = len(ranking)
     if count is not None:
-        if count < 1:
-            raise UsageError(f"--count {count}: must be at least 1 (an empty budget selects "
-                             "nothing)")
         return min(count, n)
     assert fraction is not None
-    if not 0 <= fraction <= 1:
-        raise UsageError(f"--fraction {fraction}: must be between 0 and 1")
     if uniform:
-        return int(np.floor(fraction * n + 0.5))
-    total = float(ranking["cost"].sum())
-    return int(np.searchsorted(ranking["cumulative_cost"].to_numpy(), fraction * total * (1 + 1e-12),
-                               side="right"))
+        bought = int(np.floor(fraction * n + 0.5))
+    else:
+        total = float(ranking["cost"].sum())
+        bought = int(np.searchsorted(ranking["cumulative_cost"].to_numpy(),
+                                     fraction * total * (1 + 1e-12), side="right"))
+    return require_some(bought, fraction=fraction, n_units=n)
 
 
 def quality_curve(costs: np.ndarray, gains: np.ndarray, order: np.ndarray, *, base: float,

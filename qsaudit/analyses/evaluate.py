@@ -159,7 +159,8 @@ def truth_from_reference(dataset: str | Path, reference: str | Path) -> pd.DataF
     Both folders are read with :mod:`qsaudit.datasets` (any supported layout). Labels without a
     reference, or whose own image or mask cannot be read, are skipped; an unreadable reference
     mask raises :class:`DatasetError` naming the file. Returns the truth columns with
-    ``error`` = ``"unknown"`` and ``severity`` = NaN.
+    ``error`` = ``"unknown"``, ``severity`` = NaN, the reference file and, for a label map, the
+    label's value in it (``reference_value``).
     """
     import pandas as pd
 
@@ -190,7 +191,8 @@ def truth_from_reference(dataset: str | Path, reference: str | Path) -> pd.DataF
             truth = read_mask(ref_label, image)
             rows.append({"case_id": case.case_id, "label": label.name,
                          "true_dsc": float(dice(mask, truth)), "error": "unknown",
-                         "severity": math.nan})
+                         "severity": math.nan, "reference_path": str(ref_label.path),
+                         "reference_value": ref_label.value})
     if not rows:
         raise AnalysisError(f'"{dataset}": no label has a same-named reference mask in "{reference}"')
     return pd.DataFrame(rows)

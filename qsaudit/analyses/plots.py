@@ -36,26 +36,33 @@ def data_uri(png: bytes) -> str:
 
 
 def plot_by_sex(data: pd.DataFrame) -> bytes:
-    """Box plots of predicted DSC by sex, side by side for every structure (PNG bytes)."""
-    structures = sorted(data["structure"].unique())
-    fig, ax = _figure(max(6.0, 0.7 * len(structures) + 2), 4.5)
-    for offset, sex in ((-0.2, "F"), (0.2, "M")):
+    """Box plots of predicted DSC by sex, one row per structure (PNG bytes).
+
+    Horizontal, so that a hundred structures make a taller figure, not a wider one: the page
+    shows it at its own size (800 px wide) with readable names, whatever the count.
+    """
+    structures = sorted(data["structure"].unique(), reverse=True)  # A at the top
+    fig, ax = _figure(8.0, max(3.0, 0.3 * len(structures) + 1.4))
+    for offset, sex in ((0.18, "F"), (-0.18, "M")):
         values = [data.loc[(data["structure"] == s) & (data["sex"] == sex), "predicted_dsc"]
                   .to_numpy() for s in structures]
         pos = [i + offset for i, v in enumerate(values) if len(v)]
         vals = [v for v in values if len(v)]
         if not vals:
             continue
-        box = ax.boxplot(vals, positions=pos, widths=0.35, patch_artist=True, showfliers=True)
+        box = ax.boxplot(vals, positions=pos, widths=0.32, patch_artist=True, showfliers=True,
+                         orientation="horizontal", flierprops={"markersize": 3})
         for patch in box["boxes"]:
             patch.set_facecolor(SEX_COLOURS[sex])
             patch.set_alpha(0.7)
         ax.plot([], [], "s", color=SEX_COLOURS[sex], label="female" if sex == "F" else "male")
-    ax.set_xticks(range(len(structures)))
-    ax.set_xticklabels(structures, rotation=45, ha="right")
-    ax.set_ylabel("predicted DSC")
+    ax.set_yticks(range(len(structures)))
+    ax.set_yticklabels(structures, fontsize=9)
+    ax.set_ylim(-0.6, len(structures) - 0.4)
+    ax.set_xlabel("predicted DSC")
     ax.set_title("Predicted DSC by sex")
-    ax.legend(loc="lower left")
+    ax.grid(axis="x", color="#e5e5e5")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _png(fig)
 
 

@@ -176,6 +176,10 @@ def load_truth(path: str | Path) -> pd.DataFrame:
                          "outside [0, 1]")
     if df["true_dsc"].isna().any():
         raise UsageError(f'"{path}": true_dsc is empty for some rows')
+    if "reference_path" in df.columns:  # relative to the table's folder, which may have moved
+        folder = path.resolve().parent
+        df["reference_path"] = df["reference_path"].map(
+            lambda p: str(folder / p) if isinstance(p, str) and p else pd.NA).astype("string")
     return df.drop_duplicates(["case_id", "label"]).reset_index(drop=True)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from qsaudit.analyses.budget import check_budget, require_some
 from qsaudit.analyses.results import attach_truth, ok_rows
 from qsaudit.errors import AnalysisError, UsageError
 
@@ -80,10 +81,7 @@ def select_labels(results: pd.DataFrame, *, top: float | None = None, count: int
     given = [x is not None for x in (top, count, min_dsc)]
     if sum(given) != 1:
         raise UsageError("give exactly one of --top, --count or --min-dsc")
-    if top is not None and not 0 <= top <= 1:
-        raise UsageError(f"--top {top}: must be between 0 and 1")
-    if count is not None and count < 1:
-        raise UsageError(f"--count {count}: must be at least 1")
+    check_budget(fraction=top, count=count, fraction_flag="--top")
     if case_score not in ("mean", "min"):
         raise UsageError(f'--case-score "{case_score}": expected mean or min')
     if min_dsc is not None and not 0 <= min_dsc <= 1:
@@ -93,7 +91,8 @@ def select_labels(results: pd.DataFrame, *, top: float | None = None, count: int
         raise AnalysisError("no ok row in the results: nothing to select")
     units = _units(ok, unit, case_score)
     if top is not None:
-        n = int(np.floor(top * len(units) + 0.5))
+        n = require_some(int(np.floor(top * len(units) + 0.5)), fraction=top,
+                         n_units=len(units), fraction_flag="--top")
     elif count is not None:
         n = min(count, len(units))
     else:

@@ -113,6 +113,8 @@ def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tu
 def _grid_index(b0: int, b1: int, n: int, spacing: float, canon: float) -> np.ndarray:
     """Voxel indices (nearest) of grid points every ``canon`` mm, centred on the box
     ``[b0, b1)`` and reaching :data:`PAD` grid steps beyond it, inside ``[0, n)``."""
+    # spacings read from float32 headers (1.2000000477) must sample as the exact ones (1.2)
+    spacing = round(spacing, 4)
     step = canon / spacing if spacing > 0 else 1.0
     centre = 0.5 * (b0 + b1 - 1)
     half = math.ceil(0.5 * (b1 - b0) / step) + PAD

@@ -1,7 +1,9 @@
 """What every command shares: error translation, quiet mode and the results-folder option.
 
 Library code raises :class:`qsaudit.errors.QsauditError`; :func:`run_command` turns it into one
-red ``Error: …`` line on stderr and exit code 1 (2 for :class:`UsageError`), never a traceback.
+red ``Error: …`` line on stderr and the error's exit code, never a traceback. Exit codes, the
+same for every command: 0 ok, 1 a quality finding (``gate``) or a run that failed for a reason
+outside its inputs, 2 bad arguments or unusable inputs, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from qsaudit.errors import QsauditError, UsageError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_RESULTS_DIR = Path("qsaudit-report")
+INTERRUPTED = "interrupted"
 
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress output on stderr.")
 ResultsOption = typer.Option(
     DEFAULT_RESULTS_DIR, "--results", "-r",
     help="Results folder written by `qsaudit scan` (default: ./qsaudit-report).",
 )
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C with the line to show for it (e.g. that rerunning the command resumes)."""
 
 
 def error_line(message: str) -> None:
@@ -51,14 +58,11 @@ def run_command(func: F) -> F:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
-        except UsageError as exc:
-            error_line(str(exc))
-            raise typer.Exit(2) from None
         except QsauditError as exc:
             error_line(str(exc))
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            error_line("interrupted")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            error_line(str(exc) if isinstance(exc, Interrupted) else INTERRUPTED)
             raise typer.Exit(130) from None
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
             error_line(os_error_message(exc))
@@ -95,6 +99,23 @@ def writable_folder(folder: str | Path, *, what: str = "output folder") -> Path:
         raise UsageError(f'"{folder}": cannot write the {what} '
                          f"({exc.strerror or type(exc).__name__})") from None
     return folder
+
+
+def record(results: str | Path, name: str, files, summary, *, passed: bool | None = None) -> None:
+    """Summarise analysis ``name`` on the home page (report.html) of the results folder it read.
+
+    The analysis' own files are already written: a home page that cannot be updated (a
+    read-only results folder) costs a warning line, not the command's result.
+    """
+    from qsaudit.analyses.results import results_dir
+    from qsaudit.reports.hub import record_analysis
+
+    try:
+        record_analysis(results_dir(results), name, files=files, summary=summary, passed=passed)
+    except OSError as exc:
+        from qsaudit.progress import stderr_console
+
+        stderr_console().print(f"report.html not updated: {_escape(os_error_message(exc))}")
 
 
 def set_quiet(quiet: bool) -> None:

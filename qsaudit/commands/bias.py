@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+from qsaudit.commands._common import QuietOption, ResultsOption, record, run_command, set_quiet
 
 
 @app.command("bias")
@@ -49,6 +49,7 @@ def bias(
     from qsaudit.commands._common import writable_folder
     from qsaudit.errors import UsageError
     from qsaudit.progress import stderr_console
+    from qsaudit.reports.hub import home_link
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha {alpha}: must be between 0 and 1")
@@ -58,10 +59,13 @@ def bias(
     folder = writable_folder(out or results_dir(results))
     with stderr_console().status("Fitting the bias models…"):
         result = analyse_bias(table, metadata, covariates=tuple(covariate or ()), alpha=alpha)
-    paths = write_bias_outputs(result, folder, html=html)
+    paths = write_bias_outputs(result, folder, html=html,
+                               home=home_link(folder, results_dir(results)))
     _render(result, alpha)
     for path in paths.values():
         typer.echo(f"wrote {path}")
+    record(results, "bias", [paths[k] for k in ("html", "json", "csv") if k in paths],
+           result.summary)
 
 
 def _render(result, alpha: float) -> None:
@@ -78,8 +82,8 @@ def _render(result, alpha: float) -> None:
         return "–" if math.isnan(v) else ("<0.001" if v < 0.001 else f"{v:.3f}")
 
     t = Table(title="Predicted DSC by sex and age", title_justify="left")
-    for name in ("structure", "labels", "M/F", "M − F", "95% CI", "p adj", "per decade",
-                 "95% CI ", "p adj "):
+    for name in ("structure", "labels", "M/F", "sex: M − F", "sex 95% CI", "sex p adj",
+                 "age: per decade", "age 95% CI", "age p adj"):
         t.add_column(name, justify="left" if name == "structure" else "right")
     for r in result.table.itertuples(index=False):
         sig_s = "bold red" if r.sex_p_adj < alpha else ""

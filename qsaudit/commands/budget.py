@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+from qsaudit.commands._common import QuietOption, ResultsOption, record, run_command, set_quiet
 
 
 @app.command("budget")
@@ -60,23 +60,25 @@ def budget(
     if sim is not None:
         png = plot_budget_curves(sim.curves, budget=result.fraction)
         written.append(atomic.write_bytes(folder / "budget.png", png))
-    console = stdout_console()
     units = "labels" if unit == "label" else "cases"
-    console.print(f"Selected {result.n_selected} of {len(result.ranking)} {units} "
-                  f"({result.spent_fraction:.1%} of the total cost, cost = {cost}).",
-                  markup=False)
+    lines = [(f"Selected {result.n_selected} of {len(result.ranking)} {units} "
+             f"({result.spent_fraction:.1%} of the total cost, cost = {cost}).")]
     if result.n_skipped:
-        console.print(f"Skipped {result.n_skipped} result row(s) that are not ok.", markup=False)
+        lines.append(f"Skipped {result.n_skipped} result row(s) that are not ok.")
     if sim is not None:
         a = sim.at_budget
-        console.print(f"Mean true DSC at {result.fraction:.0%} budget: qsaudit {a['qsaudit']:.3f}"
-                      f", random {a['random']:.3f}, oracle {a['oracle']:.3f} (now "
-                      f"{a['none']:.3f}; {sim.n_labels} labels with truth).", markup=False)
+        lines.append(f"Mean true DSC at {result.fraction:.0%} budget: qsaudit {a['qsaudit']:.3f}"
+                     f", random {a['random']:.3f}, oracle {a['oracle']:.3f} (now "
+                     f"{a['none']:.3f}; {sim.n_labels} labels with truth).")
         if sim.saving_vs_random is not None:
-            console.print(f"qsaudit reaches random's quality with {sim.saving_vs_random:.0%} "
-                          "less annotation.", markup=False)
+            lines.append(f"qsaudit reaches random's quality with {sim.saving_vs_random:.0%} "
+                         "less annotation.")
         if sim.n_without_truth:
-            console.print(f"{sim.n_without_truth} label(s) have no true DSC and were left out "
-                          "of the simulation.", markup=False)
+            lines.append(f"{sim.n_without_truth} label(s) have no true DSC and were left out "
+                         "of the simulation.")
+    console = stdout_console()
+    for line in lines:
+        console.print(line, markup=False)
     for path in written:
         typer.echo(f"wrote {path}")
+    record(results, "budget", written, lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -47,4 +48,4 @@ def demo_command(
     console.print(f"Reference: {s.reference_dir}")
     console.print(f"Truth:     {s.truth_csv}")
     console.print(f"Patients:  {s.patients_csv}")
-    console.print(f"Next: qsaudit scan {s.dataset_dir}")
+    console.print(f"Next: qsaudit scan {shlex.quote(str(s.dataset_dir))}", markup=False)

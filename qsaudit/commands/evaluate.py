@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+from qsaudit.commands._common import QuietOption, ResultsOption, record, run_command, set_quiet
 
 
 @app.command("evaluate")
@@ -66,6 +66,60 @@ def evaluate(
     _render(result)
     for path in paths:
         typer.echo(f"wrote {path}")
+    report = _outline_references(results, truth_table)
+    if report is not None:
+        typer.echo(f"wrote {report} (worst labels outlined against their reference masks)")
+    record(results, "evaluate", paths, _summary_lines(result))
+
+
+def _outline_references(results: Path, truth_table) -> Path | None:
+    """Re-render the scan's report with the reference masks outlined on the worst labels, when
+    the truth names them (``reference_path``: ``qsaudit demo``'s truth.csv, or --reference)."""
+    from qsaudit.analyses.results import results_dir
+    from qsaudit.commands._common import os_error_message
+    from qsaudit.errors import QsauditError
+    from qsaudit.progress import status, stderr_console
+    from qsaudit.reports.scan_report import render_report_from_folder
+
+    folder = results_dir(results)
+    if "reference_path" not in truth_table.columns or not (folder / "report.html").is_file():
+        return None
+    values = truth_table["reference_value"] if "reference_value" in truth_table.columns \
+        else [None] * len(truth_table)
+    references = {(str(c), str(lab)): (path, value) for c, lab, path, value in zip(
+        truth_table["case_id"], truth_table["label"], truth_table["reference_path"], values,
+        strict=True) if isinstance(path, str) and path}
+    if not references:
+        return None
+    try:
+        with status("drawing the reference masks on the report's worst labels"):
+            return render_report_from_folder(folder, read_volumes=True, references=references)
+    except (QsauditError, OSError) as exc:
+        message = os_error_message(exc) if isinstance(exc, OSError) else str(exc)
+        stderr_console().print(f"report.html not re-rendered: {message}", markup=False)
+        return None
+
+
+def _summary_lines(result) -> list[str]:
+    """The evaluation's overall figures, for the report's home page."""
+    import math
+
+    o = result.overall
+
+    def known(key: str) -> bool:
+        return o.get(key) is not None and not math.isnan(o[key])
+
+    def f(key: str) -> str:
+        return f"{o[key]:.3f}" if known(key) else "–"
+
+    lines = [(f"{o.get('n', 0)} labels with a true DSC, {o.get('n_bad', 0)} bad "
+             f"(true DSC < {result.threshold:g})"),
+             (f"Pearson r {f('pearson')}, Spearman ρ {f('spearman')}, MAE {f('mae')}, "
+             f"AUROC {f('auroc')}")]
+    if known("coverage"):
+        lines.append(f"the 90% interval held the true DSC for {o['coverage']:.1%} of the labels "
+                     f"(mean width {f('width')})")
+    return lines
 
 
 def _render(result) -> None:

@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+from qsaudit.commands._common import QuietOption, ResultsOption, record, run_command, set_quiet
+
+# Findings listed on screen; the rest are counted (every one is in --junit and the annotations).
+MAX_ERRORS_SHOWN = 30
+MAX_WARNINGS_SHOWN = 10
 
 
 @app.command("gate")
@@ -72,12 +76,14 @@ def gate(
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         append_step_summary(result, summary_file)
-    _render(result)
+    lines = _render(result)
+    record(results, "gate", [junit] if junit is not None else [], lines, passed=result.passed)
     if not result.passed:
         raise typer.Exit(1)
 
 
-def _render(result) -> None:
+def _render(result) -> list[str]:
+    """Print the gate's table, findings and verdict; return the lines for the home page."""
     import math
 
     from rich.table import Table
@@ -96,10 +102,25 @@ def _render(result) -> None:
                   f(r.min_dsc), f(r.max_drop), verdict)
     console = stdout_console()
     console.print(t)
-    for finding in result.findings[:30]:
-        console.print(f"{finding.level}: {finding.message}", markup=False)
-    if len(result.findings) > 30:
-        console.print(f"… and {len(result.findings) - 30} more finding(s)", markup=False)
-    n = len(result.errors)
-    console.print("Gate passed." if result.passed else f"Gate failed: {n} error(s).",
-                  markup=False)
+    errors = [f for f in result.findings if f.level == "error"]
+    warnings = [f for f in result.findings if f.level != "error"]
+    for findings, limit, what in ((errors, MAX_ERRORS_SHOWN, "error"),
+                                  (warnings, MAX_WARNINGS_SHOWN, "warning")):
+        for finding in findings[:limit]:
+            console.print(f"{finding.level}: {finding.message}", markup=False)
+        if len(findings) > limit:
+            console.print(f"… and {len(findings) - limit} more {what}(s)", markup=False)
+    counts = f"{_count(len(errors), 'error')}, {_count(len(warnings), 'warning')}"
+    verdict = f"Gate passed ({counts})." if result.passed else f"Gate failed: {counts}."
+    console.print(verdict, markup=False)
+    failing = [s for s, ok in zip(result.structures["structure"], result.structures["passed"],
+                                  strict=True) if not ok]
+    lines = [verdict]
+    if failing:
+        lines.append(f"Failing structures ({len(failing)}): {', '.join(map(str, failing[:12]))}"
+                     + (", …" if len(failing) > 12 else ""))
+    return lines + [f"{f.level}: {f.message}" for f in errors[:5]]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"

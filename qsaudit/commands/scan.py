@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import DEFAULT_RESULTS_DIR, run_command, set_quiet, stdout_console
+from qsaudit.commands._common import (
+    DEFAULT_RESULTS_DIR,
+    Interrupted,
+    run_command,
+    set_quiet,
+    stdout_console,
+)
 
 
 @app.command("scan")
@@ -63,7 +70,11 @@ def scan_command(
                             workers=workers, seed=seed,
                             shard=parse_shard(shard) if shard else None, layout=layout,
                             labels_table=labels, preset=preset, force=force)
-    summary = scan_dataset(dataset, out, settings=settings)
+    try:
+        summary = scan_dataset(dataset, out, settings=settings)
+    except KeyboardInterrupt:
+        raise Interrupted(f'interrupted; the cases finished so far are kept in "{out}": run the '
+                          "same command again to resume") from None
     print_summary(summary)
 
 
@@ -83,4 +94,5 @@ def print_summary(summary) -> None:
         console.print(f"Report:  {summary.report}")
     else:
         error_line(f"report not written: {summary.report_error}")
-    console.print(f"Next: qsaudit budget --results {summary.out_dir}")
+    console.print("Next: qsaudit budget --fraction 0.1 --results "
+                  f"{shlex.quote(str(summary.out_dir))}", markup=False)

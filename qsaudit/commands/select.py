@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qsaudit.cli import app
-from qsaudit.commands._common import QuietOption, ResultsOption, run_command, set_quiet
+from qsaudit.commands._common import QuietOption, ResultsOption, record, run_command, set_quiet
 
 
 @app.command("select")
@@ -68,16 +68,18 @@ def select(
     if nnunet_splits is not None:
         written.append(atomic.write_json(nnunet_splits,
                                          make_splits(result.cases, folds=folds, seed=seed)))
-    console = stdout_console()
     units = "labels" if unit == "label" else "cases"
-    console.print(f"Selected {result.n_selected_units} of {result.n_units} {units} "
-                  f"({len(result.selected)} labels of {len(result.cases)} cases).", markup=False)
+    lines = [(f"Selected {result.n_selected_units} of {result.n_units} {units} "
+             f"({len(result.selected)} labels of {len(result.cases)} cases).")]
     if result.n_skipped:
-        console.print(f"Skipped {result.n_skipped} result row(s) that are not ok.", markup=False)
+        lines.append(f"Skipped {result.n_skipped} result row(s) that are not ok.")
     t = result.truth
     if t is not None:
-        console.print(f"Mean true DSC: selected {t.selected_mean:.3f}, random selection "
-                      f"{t.random_mean:.3f} ± {t.random_sd:.3f}, all {t.all_mean:.3f}.",
-                      markup=False)
+        lines.append(f"Mean true DSC: selected {t.selected_mean:.3f}, random selection "
+                     f"{t.random_mean:.3f} ± {t.random_sd:.3f}, all {t.all_mean:.3f}.")
+    console = stdout_console()
+    for line in lines:
+        console.print(line, markup=False)
     for path in written:
         typer.echo(f"wrote {path}")
+    record(results, "select", written, lines)

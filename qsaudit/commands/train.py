@@ -47,7 +47,7 @@ def train(
     ] = "auto",
     init: Annotated[Path | None, typer.Option(
         "--init", help="Start from this model file's network (fine-tuning; same architecture "
-        "and text encoder), e.g. weights/qsaudit-default.pt.")] = None,
+        "and text encoder), e.g. qsaudit/weights/qsaudit-default.pt.")] = None,
     precision: Annotated[str, typer.Option(
         "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
         "fp32, bf16 or fp16 (CUDA only).")] = "auto",

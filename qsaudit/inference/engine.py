@@ -9,6 +9,7 @@ committed parts when all cases are done.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import multiprocessing
 import os
@@ -45,7 +46,7 @@ from qsaudit.inference.novelty import NoveltyCheck
 from qsaudit.inference.prepare import PreparedCase, PrepareSpec, exit_with_parent, prepare_case
 from qsaudit.inference.sampling import settings_for_model
 from qsaudit.inference.settings import ScanSettings
-from qsaudit.inference.store import SCAN_JSON, ResultsStore
+from qsaudit.inference.store import SCAN_JSON, ResultsStore, refuse_inside_dataset
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,20 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     One bad case or label never stops the scan: it gets rows whose ``status`` names the problem.
     """
     from qsaudit.datasets import list_cases
+    from qsaudit.progress import status
 
     settings = settings or ScanSettings()
     started = time.perf_counter()
     dataset = Path(dataset)
-    cases = list_cases(dataset, layout=settings.layout, labels_table=settings.labels_table,
-                       preset=settings.preset)
+    refuse_inside_dataset(dataset, out_dir)
+    with status(f"listing the cases of {dataset}"):
+        cases = list_cases(dataset, layout=settings.layout, labels_table=settings.labels_table,
+                           preset=settings.preset)
     if settings.shard is not None:
         cases = shard_cases(cases, *settings.shard)
     if predictor is None:
-        predictor = _load_predictor(settings)
+        with status("loading the model"):
+            predictor = _load_predictor(settings)
     settings = settings_for_model(settings, predictor)  # the paper's model: its own protocol
     manifest = {
         "qsaudit_version": __version__,
@@ -137,7 +142,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
                                   novelty, errors)
         store.commit(scored.case.case_id, part, thumbs)
         timings["read_seconds"] += scored.case.seconds
-        progress.update(task, advance=1)
+        progress.update(task, advance=1, info="")
         if on_case_committed is not None:
             on_case_committed(scored.case.case_id)
 
@@ -147,9 +152,11 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     timings["setup_seconds"] = loop_start - started
     governor = ModelThreads(predictor, settings.n_workers)
     timings["wait_seconds"] = 0.0
-    with progress_bar() as progress, governor:
-        task = progress.add_task("scanning", total=len(todo), info="")
-        prepared_cases = iter_prepared(todo, spec, workers=settings.n_workers)
+    with progress_bar() as progress, governor, contextlib.ExitStack() as readers:
+        task = progress.add_task("scanning", total=len(todo), info=_starting(settings.n_workers))
+        # closed on the way out, so an interrupt in the model (not only in a read) stops the readers
+        prepared_cases = readers.enter_context(
+            contextlib.closing(iter_prepared(todo, spec, workers=settings.n_workers)))
         while True:
             t0 = time.perf_counter()
             prepared = next(prepared_cases, None)
@@ -206,11 +213,11 @@ def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int
             yield prepare_case(case, spec)
         return
     with single_threaded_children():
-        pool = ProcessPoolExecutor(max_workers=workers,
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=exit_with_parent, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_ReaderContext(),
+                                   initializer=_start_reader, initargs=(os.getpid(),))
         # workers are spawned at submits: start them all while the variables hold
         started = [pool.submit(os.getpid) for _ in range(workers)]
+    finished = False
     try:
         for future in started:
             future.result()
@@ -231,8 +238,67 @@ def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int
             if nxt is not None:
                 window.append(pool.submit(prepare_case, nxt, spec))
             yield result
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted or failed: waiting for readers mid-case could hang, so stop them
+            _stop_readers(pool)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT in this process for the block (only the main thread may change it)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _ReaderProcess(multiprocessing.get_context("spawn").Process):  # type: ignore[name-defined]
+    """A spawned reader that ignores Ctrl-C from its first instruction: an ignored signal stays
+    ignored across exec and Python then installs no KeyboardInterrupt handler, so a Ctrl-C while
+    the reader still imports prints no traceback. The scan ignores SIGINT only while it starts
+    the process (a few milliseconds)."""
+
+    def start(self) -> None:
+        with _sigint_ignored():
+            super().start()
+
+
+class _ReaderContext(type(multiprocessing.get_context("spawn"))):  # type: ignore[misc]
+    Process = _ReaderProcess
+
+
+def _start_reader(parent_pid: int) -> None:
+    """Reader-process initializer: Ctrl-C is the scan's to handle (the main process stops the
+    readers), so a reader ignores SIGINT instead of printing a traceback; it exits with the scan."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent(parent_pid)
+
+
+def _stop_readers(pool: ProcessPoolExecutor, *, grace_seconds: float = 5.0) -> None:
+    """Cancel the queued cases and end the reader processes now (terminate, then kill)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 class WorstKeeper:
@@ -369,7 +435,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                 order = np.lexsort((work.slice_indices, scores))[:REPORT_SLICES]
                 thumbs[work.label] = {"ct": work.thumb_ct[order], "mask": work.thumb_mask[order],
                                       "slice_indices": work.slice_indices[order].tolist(),
-                                      "spacing": work.thumb_spacing}
+                                      "spacing": work.thumb_spacing, "views": work.thumb_views}
         else:
             row.update(n_slices=0)
         rows.append({k: _plain(v) for k, v in row.items()})
@@ -485,12 +551,10 @@ def _identity(settings: ScanSettings, predictor: SlicePredictor) -> dict[str, An
 
 
 def _shown_settings(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Settings for the report, with the precision actually used (e.g. "bf16 (auto)")."""
-    shown = dict(manifest["settings"])
-    used, asked = manifest["model"].get("precision"), shown.get("precision")
-    if used and asked and used != asked:
-        shown["precision"] = f"{used} ({asked})"
-    return shown
+    """Settings for the report, with the device and precision actually used."""
+    from qsaudit.reports.scan_report import settings_as_run
+
+    return settings_as_run(manifest) or {}
 
 
 def _precision(predictor: SlicePredictor) -> str:
@@ -520,6 +584,13 @@ def _summary(out_dir: Path, outputs: Any, *, scanned: int, resumed: int,
                        mean_dsc=float(dsc.mean()) if len(dsc) else float("nan"),
                        seconds=seconds, results_csv=outputs.results_csv,
                        report=outputs.report, report_error=outputs.report_error)
+
+
+def _starting(workers: int) -> str:
+    """What the scan does before its first case is committed (the bar sits at 0 meanwhile)."""
+    readers = f"starting {workers} reader process{'es' if workers != 1 else ''}, " if workers \
+        else ""
+    return f"{readers}reading the first cases and warming up the model…"
 
 
 def _now() -> str:

@@ -62,6 +62,7 @@ def _report(out_dir: Path, results, slices, sources, *, dataset: str, model: str
             settings: dict[str, Any], worst_n: int, title: str) -> tuple[Path | None, str | None]:
     try:
         from qsaudit.reports import ThumbnailInputs, render_report, worst_labels
+        from qsaudit.reports.thumbnails import plane_view
     except ImportError as exc:
         return None, f"report renderer unavailable ({exc})"
     by_case = {part["case_id"]: (store, part) for store, part in sources}
@@ -71,11 +72,13 @@ def _report(out_dir: Path, results, slices, sources, *, dataset: str, model: str
         stored = store.load_thumbnail(part, label)
         if stored is None:
             continue
+        views = {name: plane_view(v) for name, v in stored.get("views", {}).items()}
         thumbs[(case_id, label)] = ThumbnailInputs(
             ct_slices=[a.astype("float32") for a in stored["ct"]],
             mask_slices=[a.astype(bool) for a in stored["mask"]],
             slice_indices=[int(i) for i in stored["slice_indices"]],
-            spacing=tuple(stored["spacing"]))
+            spacing=tuple(stored["spacing"]), coronal=views.get("coronal"),
+            sagittal=views.get("sagittal"))
     try:
         path = render_report(results, slices, out_dir / "report.html", thumbnails=thumbs,
                              title=title, dataset=dataset, model=model, settings=settings,

@@ -13,6 +13,7 @@ from qsaudit.errors import ResultsError
 from qsaudit.inference.engine import ScanSummary, _summary
 from qsaudit.inference.finalize import write_outputs
 from qsaudit.inference.store import SCAN_JSON, ResultsStore, differences, read_manifest
+from qsaudit.reports.scan_report import settings_as_run
 
 
 def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path, *,
@@ -71,7 +72,7 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = write_outputs(out_dir, sources, dataset=str(first.get("dataset")),
                             model=str((first.get("model") or {}).get("name", "")),
-                            settings=merged["settings"], worst_n=worst_n)
+                            settings=settings_as_run(merged), worst_n=worst_n)
     summary = _summary(out_dir, outputs, scanned=0, resumed=len(sources),
                        seconds=time.perf_counter() - started)
     write_json(out_dir / SCAN_JSON, {

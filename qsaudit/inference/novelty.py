@@ -12,9 +12,10 @@ confidence, and the curator should know why. Two signs are checked:
   labels (their 0.5-99.5% quantiles, widened by :data:`RANGE_SLACK` of the range): a mask, a CT
   or a score pattern of another kind than those the errors were measured on.
 
-Such a label's interval is widened (its half-widths times :data:`WIDEN`, at least
-:data:`MIN_HALF_WIDTH` on each side, clipped to [0, 1]), and the results say which sign fired
-(column ``novelty``). numpy only.
+Such a label's interval is widened: each half-width becomes the larger of :data:`WIDEN` times its
+own and the widest the calibration's bands reach at any predicted value (at least
+:data:`MIN_HALF_WIDTH`), clipped to [0, 1]; the error bands of a bin say nothing about a label
+unlike its labels. The results say which sign fired (column ``novelty``). numpy only.
 """
 
 from __future__ import annotations
@@ -134,13 +135,15 @@ def assess(similarity: float, features: np.ndarray | None,
     return Novelty(float(similarity), tuple(outliers))
 
 
-def widen(dsc: float, low: float, high: float) -> tuple[float, float]:
-    """A novel label's interval: half-widths times :data:`WIDEN`, at least
-    :data:`MIN_HALF_WIDTH` each, clipped to [0, 1]; NaN ends stay NaN."""
+def widen(dsc: float, low: float, high: float, *, widest: tuple[float, float] = (0.0, 0.0)
+          ) -> tuple[float, float]:
+    """A novel label's interval: each half-width the largest of :data:`WIDEN` times its own,
+    ``widest`` (the calibration bands' largest reach below / above a prediction) and
+    :data:`MIN_HALF_WIDTH`, clipped to [0, 1]; NaN ends stay NaN."""
     if any(math.isnan(x) for x in (dsc, low, high)):
         return low, high
-    down = max(WIDEN * (dsc - low), MIN_HALF_WIDTH)
-    up = max(WIDEN * (high - dsc), MIN_HALF_WIDTH)
+    down = max(WIDEN * (dsc - low), widest[0], MIN_HALF_WIDTH)
+    up = max(WIDEN * (high - dsc), widest[1], MIN_HALF_WIDTH)
     return max(0.0, dsc - down), min(1.0, dsc + up)
 
 
@@ -173,8 +176,16 @@ class NoveltyCheck:
     """One scan's check: the model's training names and its calibration's feature ranges."""
 
     def __init__(self, predictor: Any, calibration: Any) -> None:
+        from qsaudit.inference.intervals import calibration_bands
+
         self.similarity = NameSimilarity(predictor)
         self.ranges = calibration_ranges(calibration)
+        bands = calibration_bands(calibration)
+        self.widest = (0.0, 0.0)
+        if bands is not None:
+            every = [b for b in (bands.default, bands.targets) if b is not None]
+            self.widest = (max(float(-np.min(b.low)) for b in every),
+                           max(float(np.max(b.high)) for b in every))
 
     def apply(self, agg: Any, structure: str) -> tuple[Any, str, float]:
         """``(aggregate, novelty column, name similarity)`` of one label: ``agg`` (an
@@ -183,6 +194,6 @@ class NoveltyCheck:
 
         found = assess(self.similarity(structure), agg.features, self.ranges)
         if found.reasons:
-            low, high = widen(agg.dsc, agg.low, agg.high)
+            low, high = widen(agg.dsc, agg.low, agg.high, widest=self.widest)
             agg = replace(agg, low=low, high=high)
         return agg, found.label, found.similarity

@@ -51,10 +51,12 @@ class LabelWork:
     sides ``probe_sides`` (n_probes,);
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
-    mask, with in-plane spacing ``thumb_spacing`` (mm). ``z_range``: the mask's axial slices
-    (half-open, RAS z), ``z_areas`` its voxels per slice of that range and ``z_size`` the
-    volume's slices (where an error lies, ``qsaudit.inference.error_model``; None for files
-    read in their own order). ``row`` holds the results-table fields
+    mask, with in-plane spacing ``thumb_spacing`` (mm); ``thumb_views``: the coronal and sagittal
+    planes through the mask (name -> ct, mask, spacing, position, z0, z_step; None when the
+    file's slices are not axial). ``z_range``: the mask's axial slices (half-open, RAS z),
+    ``z_areas`` its voxels per slice of that range and ``z_size`` the volume's slices (where an
+    error lies, ``qsaudit.inference.error_model``; None for files read in their own order).
+    ``row`` holds the results-table fields
     known before prediction (statistics, per-label flags, status, error, paths).
     """
 
@@ -66,6 +68,7 @@ class LabelWork:
     thumb_ct: np.ndarray | None = None
     thumb_mask: np.ndarray | None = None
     thumb_spacing: tuple[float, float] = (1.0, 1.0)
+    thumb_views: dict[str, Any] | None = None
     shape: np.ndarray | None = None
     n_probes: int = 0
     slice_mm: float | None = None
@@ -286,8 +289,8 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
             thumbs = _thumbnails(ct, mask, stats, index, volume.spacing, spec.thumb_size)
         else:  # slices not axial in the file: indices and thumbnails in the file's order
             thumbs = _thumbnails(file_ct, file_mask, checks.mask_stats(file_mask), index,
-                                 order.spacing, spec.thumb_size)
-    thumb_ct, thumb_mask, thumb_spacing = thumbs
+                                 order.spacing, spec.thumb_size, planes=False)
+    thumb_ct, thumb_mask, thumb_spacing, thumb_views = thumbs
     n_probes, sides, z_areas = 0, None, None
     if spec.end_probes and order is None:  # a paper-protocol model has no calibration
         probes, sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config,
@@ -299,7 +302,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                      z_range=None if z_areas is None else tuple(int(v) for v in stats.bbox[2]),
                      z_size=int(mask.shape[2]),
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
-                     thumb_spacing=thumb_spacing,
+                     thumb_spacing=thumb_spacing, thumb_views=thumb_views,
                      shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,
                                           largest_share=res.largest_share,
                                           spacing=volume.spacing)
@@ -334,20 +337,24 @@ def _crops(ct: np.ndarray, mask: np.ndarray, case_id: str, label: str, spec: Pre
 
 
 def _thumbnails(ct: np.ndarray, mask: np.ndarray, stats: Any, index: np.ndarray,
-                spacing: tuple[float, float, float], size: int
-                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Strided crops of the scored slices around the mask (context margin: half the box)."""
+                spacing: tuple[float, float, float], size: int, *, planes: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float], dict[str, Any] | None]:
+    """Strided crops of the scored slices, and (with ``planes``) the coronal and sagittal planes
+    through the mask (``qsaudit.reports.thumbnails.cut_planes``), each over a physical field of
+    view around the mask so that a small structure keeps its surroundings."""
+    from qsaudit.reports.thumbnails import cut_planes, field_of_view
+
     (x0, x1), (y0, y1), _ = stats.bbox
-    pad = max(10, (max(x1 - x0, y1 - y0) + 1) // 2)
-    x0, x1 = max(0, x0 - pad), min(ct.shape[0], x1 + pad)
-    y0, y1 = max(0, y0 - pad), min(ct.shape[1], y1 + pad)
-    step = max(1, math.ceil(max(x1 - x0, y1 - y0) / size))
-    sub_ct = ct[x0:x1:step, y0:y1:step][:, :, index]
-    sub_mask = mask[x0:x1:step, y0:y1:step][:, :, index]
+    xs = field_of_view(x0, x1, ct.shape[0], spacing[0])
+    ys = field_of_view(y0, y1, ct.shape[1], spacing[1])
+    step = max(1, math.ceil(max(xs[1] - xs[0], ys[1] - ys[0]) / size))
+    sub_ct = ct[xs[0]:xs[1]:step, ys[0]:ys[1]:step][:, :, index]
+    sub_mask = mask[xs[0]:xs[1]:step, ys[0]:ys[1]:step][:, :, index]
     thumb_ct = np.clip(np.rint(sub_ct), -32768, 32767).astype(np.int16).transpose(2, 0, 1)
     thumb_mask = np.ascontiguousarray(sub_mask.transpose(2, 0, 1))
+    views = cut_planes(ct, mask, spacing, stats.bbox, size=size) if planes else None
     return (np.ascontiguousarray(thumb_ct), thumb_mask,
-            (float(spacing[0]) * step, float(spacing[1]) * step))
+            (float(spacing[0]) * step, float(spacing[1]) * step), views)
 
 
 def _flag_swapped(works: list[LabelWork], offsets: dict[str, tuple[str, float]]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from qsaudit.atomic import write_json, write_with
-from qsaudit.errors import ResultsError
+from qsaudit.errors import ResultsError, UsageError
 
 SCAN_JSON = "scan.json"
 PARTS = "parts"
@@ -38,6 +38,15 @@ def part_stem(case_id: str) -> str:
     """A file-name-safe, collision-free stem for a case id."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)[:80]
     return f"{safe}-{hashlib.sha1(case_id.encode()).hexdigest()[:10]}"
+
+
+def refuse_inside_dataset(dataset: str | Path, out_dir: str | Path) -> None:
+    """Raise :class:`UsageError` when ``out_dir`` is ``dataset`` or lies inside it: qsaudit
+    only reads a dataset (links are followed, so a link into the dataset is refused too)."""
+    data, out = Path(dataset).resolve(), Path(out_dir).resolve()
+    if out == data or data in out.parents:
+        raise UsageError(f'"{out_dir}": the results folder is inside the dataset "{dataset}"; '
+                         "qsaudit never writes into a dataset: choose --out elsewhere")
 
 
 class ResultsStore:
@@ -105,7 +114,8 @@ class ResultsStore:
 
         ``part``: JSON-able dict with ``rows`` (list of row dicts), ``slices`` (list of slice row
         dicts) and ``body_area_mm2``; ``thumbnails``: label → {"ct": (n,h,w) int16, "mask":
-        (n,h,w) bool, "slice_indices": list, "spacing": (sx, sy)}.
+        (n,h,w) bool, "slice_indices": list, "spacing": (sx, sy), "views": optional name →
+        {"ct", "mask", "spacing", "position", "z0", "z_step"} (coronal and sagittal planes)}.
         """
         stem = part_stem(case_id)
         index = {}
@@ -116,6 +126,13 @@ class ResultsStore:
                 arrays[f"mask{i}"] = thumb["mask"]
                 index[label] = {"key": i, "slice_indices": [int(s) for s in thumb["slice_indices"]],
                                 "spacing": [float(s) for s in thumb["spacing"]]}
+                views = {}
+                for name, view in (thumb.get("views") or {}).items():
+                    arrays[f"{name}_ct{i}"], arrays[f"{name}_mask{i}"] = view["ct"], view["mask"]
+                    views[name] = {"spacing": [float(s) for s in view["spacing"]],
+                                   **{k: int(view[k]) for k in ("position", "z0", "z_step")}}
+                if views:
+                    index[label]["views"] = views
 
             def _save(tmp: Path) -> None:
                 with open(tmp, "wb") as fh:
@@ -141,9 +158,14 @@ class ResultsStore:
         path = self.parts_dir / f"{part_stem(part['case_id'])}.npz"
         if entry is None or not path.is_file():
             return None
+        key = entry["key"]
         with np.load(path) as data:
-            return {"ct": data[f"ct{entry['key']}"], "mask": data[f"mask{entry['key']}"],
-                    "slice_indices": entry["slice_indices"], "spacing": tuple(entry["spacing"])}
+            views = {name: {**view, "ct": data[f"{name}_ct{key}"],
+                            "mask": data[f"{name}_mask{key}"]}
+                     for name, view in entry.get("views", {}).items()}
+            return {"ct": data[f"ct{key}"], "mask": data[f"mask{key}"],
+                    "slice_indices": entry["slice_indices"], "spacing": tuple(entry["spacing"]),
+                    "views": views}
 
     @staticmethod
     def _read_part(path: Path) -> dict[str, Any]:

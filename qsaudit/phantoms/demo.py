@@ -142,7 +142,8 @@ def _make_case(index: int, s: _Settings) -> tuple[dict, list[dict]]:
                     _nifti_bytes(out.mask.astype(np.uint8), ph.affine))
         write_bytes(ref_dir / f"{name}.nii.gz", _nifti_bytes(mask.astype(np.uint8), ph.affine))
         rows.append({"case_id": case_id, "label": name, "true_dsc": dice(out.mask, mask),
-                     "error": error, "severity": severity})
+                     "error": error, "severity": severity,
+                     "reference_path": f"reference/{case_id}/segmentations/{name}.nii.gz"})
     return patient, rows
 
 
@@ -199,7 +200,7 @@ def make_demo(out_dir: str | Path, *, cases: int = 24, seed: int = 0, bias: bool
     writer.writerow(cols)
     for r in truth:
         writer.writerow([r["case_id"], r["label"], f"{r['true_dsc']:.6f}", r["error"],
-                         f"{r['severity']:.4f}"])
+                         f"{r['severity']:.4f}", r["reference_path"]])
     write_text(out / "truth.csv", buf.getvalue())
     pbuf = io.StringIO()
     pw = csv.DictWriter(pbuf, fieldnames=list(patients[0]), delimiter=";", lineterminator="\n")

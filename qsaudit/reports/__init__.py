@@ -12,11 +12,19 @@ from qsaudit.reports.scan_report import (
     templates_dir,
 )
 from qsaudit.reports.tables import worst_labels
-from qsaudit.reports.thumbnails import ThumbnailInputs, make_thumbnail, select_thumbnail_slices
+from qsaudit.reports.thumbnails import (
+    PlaneView,
+    ThumbnailInputs,
+    make_thumbnail,
+    make_views,
+    select_thumbnail_slices,
+)
 
 __all__ = [
+    "PlaneView",
     "ThumbnailInputs",
     "make_thumbnail",
+    "make_views",
     "render_report",
     "render_report_from_folder",
     "select_thumbnail_slices",

@@ -2,7 +2,7 @@
 
 ``render_report`` is called by ``qsaudit scan`` and ``qsaudit merge`` at the end of a run;
 ``render_report_from_folder`` re-renders it from a results folder. Templates live in
-``reports/templates/`` at the repository root (``report.html.j2`` plus the shared ``_style.css``
+``qsaudit/reports/templates/`` (package data: ``report.html.j2`` plus the shared ``_style.css``
 and ``_table.js``). The page never loads anything from the network.
 """
 
@@ -19,6 +19,7 @@ import pandas as pd
 from qsaudit.atomic import write_text
 from qsaudit.columns import RESULT_COLUMNS, meanings
 from qsaudit.errors import ResultsError
+from qsaudit.reports.hub import analyses, render_section
 from qsaudit.reports.plots import dsc_distribution_png, sparkline_svg
 from qsaudit.reports.tables import (
     DISPLAY_DIGITS,
@@ -34,18 +35,31 @@ from qsaudit.reports.tables import (
     table_payload,
     worst_labels,
 )
-from qsaudit.reports.thumbnails import ThumbnailInputs, make_thumbnail
+from qsaudit.reports.thumbnails import ThumbnailInputs, make_thumbnail, make_views
 
 TEMPLATE = "report.html.j2"
 # Rows listed in the "labels not scored" section; the table holds them all anyway.
 MAX_PROBLEM_ROWS = 300
 
 
-def templates_dir() -> Path:
-    """The folder of the report templates: ``<repository root>/reports/templates``."""
-    import qsaudit
+def settings_as_run(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A scan.json's settings for the report, with the device and precision actually used
+    (e.g. ``device: cpu (auto)``, ``precision: bf16 (auto)``) rather than only those asked for."""
+    settings = manifest.get("settings")
+    if not isinstance(settings, Mapping):
+        return None
+    shown = dict(settings)
+    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
+    for key in ("device", "precision"):
+        used, asked = model.get(key), shown.get(key)
+        if used and asked and str(used) != str(asked) and not str(asked).startswith(f"{used} ("):
+            shown[key] = f"{used} ({asked})"
+    return shown
 
-    return Path(qsaudit.__file__).resolve().parents[1] / "reports" / "templates"
+
+def templates_dir() -> Path:
+    """The folder of the report templates: ``qsaudit/reports/templates`` (package data)."""
+    return Path(__file__).resolve().parent / "templates"
 
 
 def template_environment():
@@ -96,6 +110,7 @@ def render_report(
     thumbs = dict(thumbnails or {})
     cards = [_card(table, key, thumbs.get(key), by_label.get(key)) for key in worst]
     problems = table[table["status"] != "ok"]
+    recorded = analyses(Path(out_path).parent)  # analyses already run on this folder, if any
     result_meanings = meanings(RESULT_COLUMNS)
     result_meanings[FLAGS_FIELD] = "Model-free flags raised on the label."
     context = {
@@ -111,6 +126,9 @@ def render_report(
         "worst_n": worst_n,
         "problems": problems.head(MAX_PROBLEM_ROWS).to_dict("records"),
         "n_problems": len(problems),
+        "problem_counts": problems["status"].astype(str).value_counts().sort_index().to_dict(),
+        "analyses_section": render_section(recorded),
+        "n_analyses": len(recorded),
         "table_columns": [(c, column_kind(c), result_meanings[c], DISPLAY_DIGITS.get(c, 3))
                           for c in TABLE_COLUMNS],
         "case_columns": [(c, _case_kind(c), m, 3) for c, m in case_meanings().items()],
@@ -128,8 +146,9 @@ def render_report_from_folder(
     *,
     out_path: Path | None = None,
     title: str = "qsaudit report",
-    worst_n: int = 40,
+    worst_n: int | None = None,
     read_volumes: bool = False,
+    references: Mapping[tuple[str, str], tuple[str, Any]] | None = None,
 ) -> Path:
     """Re-render ``report.html`` from a results folder written by ``qsaudit scan``.
 
@@ -138,7 +157,9 @@ def render_report_from_folder(
     thumbnails of the worst labels are rebuilt from the CT and label files the table names (those
     that can't be read go without one); otherwise the cards have no thumbnail. Writes
     ``results_dir/report.html`` unless ``out_path`` is given; raises ``ResultsError`` when the
-    folder or its results table is missing or unreadable.
+    folder or its results table is missing or unreadable. ``worst_n``: cards shown (default: as
+    the scan had them, else 40); ``references``: ``(case_id, label)`` -> (reference mask file,
+    value or None), outlined on the cards when ``read_volumes``.
     """
     folder = Path(results_dir)
     if not folder.is_dir():
@@ -148,13 +169,16 @@ def render_report_from_folder(
         raise ResultsError(f'"{folder}": no results.parquet or results.csv in the folder')
     slices = _read_table(folder, "slices")
     meta = _read_scan_json(folder / "scan.json")
-    settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else None
+    settings = settings_as_run(meta)
+    if worst_n is None:
+        worst_n = int((settings or {}).get("thumbnails") or 40)
     thumbnails = None
     if read_volumes:
         from qsaudit.reports.volume_thumbnails import thumbnails_from_volumes
 
         table = normalise_results(results)
-        thumbnails = thumbnails_from_volumes(table, slices, worst_labels(table, worst_n))
+        thumbnails = thumbnails_from_volumes(table, slices, worst_labels(table, worst_n),
+                                             references=dict(references or {}))
     return render_report(
         results,
         slices if slices is not None else pd.DataFrame(columns=["case_id", "label"]),
@@ -193,12 +217,40 @@ def _card(table: pd.DataFrame, key: tuple[str, str], thumb: ThumbnailInputs | No
         "dsc": float(row["predicted_dsc"]),
         "low": row["dsc_low"],
         "high": row["dsc_high"],
+        "novelty": novelty_words(row.get("novelty")),
         "worst_slice": None if pd.isna(row["worst_slice"]) else int(row["worst_slice"]),
         "flags": raised_flags(row),
+        "views": _views_or_none(thumb),
         "thumbnail": _thumbnail_or_none(thumb),
+        "reference": thumb is not None and thumb.reference_slices is not None,
         "thumb_slices": list(thumb.slice_indices) if thumb is not None else [],
         "sparkline": Markup(spark),
     }
+
+
+NOVELTY_WORDS = {
+    "name": "a structure the model was never trained on",
+    "image": "a mask, CT or score pattern unlike the labels its errors were measured on",
+}
+
+
+def novelty_words(value: object) -> str:
+    """The report's words for a ``novelty`` value ("name+image" -> both reasons), "" for
+    none: why the label's interval is wider than usual."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value):
+        return ""
+    return "; ".join(NOVELTY_WORDS.get(part, part) for part in str(value).split("+"))
+
+
+def _views_or_none(thumb: ThumbnailInputs | None) -> list | None:
+    """Axial, coronal and sagittal views; None for thumbnails kept without the two planes
+    (the card then shows its worst axial slices side by side, as before)."""
+    if thumb is None or (thumb.coronal is None and thumb.sagittal is None):
+        return None
+    try:
+        return make_views(thumb)
+    except ValueError:
+        return None
 
 
 def _thumbnail_or_none(thumb: ThumbnailInputs | None) -> str | None:

@@ -18,8 +18,8 @@ from qsaudit.errors import ResultsError
 
 # Columns of the label table in the page, in order (meanings come from qsaudit.columns).
 TABLE_COLUMNS: tuple[str, ...] = (
-    "case_id", "label", "structure", "predicted_dsc", "dsc_low", "dsc_high", "slice_std",
-    "worst_slice", "n_slices", "volume_ml", "mean_hu", "n_flags", "status", "error",
+    "case_id", "label", "structure", "predicted_dsc", "dsc_low", "dsc_high", "novelty",
+    "slice_std", "worst_slice", "n_slices", "volume_ml", "mean_hu", "n_flags", "status", "error",
 )
 # Decimals shown for the float columns of the table (others: 3).
 DISPLAY_DIGITS: dict[str, int] = {"volume_ml": 1, "mean_hu": 0}

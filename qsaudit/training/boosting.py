@@ -20,7 +20,7 @@ from qsaudit.inference.trees import Tree, TreeCalibration
 @dataclass(frozen=True)
 class BoostConfig:
     """Hyper-parameters (defaults chosen by patient-wise cross-validation on the calibration
-    labels of the shipped model; see weights/README.md). Deeper trees than the first choice
+    labels of the shipped model; see qsaudit/weights/README.md). Deeper trees than the first choice
     (300 of depth 4 at rate 0.05): on 7,000 calibration labels they cut the cross-validated
     MAE from 0.089 to 0.080, for a ~4 MB calibration in the model file."""
 

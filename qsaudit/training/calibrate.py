@@ -33,7 +33,7 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          degraded_per_label: int | None = None,
                          patients: set[str] | None = None,
                          table_out: str | Path | None = None,
-                         method: str = "auto") -> dict[str, Any]:
+                         method: str = "auto", trunk_phantoms: int = 0) -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
@@ -65,6 +65,9 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
             found = [s for s in found if s.patient_id in patients or s.case_id in patients]
         specs.extend(found)
     specs.extend(phantom_specs(phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM))
+    if trunk_phantoms:
+        specs.extend(phantom_specs(trunk_phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM,
+                                   region="trunk"))
     if not specs:
         raise UsageError("no calibration data: give --data DIR (with the model's validation "
                          "patients, or --all-cases) and/or --phantoms N")
@@ -88,7 +91,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
         label_table(val, pred, probe_pred).save(table_out)
     patients_used = {s.patient_id for s in specs}
     return _write(model, meta, calibration, metrics, patients_used, out=out,
-                  info={"data": [str(d) for d in data_dirs], "phantoms": phantoms})
+                  info={"data": [str(d) for d in data_dirs], "phantoms": phantoms,
+                        "trunk_phantoms": trunk_phantoms})
 
 
 def predict_probes(predictor: Any, samples: Any) -> Any:
@@ -101,7 +105,7 @@ def predict_probes(predictor: Any, samples: Any) -> Any:
 
 def calibrate_from_table(model: str | Path, table_file: str | Path, *,
                          out: str | Path | None = None, seed: int = 0,
-                         method: str = "auto") -> dict[str, Any]:
+                         method: str = "auto", trunk_phantoms: int = 0) -> dict[str, Any]:
     """Refit the calibration of ``model`` from a table saved by ``--table`` (seconds, no data).
 
     The table must come from this model (its slice predictions are in it); its patients are
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("--data", type=Path, action="append", default=[])
     parser.add_argument("--phantoms", type=int, default=0)
+    parser.add_argument("--trunk-phantoms", type=int, default=0,
+                        help="chest-to-pelvis phantoms (calibration seed stream)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
@@ -183,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                                            seed=args.seed, workers=args.workers,
                                            all_cases=args.all_cases, snapshot_steps=steps,
                                            patients=chosen, table_out=args.table,
-                                           method=args.method)
+                                           method=args.method,
+                                           trunk_phantoms=args.trunk_phantoms)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

@@ -70,7 +70,7 @@ def test_bias_command_usage_errors(tmp_path, report):
     assert out.exit_code == 2 and "nowhere" in out.output
     nomatch = write_meta(tmp_path / "n.csv", [("x1", "40", "m")])
     out = invoke(["bias", "--meta", nomatch, "-r", report])
-    assert out.exit_code == 1 and "no case of the results has metadata" in out.output
+    assert out.exit_code == 2 and "no case of the results has metadata" in out.output
     assert "Traceback" not in out.output
 
 
@@ -103,6 +103,44 @@ def test_budget_command(report, truth, tmp_path):
 def test_budget_command_usage_errors(report, args, code):
     out = invoke(["budget", "-r", report, *args])
     assert out.exit_code == code and "Error" in out.output and "Traceback" not in out.output
+
+
+def test_gate_screen_counts_add_up_and_show_warnings(tmp_path, monkeypatch):
+    """Listed plus "… and N more" equals the totals on the last line, errors and warnings."""
+    import re
+
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    df = make_results(40, structures=("liver", "spleen"), seed=3)
+    df.loc[::2, "predicted_dsc"] = 0.1            # 40 errors below --min-dsc
+    flagged = df.index[1::2][:25]
+    df.loc[flagged, "n_flags"] = 1                # 25 flagged labels: warnings
+    df.loc[flagged, df.columns[df.columns.str.startswith("flag_")][0]] = True
+    out = invoke(["gate", "-r", write_results(df, tmp_path / "r"), "--min-dsc", "0.2"])
+    assert out.exit_code == 1, out.output
+    lines = out.output.splitlines()
+    shown = {level: sum(line.startswith(f"{level}: ") for line in lines)
+             for level in ("error", "warning")}
+    more = {level: sum(int(n) for n in re.findall(rf"… and (\d+) more {level}", out.output))
+            for level in ("error", "warning")}
+    assert shown["warning"] > 0
+    assert lines[-1] == "Gate failed: 40 errors, 25 warnings."
+    assert shown["error"] + more["error"] == 40 and shown["warning"] + more["warning"] == 25
+
+
+@pytest.mark.parametrize("args", [
+    ["budget", "--fraction", "0"], ["budget", "--count", "0"], ["budget", "--fraction", "0.01"],
+    ["select", "--top", "0"], ["select", "--count", "0"], ["select", "--top", "0.01"],
+])
+def test_empty_budgets_are_refused_alike_and_keep_earlier_outputs(report, args):
+    """One rule: a budget that selects nothing exits 2 and overwrites nothing."""
+    assert invoke(["budget", "-f", "0.5", "-r", report]).exit_code == 0
+    assert invoke(["select", "--top", "0.5", "-r", report]).exit_code == 0
+    before = {name: (report / name).read_bytes() for name in
+              ("correction_list.csv", "budget.json", "selected.csv", "select.json")}
+    out = invoke([*args, "-r", report])
+    assert out.exit_code == 2 and "Error" in out.output and "Traceback" not in out.output
+    assert {name: (report / name).read_bytes() for name in before} == before
 
 
 def test_select_command(report, truth, tmp_path):

@@ -107,7 +107,7 @@ def test_budget_errors():
     res, truth = four_labels()
     with pytest.raises(UsageError, match="exactly one"):
         plan_budget(res, fraction=0.5, count=2)
-    with pytest.raises(UsageError, match="between 0 and 1"):
+    with pytest.raises(UsageError, match="above 0 and at most 1"):
         plan_budget(res, fraction=1.5)
     with pytest.raises(UsageError, match="--unit"):
         plan_budget(res, fraction=0.5, unit="patient")

@@ -30,10 +30,10 @@ def test_paired_with_labels_csv_and_forced_layout(paired_dataset: Path, labels_c
 
 def test_errors_are_one_line_with_exit_codes(tmp_path: Path, paired_dataset: Path):
     missing = runner.invoke(app, ["datasets", str(tmp_path / "absent")])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "no such folder" in missing.output and "Traceback" not in missing.output
     no_names = runner.invoke(app, ["datasets", str(paired_dataset)])
-    assert no_names.exit_code == 1 and "--labels" in no_names.output
+    assert no_names.exit_code == 2 and "--labels" in no_names.output
     bad_layout = runner.invoke(app, ["datasets", str(paired_dataset), "--layout", "zip"])
     assert bad_layout.exit_code == 2 and "unknown layout" in bad_layout.output
 

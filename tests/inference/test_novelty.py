@@ -50,6 +50,8 @@ def test_a_novel_label_gets_a_wider_interval_that_still_holds_its_prediction():
     low, high = widen(0.95, 0.94, 0.99)  # narrow bands widen to at least MIN_HALF_WIDTH
     assert low == pytest.approx(0.95 - MIN_HALF_WIDTH) and high == 1.0
     assert np.isnan(widen(0.5, float("nan"), 0.6)[0])
+    # a bin whose own errors are tiny says nothing about a novel label: the widest band counts
+    assert widen(0.02, 0.0, 0.07, widest=(0.4, 0.45)) == (0.0, pytest.approx(0.47))
     found = assess(0.3, np.array([0.0, 50.0]), FeatureRanges(("a", "b"), np.zeros(2),
                                                               np.ones(2)))
     assert found.reasons == ("name", "image") and found.label == "name+image"

@@ -174,3 +174,17 @@ def test_bad_files_get_status_rows(make_dataset, tiny_model, tmp_path):
     assert (results.loc["c005", "status"] == "ok").all()
     assert (results.loc[("c002", "spleen"), "status"]) == "ok"
     assert summary.status_counts["ok"] == 6 + 5 + 5 + 5
+
+
+def test_report_shows_the_device_the_scan_ran_on(tiny_dataset, tiny_model, tmp_path):
+    import re
+
+    import torch
+
+    out = tmp_path / "out"
+    scan_dataset(tiny_dataset, out, settings=ScanSettings(model=tiny_model, workers=0,
+                                                          device="auto", slices=2))
+    used = json.loads((out / "scan.json").read_text())["model"]["device"]
+    assert used == ("cuda:0" if torch.cuda.is_available() else "cpu") or used.startswith("cuda")
+    text = re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())
+    assert f"{used} (auto)" in text

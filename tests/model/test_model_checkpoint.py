@@ -148,7 +148,7 @@ def test_devices_and_default_path():
             resolve_device("cuda")
     path = default_weights_path()
     assert path.name == "qsaudit-default.pt" and path.parent.name == "weights"
-    assert (path.parents[1] / "pyproject.toml").is_file()
+    assert path.is_file() and path.parents[1].name == "qsaudit"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

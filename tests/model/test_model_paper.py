@@ -201,7 +201,7 @@ def test_import_paper_command(tmp_path):
     bad.write_bytes(b"nope")
     result = runner.invoke(app, ["import-paper", "--checkpoint", str(bad),
                                  "--embeddings", str(emb), "--out", str(tmp_path / "b.pt")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Error" in result.output and "bad.pth" in result.output
     help_text = runner.invoke(app, ["import-paper", "--help"]).output
     assert "Example" in help_text

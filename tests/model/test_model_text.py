@@ -32,6 +32,21 @@ def test_minilm_unit_vectors_and_synonyms(no_network):
     assert enc.encode([]).shape == (0, 384)
 
 
+def test_minilm_loads_without_a_progress_bar():
+    """The loader's tqdm bar ("Loading weights: 100%|…") would break --quiet and the scan's bar."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from qsaudit.model.text import get_text_encoder\n"
+            "print(get_text_encoder('minilm').encode(['spleen']).shape)")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=root, check=True)
+    assert proc.stdout.strip() == "(1, 384)"
+    assert "Loading" not in proc.stderr and "%|" not in proc.stderr, proc.stderr
+
+
 def test_open_clip_random_init_is_512_d_and_reproducible(no_network):
     spec = "open_clip:ViT-B-32:none"
     assert encoder_dim(spec) == 512

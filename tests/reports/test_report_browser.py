@@ -143,3 +143,109 @@ def test_report_loads_sorts_filters_and_screenshot(driver, report_inputs, tmp_pa
     shot = ARTIFACTS / "report.png"
     assert driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture
+def audited_folder(tmp_path):
+    """A results folder with its report.html, on which every analysis command has run."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from qsaudit.analyses.bias_simulation import simulate_bias_data
+    from qsaudit.cli import app
+    from qsaudit.columns import SLICE_COLUMNS, names
+
+    results, meta = simulate_bias_data(n_patients=30, structures=("liver", "spleen", "aorta"),
+                                       sex_effect=0.08, seed=5)
+    results.loc[results.index[:3], ["status", "predicted_dsc"]] = ["unreadable", None]
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    results.to_csv(folder / "results.csv", index=False)
+    render_report(results, pd.DataFrame(columns=names(SLICE_COLUMNS)), folder / "report.html")
+    truth = results[["case_id", "label"]].assign(
+        true_dsc=(results["predicted_dsc"].fillna(0.5) - 0.05).clip(0, 1))
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    meta.table[["patient_id", "age", "sex"]].rename(columns={"patient_id": "image_id"}).to_csv(
+        tmp_path / "meta.csv", index=False)
+    runner = CliRunner()
+    for args, code in ((["evaluate", "--truth", tmp_path / "truth.csv"], 0),
+                       (["bias", "--meta", tmp_path / "meta.csv"], 0),
+                       (["budget", "--fraction", "0.2", "--truth", tmp_path / "truth.csv",
+                         "--draws", "20"], 0),
+                       (["select", "--top", "0.5"], 0),
+                       (["gate", "--min-dsc", "0.7", "--junit", tmp_path / "ci" / "gate.xml"], 1)):
+        out = runner.invoke(app, [*map(str, args), "--results", str(folder)])
+        assert out.exit_code == code, out.output
+    return folder
+
+
+def _broken_links(drv, page: Path) -> list[str]:
+    """Links of the open page that lead nowhere: a missing file or an unknown #anchor."""
+    from urllib.parse import unquote, urlparse
+
+    hrefs = drv.execute_script("return [...document.links].map(a => a.getAttribute('href'))")
+    broken = []
+    for href in hrefs:
+        if href.startswith("#case="):  # handled by the page's script
+            continue
+        if href.startswith("#"):
+            if not drv.execute_script("return !!document.getElementById(arguments[0])", href[1:]):
+                broken.append(href)
+            continue
+        target = (page.parent / unquote(urlparse(href).path)).resolve()
+        if not target.is_file():
+            broken.append(href)
+    return broken
+
+
+def _loads_cleanly(drv) -> None:
+    severe = [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"]
+    assert severe == [], f"console errors: {severe}"
+    images = drv.execute_script(
+        "return [...document.images].filter(i => i.getAttribute('src'))"  # the viewer's is empty
+        ".map(i => i.complete && i.naturalWidth > 0)")
+    assert all(images), "an image did not load"
+
+
+def test_report_is_the_home_of_every_analysis(driver, audited_folder):
+    from selenium.webdriver.common.by import By
+
+    report = audited_folder / "report.html"
+    driver.get(report.as_uri())
+    _loads_cleanly(driver)
+    cards = driver.find_elements(By.CSS_SELECTOR, "#analyses article.analysis")
+    assert [c.get_attribute("id") for c in cards] == [
+        "analysis-evaluate", "analysis-bias", "analysis-budget", "analysis-select",
+        "analysis-gate"]
+    gate = driver.find_element(By.ID, "analysis-gate")
+    assert "Gate failed" in gate.text and "bad" in gate.get_attribute("class")
+    assert "Pearson r" in driver.find_element(By.ID, "analysis-evaluate").text
+    assert _broken_links(driver, report) == []
+    linked = {a.get_attribute("href").rsplit("/", 1)[-1] for a in
+              driver.find_elements(By.CSS_SELECTOR, "#analyses a")}
+    assert {"evaluation.png", "bias.html", "correction_list.csv", "selected.csv",
+            "gate.xml"} <= linked
+    # the interval is explained, and the long "not scored" list is folded away
+    assert "90% prediction interval" in driver.find_element(By.ID, "worst").text
+    assert not driver.find_element(By.CSS_SELECTOR, "#problems table").is_displayed()
+    driver.find_element(By.CSS_SELECTOR, "#problems summary").click()
+    assert driver.find_element(By.CSS_SELECTOR, "#problems table").is_displayed()
+
+    driver.find_element(By.CSS_SELECTOR, '#analysis-bias a[href="bias.html"]').click()
+    _wait(driver, lambda d: d.current_url.endswith("bias.html"))
+    _loads_cleanly(driver)
+    assert _broken_links(driver, audited_folder / "bias.html") == []
+    # bias.html: the sex plot is shown at its own size, headed columns, no wrapped cells
+    plot = driver.find_element(By.CSS_SELECTOR, 'img[alt^="Predicted DSC by sex"]')
+    assert driver.execute_script("return arguments[0].clientWidth === arguments[0].naturalWidth",
+                                 plot)
+    groups = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "th.group")]
+    assert groups == ["Sex (male − female)", "Age"]
+    heights = driver.execute_script(
+        "return [...document.querySelectorAll('table.bias tbody tr')].map(r => r.clientHeight)")
+    assert max(heights) < 1.6 * min(heights), "a table cell wraps onto several lines"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "bias.png"))
+    driver.find_element(By.CSS_SELECTOR, "header.top a.home").click()
+    _wait(driver, lambda d: d.current_url.endswith("report.html"))
+    assert driver.find_element(By.ID, "analyses").is_displayed()

@@ -92,3 +92,70 @@ def test_thumbnail_inputs_are_validated():
         ThumbnailInputs([ct], [ct > 0], [0], (0.0, 1.0))
     with pytest.raises(ValueError, match="window"):
         make_thumbnail(ThumbnailInputs([ct], [ct > 0], [0], (1.0, 1.0)), window=(100, 0))
+
+
+def _colour(img: np.ndarray, rgb) -> np.ndarray:
+    return np.all(img == np.array(rgb, dtype=np.uint8), axis=-1)
+
+
+def _volume_with_a_small_organ():
+    """A 200 x 160 x 60 body (1 x 1 x 3 mm) with a 6-mm bright organ high up (superior) and to
+    the patient's right, its reference shifted 2 mm to the left."""
+    x, y, z = np.mgrid[0:200, 0:160, 0:60]
+    ct = np.where(((x - 100) / 90) ** 2 + ((y - 80) / 70) ** 2 < 1, 40.0, -1000.0)
+    ct[(z >= 50) & (x >= 120)] = 300.0  # bone-bright block: superior and to the right
+    organ = ((x - 140) / 3) ** 2 + ((y - 80) / 3) ** 2 + ((z - 52) / 1.2) ** 2 < 1
+    reference = np.roll(organ, -2, axis=0)
+    return ct, organ, reference
+
+
+def test_three_views_keep_context_orientation_and_both_outlines():
+    from qsaudit.reports.thumbnails import (
+        MARK_RGB,
+        REFERENCE_RGB,
+        cut_planes,
+        make_views,
+        plane_view,
+    )
+
+    ct, organ, reference = _volume_with_a_small_organ()
+    bbox = tuple((int(h[0]), int(h[-1]) + 1) for h in
+                 (np.flatnonzero(organ.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1))))
+    planes = cut_planes(ct, organ, (1.0, 1.0, 3.0), bbox, size=160, reference=reference)
+    assert abs(planes["coronal"]["position"] - 80) <= 1  # through the organ's fullest row
+    assert abs(planes["sagittal"]["position"] - 140) <= 1
+    z = 52
+    inputs = ThumbnailInputs([ct[:, :, z]], [organ[:, :, z]], [z], (1.0, 1.0),
+                             coronal=plane_view(planes["coronal"]),
+                             sagittal=plane_view(planes["sagittal"]),
+                             reference_slices=[reference[:, :, z]])
+    views = make_views(inputs)
+    assert [v.name for v in views] == ["axial", "coronal", "sagittal"]
+    axial, coronal, sagittal = (_decode(v.uri) for v in views)
+    # the reference is shifted along x: apart from the label on the axial and coronal views,
+    # on the sagittal one it lies under the label's own (red) outline
+    assert _colour(axial, REFERENCE_RGB).any() and _colour(coronal, REFERENCE_RGB).any()
+    for img in (axial, coronal, sagittal):
+        assert _outline_pixels(img).any()
+        # a 6-mm organ keeps its surroundings: at least 120 mm of field, so under a tenth wide
+        cols = np.nonzero(_outline_pixels(img))[1]
+        assert cols.max() - cols.min() + 1 < img.shape[1] / 8
+    # coronal: the head at the top (the bright block is superior) and the patient's right on
+    # the left; the reference (2 mm to the patient's left) lies right of the label
+    h, w = coronal.shape[:2]
+    assert coronal[: h // 3, : w // 3].mean() > coronal[-h // 3:, : w // 3].mean() + 50
+    label_cols = np.nonzero(_outline_pixels(coronal))[1]
+    ref_cols = np.nonzero(_colour(coronal, REFERENCE_RGB))[1]
+    assert ref_cols.mean() > label_cols.mean()
+    # the worst axial slice is marked by ticks on both edges of the coronal and sagittal views
+    for img in (coronal, sagittal):
+        ticks = _colour(img, MARK_RGB)
+        assert ticks[:, :3].any() and ticks[:, -3:].any()
+    assert not _colour(axial, MARK_RGB).any()
+
+
+def test_views_need_the_planes_and_old_thumbnails_keep_the_tiled_slices(thumbnail_factory):
+    from qsaudit.reports.thumbnails import make_views
+
+    views = make_views(thumbnail_factory(n=3))
+    assert [v.name for v in views] == ["axial"]

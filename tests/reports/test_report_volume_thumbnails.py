@@ -47,6 +47,21 @@ def test_thumbnails_from_files_in_ras_orientation(tmp_path):
     kidney = thumbs[("c1", "kidney")]
     assert kidney.slice_indices == [3]  # no slice rows: the results' worst_slice
     assert kidney.mask_slices[0].sum() == 9
+    # the planes through the label, in RAS: coronal (x, z) and sagittal (y, z)
+    assert 6 <= liver.coronal.position < 10 and 5 <= liver.sagittal.position < 9
+    np.testing.assert_array_equal(liver.coronal.mask, lab[:, liver.coronal.position, :] == 3)
+    np.testing.assert_allclose(liver.sagittal.ct, np.rint(ras[liver.sagittal.position, :, :]))
+    assert liver.coronal.spacing == pytest.approx((0.8, 2.0)) and liver.reference_slices is None
+    # a reference mask (here: the kidney's region as the liver's reference) is cut alike
+    ref_path = _write(tmp_path / "ref.nii.gz", (lab[::-1, ::-1] == 7).astype(np.uint8), lps)
+    with_ref = thumbnails_from_volumes(results, slices, keys, k=2,
+                                       references={("c1", "liver"): (ref_path, None)})
+    liver = with_ref[("c1", "liver")]
+    np.testing.assert_array_equal(liver.reference_slices[0], lab[:, :, 6] == 7)
+    assert liver.coronal.reference is not None
+    wrong_grid = _write(tmp_path / "small.nii.gz", np.ones((4, 4, 4), np.uint8), lps)
+    assert thumbnails_from_volumes(results, slices, keys, k=2, references={
+        ("c1", "liver"): (wrong_grid, None)})[("c1", "liver")].reference_slices is None
 
 
 def test_render_from_folder_reads_volumes(tmp_path, scan_tables):
@@ -60,6 +75,7 @@ def test_render_from_folder_reads_volumes(tmp_path, scan_tables):
     slices.to_parquet(tmp_path / "slices.parquet")
     (tmp_path / "scan.json").write_text(json.dumps({"dataset": "d"}))
     page = render_report_from_folder(tmp_path, read_volumes=True, worst_n=5).read_text()
-    assert page.count('<img class="thumb" src="data:image/png;base64,') == 5
+    # five cards, each with its axial, coronal and sagittal view
+    assert page.count('<img class="thumb view-img" src="data:image/png;base64,') == 15
     page = render_report_from_folder(tmp_path, worst_n=5).read_text()
-    assert '<img class="thumb"' not in page
+    assert '<img class="thumb' not in page

@@ -120,3 +120,14 @@ def test_render_from_folder_reads_csv_and_reports_problems(tmp_path, scan_tables
     (tmp_path / "results.parquet").write_bytes(b"not parquet")
     with pytest.raises(ResultsError, match="cannot read"):
         render_report_from_folder(tmp_path)
+
+
+def test_a_novel_label_says_its_interval_is_wider(tmp_path, scan_tables):
+    results, slices = scan_tables
+    results = results.copy()
+    results["novelty"] = ""
+    worst = results.sort_values("predicted_dsc").index[0]
+    results.loc[worst, "novelty"] = "name+image"
+    page = _render(tmp_path, results, slices, worst_n=3)
+    assert page.count('class="novel"') == 1
+    assert "never trained on" in page and "unlike the labels its errors were measured on" in page

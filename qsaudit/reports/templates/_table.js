@@ -271,6 +271,23 @@
     }
   });
 
+  // ---- a larger view of a card's image, on click --------------------------------------------
+  var viewer = document.getElementById("viewer");
+  if (viewer && typeof viewer.showModal === "function") {
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest ? event.target.closest("button.view") : null;
+      if (!button) return;
+      var img = button.querySelector("img");
+      document.getElementById("viewer-img").src = img.src;
+      document.getElementById("viewer-img").alt = img.alt;
+      document.getElementById("viewer-caption").textContent = img.dataset.caption || img.alt;
+      viewer.showModal();
+    });
+    viewer.addEventListener("click", function (event) {
+      if (event.target === viewer || event.target.id === "viewer-img") viewer.close();
+    });
+  }
+
   labels.refresh();
   cases.refresh();
   caseFromHash();
