@@ -110,6 +110,24 @@ def advice(kind: str | None, slices: str | None = None, *, inside: int | None = 
     return todo if task else f"{what}: {todo}"
 
 
+UNRECOGNISED = "no specific error recognised: review the whole label"
+"""A correction task for a label the classifier calls ``none`` though it was picked for review."""
+
+
+def row_task(row: object) -> str:
+    """The correction task of one results row (a mapping or pandas row with ``likely_error``,
+    ``error_slices``, ``worst_slice``): :func:`advice`, :data:`UNRECOGNISED` for ``none``, ""
+    when the row has no error kind (a model without an error classifier)."""
+    get = row.get if hasattr(row, "get") else (lambda k, d=None: getattr(row, k, d))
+    kind = get("likely_error")
+    if not isinstance(kind, str) or kind not in _ADVICE:
+        return ""
+    if kind == "none":
+        return UNRECOGNISED
+    worst = get("worst_slice")
+    return advice(kind, get("error_slices"), inside=None if _missing(worst) else int(worst))
+
+
 def format_slices(first: int, last: int) -> str:
     """An ``error_slices`` value: ``"40-52"``, or ``"40"`` for one slice."""
     first, last = int(min(first, last)), int(max(first, last))
