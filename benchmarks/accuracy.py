@@ -64,6 +64,9 @@ def shuffled_names(names: np.ndarray, seed: int) -> np.ndarray:
     return np.array([mapping[n] for n in names], dtype=object)
 
 
+_BUILT: dict[int, object] = {}  # one build per set of specs (the shuffled pass reuses it)
+
+
 def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, workers: int,
                 shuffle: bool = False):
     """Label Dice of every candidate of ``specs``: (plain, calibrated or None, interval or
@@ -81,8 +84,11 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     from qsaudit.training.calibration import label_table
 
     patients = {s.patient_id for s in specs}
-    _, val = build_samples(specs, patients, model_config=predictor.config,
-                           sample_config=sample_config, seed=seed, workers=workers)
+    if id(specs) not in _BUILT:
+        _BUILT[id(specs)] = build_samples(specs, patients, model_config=predictor.config,
+                                          sample_config=sample_config, seed=seed,
+                                          workers=workers)[1]
+    val = _BUILT[id(specs)]
     probe_set = val
     if shuffle:  # the network sees other names; the table keeps each label's own structure
         from dataclasses import replace

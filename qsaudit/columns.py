@@ -33,7 +33,7 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "predicted value (models without them: from the spread of the slice predictions)."),
     Column("dsc_high", "float64", "Upper end of that interval."),
     Column("novelty", "string", "Why this label is unlike what the model learnt from, when it is: "
-           "'name' (a structure name far from every name it was trained on), 'image' (mask, CT "
+           "'name' (a structure name far from those of the real-CT labels its intervals were measured on), 'image' (mask, CT "
            "or score pattern outside the range of its calibration labels) or 'name+image'; its "
            "interval is then widened (each half-width the larger of twice its own and the widest the "
            "calibration bands reach). Empty otherwise."),

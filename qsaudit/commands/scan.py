@@ -53,6 +53,15 @@ def scan_command(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace results made with another model or other settings.")
     ] = False,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this machine) or ray (a Ray cluster: needs "
+        'pip install "qsaudit[ray]").')] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --engine ray: join the cluster at HOST:PORT (from ray start "
+        "--head); default: start a local Ray instance.")] = None,
+    ray_actors: Annotated[int | None, typer.Option(
+        "--ray-actors", min=1, help="With --engine ray: model actors (default: one per GPU; "
+        "without GPUs, half the CPUs).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Predict the Dice score of every label of DATASET, with model-free flags and a report.
@@ -62,16 +71,24 @@ def scan_command(
 
     Example: qsaudit scan data/dataset --out qsaudit-report --slices 10
     """
+    from qsaudit.cluster import check_engine
     from qsaudit.inference import ScanSettings, parse_shard, scan_dataset
 
     set_quiet(quiet)
+    check_engine(engine, {"--ray-address": ray_address, "--ray-actors": ray_actors})
     settings = ScanSettings(model=model, slices=slices, device=device, precision=precision,
                             batch_size=batch_size,
                             workers=workers, seed=seed,
                             shard=parse_shard(shard) if shard else None, layout=layout,
                             labels_table=labels, preset=preset, force=force)
     try:
-        summary = scan_dataset(dataset, out, settings=settings)
+        if engine == "ray":
+            from qsaudit.inference.ray_engine import RayOptions, scan_dataset_ray
+
+            summary = scan_dataset_ray(dataset, out, settings=settings,
+                                       options=RayOptions(address=ray_address, actors=ray_actors))
+        else:
+            summary = scan_dataset(dataset, out, settings=settings)
     except KeyboardInterrupt:
         raise Interrupted(f'interrupted; the cases finished so far are kept in "{out}": run the '
                           "same command again to resume") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -75,6 +76,15 @@ def train(
     embeddings: Annotated[Path | None, typer.Option(
         "--embeddings", help="Precomputed name embeddings (python -m "
         "qsaudit.training.embeddings FILE) for machines without the text encoder.")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this machine) or ray (samples built by Ray tasks, training "
+        'data-parallel with Ray Train; needs pip install "qsaudit[ray]").')] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --engine ray: join the cluster at HOST:PORT; default: "
+        "start a local Ray instance.")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        "--ray-workers", min=1, help="With --engine ray: training workers (default: one per "
+        "GPU, else 2 CPU workers).")] = None,
     quiet: bool = QuietOption,
 ) -> None:
     """Train the model that predicts a mask's Dice from trusted labels: candidates are made by
@@ -84,7 +94,10 @@ def train(
     Example: qsaudit train --data ../shared/data/openkbp --phantoms 60 --out model.pt
     """
     set_quiet(quiet)
+    from qsaudit.cluster import check_engine
     from qsaudit.errors import UsageError
+
+    check_engine(engine, {"--ray-address": ray_address, "--ray-workers": ray_workers})
     from qsaudit.model.config import get_preset
     from qsaudit.training.config import train_preset
     from qsaudit.training.run import read_case_ids, train_model
@@ -115,10 +128,20 @@ def train(
     writable_folder(Path(out).resolve().parent, what="folder of --out")
     excluded = read_case_ids(exclude_cases) if exclude_cases else set()
     command = _command_line(ctx)
-    report = train_model(list(data or []), out=out, phantoms=phantoms, config=config,
-                         trunk_phantoms=trunk_phantoms,
-                         model_config=model_config, exclude_cases=excluded, resume=resume,
-                         embeddings_file=embeddings, command=command, init=init)
+    cluster, session = None, contextlib.nullcontext()
+    if engine == "ray":  # one connection (or local instance) for building and training
+        from qsaudit.cluster import ray_session
+        from qsaudit.training.ray_train import RayTraining
+
+        cluster = RayTraining(address=ray_address, workers=ray_workers)
+        cluster.check(config, resume=resume)
+        session = ray_session(ray_address)
+    with session:
+        report = train_model(list(data or []), out=out, phantoms=phantoms, config=config,
+                             trunk_phantoms=trunk_phantoms,
+                             model_config=model_config, exclude_cases=excluded, resume=resume,
+                             embeddings_file=embeddings, command=command, init=init,
+                             cluster=cluster)
     m = report.best_metrics
     typer.echo(f"wrote {report.checkpoint} (best epoch {report.best_epoch} of "
                f"{report.epochs_done}{', stopped early' if report.stopped_early else ''})")

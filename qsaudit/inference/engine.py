@@ -93,55 +93,17 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         on_case_committed: called with each case id once its results are committed.
 
     One bad case or label never stops the scan: it gets rows whose ``status`` names the problem.
+    (``qsaudit.inference.ray_engine.scan_dataset_ray`` runs the same scan on a Ray cluster.)
     """
-    from qsaudit.datasets import list_cases
-    from qsaudit.progress import status
-
     settings = settings or ScanSettings()
     started = time.perf_counter()
-    dataset = Path(dataset)
-    refuse_inside_dataset(dataset, out_dir)
-    with status(f"listing the cases of {dataset}"):
-        cases = list_cases(dataset, layout=settings.layout, labels_table=settings.labels_table,
-                           preset=settings.preset)
-    if settings.shard is not None:
-        cases = shard_cases(cases, *settings.shard)
-    if predictor is None:
-        with status("loading the model"):
-            predictor = _load_predictor(settings)
-    settings = settings_for_model(settings, predictor)  # the paper's model: its own protocol
-    manifest = {
-        "qsaudit_version": __version__,
-        "dataset": str(dataset.resolve()),
-        "model_fingerprint": predictor.fingerprint,
-        "model": _model_info(predictor, settings),
-        "identity": _identity(settings, predictor),
-        "settings": settings.to_dict(),
-        "started": _now(),
-    }
-    store = ResultsStore.open(out_dir, manifest, force=settings.force)
-    done = store.done_case_ids()
-    todo = [c for c in cases if c.case_id not in done]
-    seen = [(r.get("predicted_dsc"), p["case_id"], r["label"])
-            for p in store.load_parts(sorted(done & {c.case_id for c in cases}))
-            for r in p["rows"]]
-    keeper = WorstKeeper(settings.thumbnails, seen)
-    calibration = _calibration(predictor, settings.aggregation)
-    bands = _bands(calibration)
-    novelty = _novelty(predictor, calibration)
-    errors = _errors(calibration)
-    spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
-                       sampling=settings.sampling, seed=settings.seed,
-                       shape_features=_reads(calibration, SHAPE_FEATURES),
-                       end_probes=_reads(calibration, PROBE_FEATURES))
+    scan = open_scan(dataset, out_dir, settings=settings, predictor=predictor,
+                     load=_load_predictor, started=started)
+    predictor, settings, todo, timings = scan.predictor, scan.settings, scan.todo, scan.timings
     batcher = CrossCaseBatcher(predictor, settings.batch_size)
-    timings = {"read_seconds": 0.0, "model_seconds": 0.0}
 
     def commit(scored: ScoredCase) -> None:
-        part, thumbs = _case_part(scored, settings.aggregation, keeper, calibration, bands,
-                                  novelty, errors)
-        store.commit(scored.case.case_id, part, thumbs)
-        timings["read_seconds"] += scored.case.seconds
+        scan.commit(scored)
         progress.update(task, advance=1, info="")
         if on_case_committed is not None:
             on_case_committed(scored.case.case_id)
@@ -156,7 +118,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         task = progress.add_task("scanning", total=len(todo), info=_starting(settings.n_workers))
         # closed on the way out, so an interrupt in the model (not only in a read) stops the readers
         prepared_cases = readers.enter_context(
-            contextlib.closing(iter_prepared(todo, spec, workers=settings.n_workers)))
+            contextlib.closing(iter_prepared(todo, scan.spec, workers=settings.n_workers)))
         while True:
             t0 = time.perf_counter()
             prepared = next(prepared_cases, None)
@@ -179,17 +141,112 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
             commit(scored)
 
     timings["loop_seconds"] = time.perf_counter() - loop_start
-    ids = [c.case_id for c in sorted(cases, key=lambda c: c.case_id)]
+    timings["forward_passes"] = batcher.forward_passes
+    return finish_scan(scan)
+
+
+@dataclass
+class OpenScan:
+    """A scan between :func:`open_scan` and :func:`finish_scan`, whatever engine scores it.
+
+    ``cases``: the scan's cases (shard); ``todo``: those not committed yet; ``settings``: as
+    adjusted to the model; ``spec``: what a reader needs to prepare a case; ``novelty``: the
+    check that widens the intervals of labels unlike the calibration's; ``errors``: the
+    calibration's error classifier (``likely_error``); ``timings``: seconds
+    (and counts) recorded in ``scan.json``.
+    """
+
+    dataset: Path
+    out_dir: Path
+    settings: ScanSettings
+    predictor: SlicePredictor
+    cases: list[Any]
+    todo: list[Any]
+    manifest: dict[str, Any]
+    store: ResultsStore
+    keeper: WorstKeeper
+    calibration: Calibration | None
+    bands: StructureBands | None
+    spec: PrepareSpec
+    started: float
+    timings: dict[str, Any]
+    novelty: NoveltyCheck | None = None
+    errors: ErrorClassifier | None = None
+
+    def commit(self, scored: ScoredCase) -> None:
+        """Aggregate one scored case and commit it to the results folder."""
+        part, thumbs = _case_part(scored, self.settings.aggregation, self.keeper,
+                                  self.calibration, self.bands, self.novelty, self.errors)
+        self.store.commit(scored.case.case_id, part, thumbs)
+        self.timings["read_seconds"] += scored.case.seconds
+
+
+def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSettings,
+              predictor: SlicePredictor | None,
+              load: Callable[[ScanSettings], SlicePredictor], started: float) -> OpenScan:
+    """List the cases, open (or resume) the results folder and fix what readers compute.
+
+    ``predictor``: the model (None: ``load(settings)`` loads it after the cases are listed).
+    Refuses (``UsageError``) a results folder inside the dataset.
+    """
+    from qsaudit.datasets import list_cases
+    from qsaudit.progress import status
+
+    dataset = Path(dataset)
+    refuse_inside_dataset(dataset, out_dir)
+    with status(f"listing the cases of {dataset}"):
+        cases = list_cases(dataset, layout=settings.layout, labels_table=settings.labels_table,
+                           preset=settings.preset)
+    if settings.shard is not None:
+        cases = shard_cases(cases, *settings.shard)
+    if predictor is None:
+        with status("loading the model"):
+            predictor = load(settings)
+    settings = settings_for_model(settings, predictor)  # the paper's model: its own protocol
+    manifest = {
+        "qsaudit_version": __version__,
+        "dataset": str(dataset.resolve()),
+        "model_fingerprint": predictor.fingerprint,
+        "model": _model_info(predictor, settings),
+        "identity": _identity(settings, predictor),
+        "settings": settings.to_dict(),
+        "started": _now(),
+    }
+    store = ResultsStore.open(out_dir, manifest, force=settings.force)
+    done = store.done_case_ids()
+    todo = [c for c in cases if c.case_id not in done]
+    seen = [(r.get("predicted_dsc"), p["case_id"], r["label"])
+            for p in store.load_parts(sorted(done & {c.case_id for c in cases}))
+            for r in p["rows"]]
+    keeper = WorstKeeper(settings.thumbnails, seen)
+    calibration = _calibration(predictor, settings.aggregation)
+    bands = _bands(calibration)
+    spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
+                       sampling=settings.sampling, seed=settings.seed,
+                       shape_features=_reads(calibration, SHAPE_FEATURES),
+                       end_probes=_reads(calibration, PROBE_FEATURES))
+    return OpenScan(dataset=dataset, out_dir=Path(out_dir), settings=settings,
+                    predictor=predictor, cases=cases, todo=todo, manifest=manifest, store=store,
+                    keeper=keeper, calibration=calibration, bands=bands, spec=spec,
+                    started=started, timings={"read_seconds": 0.0, "model_seconds": 0.0},
+                    novelty=_novelty(predictor, calibration), errors=_errors(calibration))
+
+
+def finish_scan(scan: OpenScan) -> ScanSummary:
+    """Write the final tables, report and the complete ``scan.json`` from the committed parts."""
+    out_dir, store, manifest, settings = scan.out_dir, scan.store, scan.manifest, scan.settings
+    timings = scan.timings
+    ids = [c.case_id for c in sorted(scan.cases, key=lambda c: c.case_id)]
     parts = store.load_parts(ids)
-    outputs = write_outputs(Path(out_dir), [(store, p) for p in parts],
+    outputs = write_outputs(out_dir, [(store, p) for p in parts],
                             dataset=manifest["dataset"], model=manifest["model"]["name"],
                             settings=_shown_settings(manifest), worst_n=settings.thumbnails)
-    seconds = time.perf_counter() - started
-    summary = _summary(Path(out_dir), outputs, scanned=len(todo), resumed=len(cases) - len(todo),
-                       seconds=seconds)
-    timings.update(total_seconds=seconds, forward_passes=batcher.forward_passes)
+    seconds = time.perf_counter() - scan.started
+    summary = _summary(out_dir, outputs, scanned=len(scan.todo),
+                       resumed=len(scan.cases) - len(scan.todo), seconds=seconds)
+    timings["total_seconds"] = seconds
     previous = store.read_manifest() or {}
-    write_json(Path(out_dir) / SCAN_JSON, {
+    write_json(out_dir / SCAN_JSON, {
         **manifest, "started": previous.get("started", manifest["started"]),
         "finished": _now(), "state": "complete",
         "counts": {"cases": summary.cases, "labels": summary.labels,

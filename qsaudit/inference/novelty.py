@@ -4,13 +4,14 @@ A prediction interval sized on the calibration's held-out errors (``qsaudit.infe
 holds for labels like the calibration labels. A label outside that experience deserves less
 confidence, and the curator should know why. Two signs are checked:
 
-* **name**: the cosine similarity of the structure name's text embedding to the nearest name the
-  network was trained on (the model file's vocabulary) is below :data:`NAME_SIMILARITY_MIN`: a
-  structure the model has never seen, whose score rests on its appearance alone;
+* **name**: the cosine similarity of the structure name's text embedding to the nearest name of
+  the labels the intervals were sized on (the calibration's ``reference_structures``: its
+  real-CT labels; else the model file's training vocabulary) is below
+  :data:`NAME_SIMILARITY_MIN`: a structure whose errors on real CT were never measured;
 * **image**: some of the label's calibration features (slice-score summaries, the whole mask's
   shape and HU descriptors, the end probes) fall outside the range they took on the calibration
-  labels (their 0.5-99.5% quantiles, widened by :data:`RANGE_SLACK` of the range): a mask, a CT
-  or a score pattern of another kind than those the errors were measured on.
+  reference labels (their 0.5-99.5% quantiles, widened by :data:`RANGE_SLACK` of the range): a
+  mask, a CT or a score pattern of another kind than those the errors were measured on.
 
 Such a label's interval is widened: each half-width becomes the larger of :data:`WIDEN` times its
 own and the widest the calibration's bands reach at any predicted value (at least
@@ -156,11 +157,13 @@ def calibration_ranges(calibration: Any) -> FeatureRanges | None:
 
 
 class NameSimilarity:
-    """Cached similarity of structure names to a predictor's training vocabulary."""
+    """Cached similarity of structure names to ``names`` (default: the predictor's training
+    vocabulary)."""
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, names: list[str] | None = None) -> None:
         self._predictor = predictor
-        names = list(getattr(predictor, "vocabulary", []) or [])
+        if names is None:
+            names = list(getattr(predictor, "vocabulary", []) or [])
         self._matrix = (np.asarray(predictor.embeddings(names), dtype=np.float64)
                         if names else np.zeros((0, 1)))
         self._cache: dict[str, float] = {}
@@ -178,14 +181,10 @@ class NoveltyCheck:
     def __init__(self, predictor: Any, calibration: Any) -> None:
         from qsaudit.inference.intervals import calibration_bands
 
-        self.similarity = NameSimilarity(predictor)
+        info = getattr(calibration, "info", None) or {}
+        self.similarity = NameSimilarity(predictor, info.get("reference_structures"))
         self.ranges = calibration_ranges(calibration)
-        bands = calibration_bands(calibration)
-        self.widest = (0.0, 0.0)
-        if bands is not None:
-            every = [b for b in (bands.default, bands.targets) if b is not None]
-            self.widest = (max(float(-np.min(b.low)) for b in every),
-                           max(float(np.max(b.high)) for b in every))
+        self.bands = calibration_bands(calibration)
 
     def apply(self, agg: Any, structure: str) -> tuple[Any, str, float]:
         """``(aggregate, novelty column, name similarity)`` of one label: ``agg`` (an
@@ -194,6 +193,10 @@ class NoveltyCheck:
 
         found = assess(self.similarity(structure), agg.features, self.ranges)
         if found.reasons:
-            low, high = widen(agg.dsc, agg.low, agg.high, widest=self.widest)
+            widest = (0.0, 0.0)
+            if self.bands is not None:  # the widest reach of this structure's own bands
+                own = self.bands.for_structure(structure)
+                widest = (float(-np.min(own.low)), float(np.max(own.high)))
+            low, high = widen(agg.dsc, agg.low, agg.high, widest=widest)
             agg = replace(agg, low=low, high=high)
         return agg, found.label, found.similarity

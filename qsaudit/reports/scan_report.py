@@ -243,7 +243,7 @@ def _advice(row: pd.Series) -> str:
 
 
 NOVELTY_WORDS = {
-    "name": "a structure the model was never trained on",
+    "name": "a structure whose errors were never measured on real CT",
     "image": "a mask, CT or score pattern unlike the labels its errors were measured on",
 }
 

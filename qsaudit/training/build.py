@@ -227,7 +227,15 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
                 results[futures[fut]] = fut.result()
                 if on_unit:
                     on_unit(done, len(units))
-    size = model_config.input_size
+    return combine_units(results, units, sample_config=sample_config, seed=seed,
+                         size=model_config.input_size)
+
+
+def combine_units(results: list[SampleSet | None], units: list[Unit], *,
+                  sample_config: SampleConfig, seed: int, size: int
+                  ) -> tuple[SampleSet, SampleSet]:
+    """Join the built ``units`` (``results`` in the same order) into (train, validation) sets,
+    training targets rebalanced over DSC bins (whichever engine built the units)."""
     train = SampleSet.concat([r for r, u in zip(results, units, strict=True)
                               if r is not None and not u.validation], size=size)
     val = SampleSet.concat([r for r, u in zip(results, units, strict=True)

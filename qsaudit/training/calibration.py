@@ -314,6 +314,22 @@ def interval_bands(cross_validated_pred: np.ndarray, true: np.ndarray, *,
     return StructureBands(fit_error_bands(p, t, reference="all calibration labels"))
 
 
+def reference_population(table: LabelTable, *, real: np.ndarray) -> dict[str, Any]:
+    """What the novelty check (``qsaudit.inference.novelty``) compares a scanned label with:
+    the labels the intervals were sized on. Those are the real-CT labels when there are enough
+    of them (:data:`MIN_REAL_FOR_INTERVALS`), so a structure seen only on phantoms, or a real
+    label whose features leave the real labels' range, counts as novel: its errors on real CT
+    were never measured. ``feature_ranges``: their features' range; ``reference_structures``:
+    their structure names."""
+    real = np.asarray(real, dtype=bool)
+    keep = real if int(real.sum()) >= MIN_REAL_FOR_INTERVALS else np.ones(len(table), bool)
+    out: dict[str, Any] = {"feature_ranges": feature_ranges(table.features[keep],
+                                                            FEATURES).to_json()}
+    if table.structures is not None:
+        out["reference_structures"] = sorted({str(s) for s in table.structures[keep]})
+    return out
+
+
 def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
                     method: str = "auto", errors: bool = True) -> tuple[Any, dict[str, Any]]:
     """:func:`calibrate` from a per-label table (e.g. one saved by ``calibrate --table``).
@@ -369,7 +385,7 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
                                                        "label_r_calibrated",
                                                        "label_mae_calibrated")},
             "intervals": bands.default.to_json(),
-            "feature_ranges": feature_ranges(table.features, FEATURES).to_json()}
+            **reference_population(table, real=~phantom)}
     if bands.targets is not None:
         info["intervals_targets"] = bands.targets.to_json()
     if errors:

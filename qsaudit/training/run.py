@@ -77,9 +77,13 @@ def collect_specs(data_dirs: list[Path], *, phantoms: int, seed: int,
 
 
 def _build_or_load(specs, val_patients, *, model_config, config: TrainConfig, cache: Path,
-                   fingerprint: dict, resume: bool) -> tuple[SampleSet, SampleSet]:
+                   fingerprint: dict, resume: bool, cluster: Any = None
+                   ) -> tuple[SampleSet, SampleSet]:
     from qsaudit.progress import progress_bar
     from qsaudit.training.build import build_samples
+
+    # a cluster (qsaudit.training.ray_train.RayTraining) makes the same call on Ray tasks
+    build = build_samples if cluster is None else cluster.build_samples
 
     stamp = cache / "fingerprint.json"
     if resume and stamp.is_file() and json.loads(stamp.read_text()) == fingerprint:
@@ -90,10 +94,10 @@ def _build_or_load(specs, val_patients, *, model_config, config: TrainConfig, ca
         def on_unit(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, info=f"{done}/{total} case groups")
 
-        train, val = build_samples(specs, val_patients, model_config=model_config,
-                                   sample_config=config.samples, seed=config.seed,
-                                   workers=config.workers, on_unit=on_unit,
-                                   unit_cache=cache / "units")
+        local = {"unit_cache": cache / "units"} if cluster is None else {}
+        train, val = build(specs, val_patients, model_config=model_config,
+                           sample_config=config.samples, seed=config.seed,
+                           workers=config.workers, on_unit=on_unit, **local)
     from qsaudit.atomic import write_json
 
     train.save(cache / "train.npz")
@@ -171,7 +175,7 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                 exclude_cases: set[str] | None = None, resume: bool = False,
                 encoder: str = "minilm", embeddings_file: str | Path | None = None,
                 command: str | None = None, init: str | Path | None = None,
-                trunk_phantoms: int = 0) -> TrainReport:
+                trunk_phantoms: int = 0, cluster: Any = None) -> TrainReport:
     """Build samples, train a QualityNet and write the model file ``out`` (see module doc).
 
     ``model_config`` defaults to the model preset named by ``config.preset`` with the text
@@ -180,7 +184,9 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     replaces the text encoder on machines that lack it. ``init``: a model file whose network
     weights start the training (fine-tuning; same architecture and text encoder), unless a
     resumed run's state file supplies them. ``trunk_phantoms``: chest-to-pelvis phantoms
-    beside the ``phantoms`` abdominal ones. Raises :class:`UsageError` for unusable inputs.
+    beside the ``phantoms`` abdominal ones. ``cluster``: a
+    :class:`qsaudit.training.ray_train.RayTraining` builds the samples and trains on Ray
+    (None: on this machine). Raises :class:`UsageError` for unusable inputs.
     """
     import torch
 
@@ -222,7 +228,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                    "holdout_fraction": config.holdout_fraction,
                    "model": model_config.to_dict()}
     train, val = _build_or_load(specs, val_patients, model_config=model_config, config=config,
-                                cache=paths["samples"], fingerprint=fingerprint, resume=resume)
+                                cache=paths["samples"], fingerprint=fingerprint, resume=resume,
+                                cluster=cluster)
     build_seconds = time.monotonic() - started
     if len(train) < 2:
         raise UsageError(f"only {len(train)} training sample(s) could be made: give more data")
@@ -248,9 +255,10 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                 log_fh.write(json.dumps(record) + "\n")
                 log_fh.flush()
 
-            result = fit(model, train, val, config=config, embeddings=embeddings,
-                         state_path=paths["state"], resume=resume, on_step=on_step,
-                         on_epoch=on_epoch, fingerprint=fingerprint)
+            result = (cluster.fit if cluster is not None else fit)(
+                model, train, val, config=config, embeddings=embeddings,
+                state_path=paths["state"], resume=resume, on_step=on_step,
+                on_epoch=on_epoch, fingerprint=fingerprint)
     finally:
         log_fh.close()
     model.load_state_dict(result.best_state)

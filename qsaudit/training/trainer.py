@@ -141,12 +141,16 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
         embeddings: dict[str, np.ndarray], state_path: Path | None = None,
         resume: bool = False, on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        fingerprint: dict[str, Any] | None = None) -> FitResult:
+        fingerprint: dict[str, Any] | None = None, shard: tuple[int, int] = (0, 1),
+        wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> FitResult:
     """Train ``model`` on ``train`` and keep the weights that validate best on ``val``.
 
     ``embeddings`` maps every structure name of both sets to its text embedding (E,).
     ``on_step(step, total, info)`` and ``on_epoch(record)`` report progress; ``fingerprint``
-    (plain JSON) is stored in the state file and must match on resume.
+    (plain JSON) is stored in the state file and must match on resume. Data-parallel
+    training (``qsaudit.training.ray_train``): ``shard=(rank, world)`` trains on every
+    ``world``-th sample of each batch from ``rank`` on, and ``wrap`` (e.g. into
+    DistributedDataParallel) gives the module the training steps run through.
     """
     if len(train) < 2:
         raise UsageError(f"only {len(train)} training sample(s): give more data or phantoms")
@@ -166,6 +170,8 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
     precision = resolve_precision(config.precision, device, bounded=True)
     layout = memory_layout(device, precision)
     model.to(device=device, memory_format=layout)
+    net = wrap(model) if wrap is not None else model
+    rank, world = shard
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     opt_cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     optimizer = opt_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -199,11 +205,11 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
         aug_gen = torch.Generator().manual_seed(config.seed * 1000033 + epoch)
         order = torch.multinomial(weights, steps_per_epoch * config.batch_size,
                                   replacement=True, generator=gen)
-        model.train()
+        net.train()
         losses = []
         for step in range(steps_per_epoch):
-            batch = order[step * config.batch_size:(step + 1) * config.batch_size].to(
-                x_train.device)
+            batch = order[step * config.batch_size:(step + 1) * config.batch_size][rank::world]
+            batch = batch.to(x_train.device)
             x = x_train[batch].to(device, non_blocking=True).float()
             if config.augment:
                 x = augment_batch(x, aug_gen)
@@ -211,7 +217,7 @@ def fit(model: torch.nn.Module, train: SampleSet, val: SampleSet, *, config: Tra
             y = y_train[batch].to(device, non_blocking=True)
             e = emb_table[train_idx[batch].to(device)]
             with autocast(device, precision):
-                pred = model(x, e)
+                pred = net(x, e)
             loss = quality_loss(pred.float(), y, e, mse=config.mse, opr=config.opr,
                                 opr_weight=config.opr_weight)
             optimizer.zero_grad(set_to_none=True)

@@ -130,7 +130,7 @@ def test_a_novel_label_says_its_interval_is_wider(tmp_path, scan_tables):
     results.loc[worst, "novelty"] = "name+image"
     page = _render(tmp_path, results, slices, worst_n=3)
     assert page.count('class="novel"') == 1
-    assert "never trained on" in page and "unlike the labels its errors were measured on" in page
+    assert "never measured on real CT" in page and "unlike the labels its errors were measured on" in page
 
 
 def test_a_card_says_what_to_fix_in_a_curators_words(tmp_path, scan_tables):

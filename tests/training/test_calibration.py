@@ -193,3 +193,28 @@ def test_calibrate_table_sizes_target_volume_bands_from_the_structure_names():
     assert m["interval_mean_width_targets"] > 2 * m["interval_mean_width"]
     assert bands.for_structure("PTV 70") is bands.targets
     assert bands.for_structure("parotid left") is bands.default
+
+
+def test_novelty_reference_is_the_real_ct_labels_when_there_are_enough():
+    from qsaudit.inference.novelty import FeatureRanges
+    from qsaudit.training.calibration import (
+        MIN_REAL_FOR_INTERVALS,
+        LabelTable,
+        reference_population,
+    )
+
+    n = MIN_REAL_FOR_INTERVALS + 50
+    rng = np.random.default_rng(0)
+    feats = rng.normal(0.0, 1.0, size=(2 * n, len(FEATURES)))
+    feats[n:] += 10.0  # the phantom half lies far away
+    patients = np.array([f"pt_{i % 7}" for i in range(n)] + [f"phantom_{i % 5}" for i in range(n)])
+    structures = np.array(["spinal cord"] * n + ["left rib 7"] * n)
+    table = LabelTable(feats, rng.uniform(size=2 * n), rng.uniform(size=2 * n), patients,
+                       np.array(["perfect"] * (2 * n)), structures)
+    real = np.array([not p.startswith("phantom") for p in patients])
+    ref = reference_population(table, real=real)
+    assert ref["reference_structures"] == ["spinal cord"]
+    ranges = FeatureRanges.from_json(ref["feature_ranges"])
+    assert ranges.outliers(feats[-1])  # a phantom-like label is outside the real range
+    few = reference_population(table, real=np.arange(2 * n) < 10)  # too few real: all labels
+    assert few["reference_structures"] == ["left rib 7", "spinal cord"]
