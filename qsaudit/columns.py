@@ -39,6 +39,15 @@ RESULT_COLUMNS: tuple[Column, ...] = (
            "calibration bands reach). Empty otherwise."),
     Column("name_similarity", "float64", "Cosine similarity of the structure name's text "
            "embedding to the nearest name the model was trained on (1 = a trained name)."),
+    Column("likely_error", "string", "What is most likely wrong with the label, when the model "
+           "has an error classifier: none, too_small, too_large, cut_short, missing_slices, "
+           "leak, extra_blob, shifted, boundary_noise, wrong_side or wrong_structure "
+           "(qsaudit.inference.error_kinds). Empty for models without one and when status is "
+           "not ok."),
+    Column("likely_error_p", "float64", "The classifier's probability of likely_error, in [0, 1]."),
+    Column("error_slices", "string", "Where along z that error lies: axial slice indices (RAS z, "
+           "as worst_slice) 'first-last' or one index; for cut_short the slices just beyond the "
+           "end where the structure goes on. Empty for none and without a classifier."),
     Column("raw_score", "float64", "The model's unclipped mean slice output (equals predicted_dsc "
            "for bounded models; the paper's model is unbounded)."),
     Column("slice_std", "float64", "Standard deviation of the slice predictions (disagreement "

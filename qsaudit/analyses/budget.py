@@ -64,8 +64,10 @@ class BudgetResult:
 
     @property
     def selected(self) -> pd.DataFrame:
-        """The correction list (rank, case_id, label, predicted_dsc, cost, cumulative_cost)."""
-        cols = ["rank", "case_id", "label", "predicted_dsc", "cost", "cumulative_cost"]
+        """The correction list (rank, case_id, label, predicted_dsc, task, cost,
+        cumulative_cost); ``task`` says what to fix, in a curator's words, when the model
+        names error kinds (``likely_error``), else it is empty."""
+        cols = ["rank", "case_id", "label", "predicted_dsc", "task", "cost", "cumulative_cost"]
         return self.ranking.head(self.n_selected)[cols]
 
     def to_json(self) -> dict[str, Any]:
@@ -111,18 +113,47 @@ def rank_for_correction(results: pd.DataFrame, *, unit: Unit = "label", cost: Co
     df["cost"] = _label_costs(df, cost)
     df["gain"] = 1.0 - df["predicted_dsc"].astype(float)
     df["n_labels"] = 1
+    df["task"] = _tasks(df)
     if unit == "case":
+        tasks = _case_tasks(df)
         df = (df.groupby("case_id", sort=False)
               .agg(predicted_dsc=("predicted_dsc", "mean"), gain=("gain", "sum"),
                    cost=("cost", "sum"), n_labels=("n_labels", "sum")).reset_index())
         df["label"] = ALL_LABELS
+        df["task"] = [tasks.get(str(c), "") for c in df["case_id"]]
     df["priority"] = df["gain"] / df["cost"]
     df = df.sort_values(["priority", "case_id", "label"], ascending=[False, True, True],
                         kind="mergesort").reset_index(drop=True)
     df["rank"] = np.arange(1, len(df) + 1)
     df["cumulative_cost"] = df["cost"].cumsum()
-    return df[["rank", "case_id", "label", "predicted_dsc", "n_labels", "gain", "cost",
+    return df[["rank", "case_id", "label", "predicted_dsc", "task", "n_labels", "gain", "cost",
                "cumulative_cost"]]
+
+
+def _tasks(df: pd.DataFrame) -> list[str]:
+    """Each row's correction task (``qsaudit.inference.error_kinds.row_task``)."""
+    from qsaudit.inference.error_kinds import row_task
+
+    if "likely_error" not in df.columns:
+        return [""] * len(df)
+    return [row_task(row) for _, row in df.iterrows()]
+
+
+CASE_TASKS = 3  # a case's task names at most this many of its worst labels
+
+
+def _case_tasks(df: pd.DataFrame) -> dict[str, str]:
+    """Per case: "label: task; ..." for its worst labels that have a named error."""
+    if "likely_error" not in df.columns:
+        return {}
+    kinds = df["likely_error"].astype("string").fillna("none").to_numpy(dtype=object)
+    named = df[(df["task"].to_numpy(dtype=object) != "") & (kinds != "none")]
+    out: dict[str, str] = {}
+    for case_id, part in named.sort_values("predicted_dsc", kind="mergesort").groupby(
+            "case_id", sort=False):
+        out[str(case_id)] = "; ".join(f"{r.label}: {r.task}"
+                                      for r in part.head(CASE_TASKS).itertuples())
+    return out
 
 
 def check_budget(*, fraction: float | None, count: int | None,

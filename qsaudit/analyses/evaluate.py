@@ -139,7 +139,10 @@ class Evaluation:
     ``table`` has one row per matched label (``case_id``, ``label``, ``structure``,
     ``predicted_dsc``, ``dsc_low``, ``dsc_high`` (NaN when the results have no interval),
     ``true_dsc``, ``error``); ``overall`` the metrics over all of them;
-    ``groups`` one row per (scope, group) with scope ``all``, ``structure`` or ``error``.
+    ``groups`` one row per (scope, group) with scope ``all``, ``structure`` or ``error``;
+    ``error_kinds``: how well ``likely_error`` names the error
+    (``qsaudit.analyses.error_eval.error_kind_evaluation``), None when the results or the truth
+    do not say.
     """
 
     table: pd.DataFrame
@@ -147,6 +150,7 @@ class Evaluation:
     groups: pd.DataFrame
     threshold: float
     unmatched: dict[str, int] = field(default_factory=dict)
+    error_kinds: dict[str, Any] | None = None
 
 
 def truth_from_reference(dataset: str | Path, reference: str | Path) -> pd.DataFrame:
@@ -215,13 +219,16 @@ def evaluate_predictions(results: pd.DataFrame, truth: pd.DataFrame, *,
     for col in ("dsc_low", "dsc_high"):
         if col not in res.columns:
             res[col] = math.nan
+    if "likely_error" not in res.columns:
+        res["likely_error"] = pd.Series(pd.NA, index=res.index, dtype="string")
     tru = truth.copy()
     if "error" not in tru.columns:
         tru["error"] = "unknown"
     for frame in (res, tru):
         frame["case_id"] = frame["case_id"].astype(str)
         frame["label"] = frame["label"].astype(str)
-    table = res[["case_id", "label", "structure", "predicted_dsc", "dsc_low", "dsc_high"]].merge(
+    table = res[["case_id", "label", "structure", "predicted_dsc", "dsc_low", "dsc_high",
+                 "likely_error"]].merge(
         tru[["case_id", "label", "true_dsc", "error"]], on=["case_id", "label"], how="inner")
     table["predicted_dsc"] = table["predicted_dsc"].astype(float)
     for col in ("dsc_low", "dsc_high"):  # an interval end that is not a number: no interval
@@ -246,8 +253,11 @@ def evaluate_predictions(results: pd.DataFrame, truth: pd.DataFrame, *,
         for name, part in table.groupby(scope, sort=True):
             rows.append({"scope": scope, "group": str(name), **metrics(part)})
     groups = pd.DataFrame(rows, columns=["scope", "group", *METRIC_NAMES])
+    from qsaudit.analyses.error_eval import error_kind_evaluation
+
     return Evaluation(table=table.sort_values(["case_id", "label"]).reset_index(drop=True),
-                      overall=overall, groups=groups, threshold=threshold, unmatched=unmatched)
+                      overall=overall, groups=groups, threshold=threshold, unmatched=unmatched,
+                      error_kinds=error_kind_evaluation(table, threshold=threshold))
 
 
 def plot_scatter(evaluation: Evaluation, path: str | Path, *, color_by: str = "error") -> Path:
@@ -300,6 +310,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
         "overall": evaluation.overall,
         "unmatched": evaluation.unmatched,
         "groups": evaluation.groups.to_dict(orient="records"),
+        "error_kinds": evaluation.error_kinds,
         "labels": evaluation.table.to_dict(orient="records"),
     }
     json_path = write_json(out_dir / "evaluation.json", payload)

@@ -156,6 +156,17 @@ def _flags(row: Any) -> set[str]:
     return {f for f in FLAG_COLUMNS if _truthy(row.get(f, False))}
 
 
+def _likely(row: Any) -> str:
+    """"; likely cut short at the top: extend it over slices 40-52" when the results name the
+    label's error (``likely_error``, not ``none``), else ""."""
+    from qsaudit.inference.error_kinds import row_task
+
+    kind = getattr(row, "likely_error", None)
+    if not isinstance(kind, str) or kind == "none":
+        return ""
+    return f"; likely {row_task(row)}"
+
+
 def _policy_key(policy: GatePolicy, structure: str, label: str) -> Thresholds:
     if structure in policy.structures:
         return policy.structures[structure]
@@ -181,7 +192,7 @@ def check_gate(current: pd.DataFrame, *, baseline: pd.DataFrame | None = None,
         if t.min_dsc is not None and r.predicted_dsc < t.min_dsc:
             findings.append(Finding("error", "below_min_dsc", r.structure,
                                     f"{r.case_id}/{r.label}: predicted DSC {r.predicted_dsc:.3f}"
-                                    f" < min {t.min_dsc:.3f}", r.case_id, r.label))
+                                    f" < min {t.min_dsc:.3f}{_likely(r)}", r.case_id, r.label))
     base_means: dict[str, float] = {}
     if baseline is not None:
         findings += _compare(cur, baseline, policy)

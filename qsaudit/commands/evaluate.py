@@ -32,7 +32,8 @@ def evaluate(
 ) -> None:
     """Pearson r, Spearman rho, MAE and AUROC of predicted vs true Dice, per structure and
     per error type, how often the scan's 90% interval holds the true Dice, and the scatter
-    plot (the paper's Fig. 3).
+    plot (the paper's Fig. 3). When the truth names the error of each label (truth.csv's
+    error column) and the results have likely_error: its confusion matrix and top-1 accuracy.
 
     Writes evaluation.csv, evaluation.json and evaluation.png.
 
@@ -143,3 +144,26 @@ def _render(result) -> None:
                  f(row.spearman), f(row.mae), f(row.auroc)]
         t.add_row(*cells, *([f(row.coverage), f(row.width)] if intervals else []))
     stdout_console().print(t)
+    if result.error_kinds is not None:
+        _render_error_kinds(result.error_kinds, result.threshold, f)
+
+
+def _render_error_kinds(kinds: dict, threshold: float, f) -> None:
+    """The confusion matrix of likely_error over bad labels, and its top-1 accuracy."""
+    from rich.table import Table
+
+    from qsaudit.commands._common import stdout_console
+
+    seen = list(next(iter(kinds["confusion"].values()), {}))
+    t = Table(title=f"likely_error vs the true error (labels with true Dice < {threshold:g}; "
+              "rows: true, columns: predicted)", title_justify="left")
+    t.add_column("true \\ predicted")
+    for name in seen:
+        t.add_column(name, justify="right")
+    for true_kind, counts in kinds["confusion"].items():
+        t.add_row(true_kind, *(str(counts[k]) for k in seen))
+    console = stdout_console()
+    console.print(t)
+    console.print(f"top-1 accuracy over {kinds['n_bad']} bad labels: {f(kinds['top1_bad'])}; "
+                  f"perfect labels called none: {f(kinds['none_perfect'])} "
+                  f"(of {kinds['n_perfect']})")

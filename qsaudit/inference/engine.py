@@ -39,6 +39,7 @@ from qsaudit.inference.aggregate import (
     model_calibration,
 )
 from qsaudit.inference.batching import CrossCaseBatcher, ScoredCase, SlicePredictor
+from qsaudit.inference.error_model import ErrorClassifier
 from qsaudit.inference.finalize import REPORT_SLICES, write_outputs
 from qsaudit.inference.intervals import StructureBands, calibration_bands
 from qsaudit.inference.novelty import NoveltyCheck
@@ -150,7 +151,8 @@ class OpenScan:
 
     ``cases``: the scan's cases (shard); ``todo``: those not committed yet; ``settings``: as
     adjusted to the model; ``spec``: what a reader needs to prepare a case; ``novelty``: the
-    check that widens the intervals of labels unlike the calibration's; ``timings``: seconds
+    check that widens the intervals of labels unlike the calibration's; ``errors``: the
+    calibration's error classifier (``likely_error``); ``timings``: seconds
     (and counts) recorded in ``scan.json``.
     """
 
@@ -169,11 +171,12 @@ class OpenScan:
     started: float
     timings: dict[str, Any]
     novelty: NoveltyCheck | None = None
+    errors: ErrorClassifier | None = None
 
     def commit(self, scored: ScoredCase) -> None:
         """Aggregate one scored case and commit it to the results folder."""
         part, thumbs = _case_part(scored, self.settings.aggregation, self.keeper,
-                                  self.calibration, self.bands, self.novelty)
+                                  self.calibration, self.bands, self.novelty, self.errors)
         self.store.commit(scored.case.case_id, part, thumbs)
         self.timings["read_seconds"] += scored.case.seconds
 
@@ -226,7 +229,7 @@ def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSetting
                     predictor=predictor, cases=cases, todo=todo, manifest=manifest, store=store,
                     keeper=keeper, calibration=calibration, bands=bands, spec=spec,
                     started=started, timings={"read_seconds": 0.0, "model_seconds": 0.0},
-                    novelty=_novelty(predictor, calibration))
+                    novelty=_novelty(predictor, calibration), errors=_errors(calibration))
 
 
 def finish_scan(scan: OpenScan) -> ScanSummary:
@@ -409,6 +412,32 @@ def _novelty(predictor: SlicePredictor, calibration: Calibration | None) -> Nove
         raise ModelError(f"model file: {exc}") from None
 
 
+def _errors(calibration: Calibration | None) -> ErrorClassifier | None:
+    """The error classifier stored with the model's calibration (None: none stored)."""
+    from qsaudit.inference.error_model import calibration_errors
+
+    try:
+        return None if calibration is None else calibration_errors(calibration)
+    except ValueError as exc:
+        raise ModelError(f"model file: {exc}") from None
+
+
+def _likely_error(errors: ErrorClassifier, features: np.ndarray, work: Any,
+                  scores: np.ndarray, probes: np.ndarray) -> dict[str, Any]:
+    """``likely_error``, ``likely_error_p`` and ``error_slices`` of one scored label."""
+    from qsaudit.inference.error_model import classifier_rows, locate_error
+
+    row = work.row
+    kinds, prob = errors.predict(classifier_rows(features, row.get("structure")
+                                                 or row.get("label")))
+    kind = str(kinds[0])
+    z_range = work.z_range or (int(work.slice_indices[0]), int(work.slice_indices[-1]) + 1)
+    where = locate_error(kind, slice_indices=work.slice_indices, scores=scores, z_range=z_range,
+                         z_areas=work.z_areas, probe_sides=work.probe_sides,
+                         probe_scores=probes, z_size=work.z_size, slice_mm=work.slice_mm)
+    return {"likely_error": kind, "likely_error_p": float(prob[0]), "error_slices": where}
+
+
 def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
     """True when ``calibration`` uses any of the features ``names`` (the readers then
     compute them)."""
@@ -417,12 +446,13 @@ def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
 
 def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                calibration: Calibration | None = None, bands: StructureBands | None = None,
-               novelty: NoveltyCheck | None = None
+               novelty: NoveltyCheck | None = None, errors: ErrorClassifier | None = None
                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Rows, slice rows and thumbnails of one scored case (``predicted_dsc`` calibrated when
     the model has a calibration, with the interval of its ``bands`` when it has them, widened
     by ``novelty`` for labels unlike the calibration's; ``raw_score`` is always the plain
-    aggregate)."""
+    aggregate; ``likely_error`` and where it lies from the calibration's ``errors``
+    classifier, when it has one)."""
     rows, slice_rows, thumbs = [], [], {}
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
@@ -437,6 +467,8 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            probes=probes, slice_mm=work.slice_mm,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
+                if errors is not None and agg.features is not None:
+                    row.update(_likely_error(errors, agg.features, work, scores, probes))
                 if novelty is not None:
                     agg, row["novelty"], row["name_similarity"] = novelty.apply(
                         agg, row.get("structure") or row.get("label"))

@@ -47,12 +47,16 @@ class LabelWork:
     """One label of one case, ready for the model.
 
     ``crops``: (n + n_probes, 2, S, S) float32 model inputs of the ``n`` scored slices, then of
-    the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None unless ok);
+    the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None unless ok) on the
+    sides ``probe_sides`` (n_probes,);
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
     mask, with in-plane spacing ``thumb_spacing`` (mm); ``thumb_views``: the coronal and sagittal
     planes through the mask (name -> ct, mask, spacing, position, z0, z_step; None when the
-    file's slices are not axial). ``row`` holds the results-table fields
+    file's slices are not axial). ``z_range``: the mask's axial slices (half-open, RAS z),
+    ``z_areas`` its voxels per slice of that range and ``z_size`` the volume's slices (where an
+    error lies, ``qsaudit.inference.error_model``; None for files read in their own order).
+    ``row`` holds the results-table fields
     known before prediction (statistics, per-label flags, status, error, paths).
     """
 
@@ -68,6 +72,10 @@ class LabelWork:
     shape: np.ndarray | None = None
     n_probes: int = 0
     slice_mm: float | None = None
+    probe_sides: np.ndarray | None = None
+    z_range: tuple[int, int] | None = None
+    z_areas: np.ndarray | None = None
+    z_size: int | None = None
 
     @property
     def n_slices(self) -> int:
@@ -283,13 +291,16 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
             thumbs = _thumbnails(file_ct, file_mask, checks.mask_stats(file_mask), index,
                                  order.spacing, spec.thumb_size, planes=False)
     thumb_ct, thumb_mask, thumb_spacing, thumb_views = thumbs
-    n_probes = 0
+    n_probes, sides, z_areas = 0, None, None
     if spec.end_probes and order is None:  # a paper-protocol model has no calibration
-        probes, _sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config,
-                                    spacing=volume.spacing)
+        probes, sides = end_probes(ct, mask, stats.bbox[2], model_config=spec.model_config,
+                                   spacing=volume.spacing)
         crops, n_probes = np.concatenate([crops, probes]), len(probes)
+        z_areas = stats.crop(mask).sum(axis=(0, 1), dtype=np.int64)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
-                     slice_mm=float(volume.spacing[2]),
+                     slice_mm=float(volume.spacing[2]), probe_sides=sides, z_areas=z_areas,
+                     z_range=None if z_areas is None else tuple(int(v) for v in stats.bbox[2]),
+                     z_size=int(mask.shape[2]),
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing, thumb_views=thumb_views,
                      shape=shape_features(mask, ct, structure=structure, bbox=stats.bbox,

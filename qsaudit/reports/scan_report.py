@@ -218,6 +218,8 @@ def _card(table: pd.DataFrame, key: tuple[str, str], thumb: ThumbnailInputs | No
         "low": row["dsc_low"],
         "high": row["dsc_high"],
         "novelty": novelty_words(row.get("novelty")),
+        "advice": _advice(row),
+        "advice_p": row.get("likely_error_p"),
         "worst_slice": None if pd.isna(row["worst_slice"]) else int(row["worst_slice"]),
         "flags": raised_flags(row),
         "views": _views_or_none(thumb),
@@ -226,6 +228,18 @@ def _card(table: pd.DataFrame, key: tuple[str, str], thumb: ThumbnailInputs | No
         "thumb_slices": list(thumb.slice_indices) if thumb is not None else [],
         "sparkline": Markup(spark),
     }
+
+
+def _advice(row: pd.Series) -> str:
+    """What the card tells the curator to do (``qsaudit.inference.error_kinds.advice``): "" for a
+    model without an error classifier, and for a label that looks right."""
+    from qsaudit.inference.error_kinds import advice
+
+    kind = row.get("likely_error")
+    if not isinstance(kind, str) or kind == "none":
+        return ""
+    worst = row.get("worst_slice")
+    return advice(kind, row.get("error_slices"), inside=None if pd.isna(worst) else int(worst))
 
 
 NOVELTY_WORDS = {

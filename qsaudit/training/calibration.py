@@ -331,11 +331,13 @@ def reference_population(table: LabelTable, *, real: np.ndarray) -> dict[str, An
 
 
 def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
-                    method: str = "auto") -> tuple[Any, dict[str, Any]]:
+                    method: str = "auto", errors: bool = True) -> tuple[Any, dict[str, Any]]:
     """:func:`calibrate` from a per-label table (e.g. one saved by ``calibrate --table``).
 
     Fits weigh every patient once (:func:`patient_weights`); the reported r / MAE weigh every
     label once, per source in ``..._phantoms`` / ``..._real`` (patient ids ``phantom...``).
+    ``errors``: also fit the error classifier (``qsaudit.training.error_fit``; its metrics are
+    ``errors_...``) and store it in the calibration's ``info["errors"]``.
     """
     if method not in METHODS:
         raise ValueError(f'calibration method "{method}": choose from {", ".join(METHODS)}')
@@ -386,5 +388,13 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
             **reference_population(table, real=~phantom)}
     if bands.targets is not None:
         info["intervals_targets"] = bands.targets.to_json()
+    if errors:
+        from qsaudit.inference.error_model import INFO_KEY
+        from qsaudit.training.error_fit import fit_errors
+
+        classifier, error_metrics = fit_errors(table, seed=seed)
+        metrics.update(error_metrics)
+        if classifier is not None:
+            info[INFO_KEY] = classifier.to_json()
     return fit_method(method, table.features, table.true, ridge=ridge, seed=seed,
                       weights=patient_weights(table.patients), info=info), metrics

@@ -81,8 +81,9 @@ def test_budget_command(report, truth, tmp_path):
     assert "Selected 12 of 35 labels" in out.output and "Skipped 1" in out.output
     assert "less annotation" in out.output
     lst = pd.read_csv(report / "correction_list.csv")
-    assert list(lst.columns) == ["rank", "case_id", "label", "predicted_dsc", "cost",
+    assert list(lst.columns) == ["rank", "case_id", "label", "predicted_dsc", "task", "cost",
                                  "cumulative_cost"]
+    assert lst["task"].isna().all()  # results without likely_error: no task to name
     assert len(lst) == 12 and lst["predicted_dsc"].is_monotonic_increasing
     j = json.loads((report / "budget.json").read_text())
     assert {"unit", "fraction", "n_selected", "curves", "saving_vs_random"} <= set(j)

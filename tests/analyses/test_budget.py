@@ -118,3 +118,18 @@ def test_budget_errors():
     truth["case_id"] = "zz"
     with pytest.raises(AnalysisError, match="no result row has a true DSC"):
         plan_budget(res, fraction=0.5, truth=truth)
+
+
+def test_correction_list_says_what_to_fix():
+    res, _ = four_labels()
+    res["likely_error"] = pd.array(["cut_short", "none", "leak", pd.NA], dtype="string")
+    res["error_slices"] = pd.array(["40-52", pd.NA, "7-9", pd.NA], dtype="string")
+    res["worst_slice"] = pd.array([30, 5, 8, pd.NA], dtype="Int64")
+    labels = plan_budget(res, count=4).selected.set_index(["case_id", "label"])["task"]
+    assert labels[("a", "x")] == "cut short at the top: extend it over slices 40-52"
+    assert labels[("a", "y")].startswith("no specific error recognised")
+    assert labels[("b", "x")] == "leaks into a neighbour: cut away the spill over slices 7-9"
+    assert labels[("b", "y")] == ""  # no classifier verdict for this row
+    cases = plan_budget(res, count=2, unit="case").selected.set_index("case_id")["task"]
+    assert cases["a"] == "x: cut short at the top: extend it over slices 40-52"
+    assert cases["b"] == "x: leaks into a neighbour: cut away the spill over slices 7-9"

@@ -154,3 +154,49 @@ def test_truth_from_reference(tmp_path):
     truth = truth_from_reference(tmp_path / "ds", tmp_path / "ref")
     assert truth.loc[0, "label"] == "liver"
     assert truth.loc[0, "true_dsc"] == pytest.approx(2 * 16 / 48)
+
+
+def _kind_tables():
+    """Six labels: three bad (true Dice < 0.8) of known kind, one harmless erosion (a ``none``),
+    two perfect; the classifier names two of the three bad ones and one perfect one."""
+    results = pd.DataFrame({
+        "case_id": list("abcdef"), "label": ["liver"] * 6, "structure": ["liver"] * 6,
+        "predicted_dsc": [0.5, 0.4, 0.6, 0.95, 0.97, 0.9],
+        "likely_error": ["too_small", "cut_short", "leak", "none", "none", "shifted"],
+    })
+    truth = pd.DataFrame({
+        "case_id": list("abcdef"), "label": ["liver"] * 6,
+        "true_dsc": [0.5, 0.45, 0.6, 0.97, 1.0, 1.0],
+        "error": ["erosion", "truncation", "dilation", "erosion", "none", "none"],
+    })
+    return results, truth
+
+
+def test_error_kinds_confusion_and_top1_over_bad_labels(tmp_path):
+    results, truth = _kind_tables()
+    kinds = evaluate_predictions(results, truth).error_kinds
+    assert kinds["n_bad"] == 3 and kinds["top1_bad"] == pytest.approx(2 / 3)
+    assert kinds["n_perfect"] == 2 and kinds["none_perfect"] == pytest.approx(0.5)
+    assert kinds["confusion"]["too_large"]["leak"] == 1
+    assert kinds["confusion"]["cut_short"]["cut_short"] == 1
+    assert kinds["per_kind"] == {"too_small": 1.0, "too_large": 0.0, "cut_short": 1.0}
+    write_evaluation(evaluate_predictions(results, truth), tmp_path)
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert saved["error_kinds"]["top1_bad"] == pytest.approx(2 / 3)
+    # results of a model without a classifier, or a truth without kinds: no such metrics
+    assert evaluate_predictions(results.drop(columns="likely_error"), truth).error_kinds is None
+    assert evaluate_predictions(results, truth.drop(columns="error")).error_kinds is None
+
+
+def test_evaluate_command_prints_the_confusion_matrix(tmp_path):
+    results, truth = _kind_tables()
+    res_dir = tmp_path / "report"
+    res_dir.mkdir()
+    results.to_csv(res_dir / "results.csv", index=False)
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    run = CliRunner().invoke(app, ["evaluate", "--results", str(res_dir), "--truth",
+                                   str(tmp_path / "truth.csv"), "--quiet"],
+                             env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    assert "likely_error vs the true error" in run.output
+    assert "top-1 accuracy over 3 bad labels: 0.667" in run.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pandas as pd
 import pytest
 from analyses_tables import make_results
 
@@ -141,3 +142,16 @@ def test_junit_annotations_and_summary(tmp_path):
     summary.write_text("previous step\n")
     append_step_summary(r, summary)
     assert summary.read_text().startswith("previous step\n### qsaudit gate")
+
+
+def test_a_failing_label_says_what_is_likely_wrong():
+    _, cur = base_and_current()
+    cur.loc[[0, 1], "predicted_dsc"] = 0.4
+    cur["likely_error"] = pd.array([pd.NA] * len(cur), dtype="string")
+    cur["error_slices"] = pd.array([pd.NA] * len(cur), dtype="string")
+    cur.loc[0, ["likely_error", "error_slices"]] = ["missing_slices", "12-14"]
+    cur.loc[1, "likely_error"] = "none"
+    r = check_gate(cur, policy=GatePolicy(Thresholds(min_dsc=0.5)))
+    first, second = (f.message for f in r.errors)
+    assert first.endswith("< min 0.500; likely slices missing: fill in the gap over slices 12-14")
+    assert second.endswith("< min 0.500")  # "none": nothing to add

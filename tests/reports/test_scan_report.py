@@ -131,3 +131,22 @@ def test_a_novel_label_says_its_interval_is_wider(tmp_path, scan_tables):
     page = _render(tmp_path, results, slices, worst_n=3)
     assert page.count('class="novel"') == 1
     assert "never measured on real CT" in page and "unlike the labels its errors were measured on" in page
+
+
+def test_a_card_says_what_to_fix_in_a_curators_words(tmp_path, scan_tables):
+    results, slices = scan_tables
+    results = results.copy()
+    order = results.sort_values("predicted_dsc").index
+    results["likely_error"] = pd.array(["none"] * len(results), dtype="string")
+    results["error_slices"] = pd.array([pd.NA] * len(results), dtype="string")
+    results["likely_error_p"] = 0.9
+    inside = int(results.loc[order[0], "worst_slice"])
+    results.loc[order[0], ["likely_error", "error_slices"]] = [
+        "cut_short", f"{inside + 5}-{inside + 9}"]
+    page = _render(tmp_path, results, slices, worst_n=3)
+    assert page.count('class="advice"') == 1  # "none" says nothing
+    assert (f"Likely cut short at the top: extend it over slices {inside + 5}-{inside + 9}"
+            in page)
+    plain = _render(tmp_path / "plain", results.drop(columns=["likely_error"]), slices,
+                    worst_n=3)
+    assert 'class="advice"' not in plain  # a model without an error classifier
