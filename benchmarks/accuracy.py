@@ -93,10 +93,9 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     if shuffle:  # the network sees other names; the table keeps each label's own structure
         from dataclasses import replace
 
-        names = shuffled_names(np.concatenate([val.names, np.array(
-            [g["structure"] for g in val.group_table], dtype=object)]), seed)
-        mapping = dict(zip(np.concatenate([val.names, np.array(
-            [g["structure"] for g in val.group_table], dtype=object)]), names, strict=True))
+        unique = np.array(sorted(set(val.names.tolist())
+                                 | {g["structure"] for g in val.group_table}), dtype=object)
+        mapping = dict(zip(unique, shuffled_names(unique, seed), strict=True))
         probe_set = replace(val, group_table=[{**g, "structure": mapping[g["structure"]]}
                                               for g in val.group_table])
         val = replace(val, names=np.array([mapping[n] for n in val.names], dtype=object))

@@ -28,15 +28,13 @@ VARIANTS = {"native": (1.0, 1.0, 1.0), "inplane_2x_finer": (2.0, 2.0, 1.0),
 
 
 def resampled(array: np.ndarray, zoom: tuple[float, float, float], *, mask: bool) -> np.ndarray:
-    """``array`` on a grid ``zoom`` times as fine (linear; masks: the 0.5 level)."""
-    from scipy import ndimage as ndi
+    """``array`` on a grid ``zoom`` times as fine (training's resampling: CT linear, masks the
+    0.5 level); the original grid is returned as it is."""
+    from qsaudit.training.resample import zoom_volume
 
     if zoom == (1.0, 1.0, 1.0):
         return array
-    if mask:
-        return ndi.zoom(array.astype(np.float32), zoom, order=1, mode="grid-constant",
-                        grid_mode=True) >= 0.5
-    return ndi.zoom(np.asarray(array, np.float32), zoom, order=1, mode="nearest", grid_mode=True)
+    return zoom_volume(array, zoom, mask=mask)
 
 
 def write_variants(cases: list, out: Path) -> None:

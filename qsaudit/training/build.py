@@ -41,6 +41,7 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     from qsaudit.model.preprocess import sample_slices
     from qsaudit.registry import lookup
     from qsaudit.training.candidates import iter_degraded_candidates, snapshot_group_candidates
+    from qsaudit.training.resample import draw_pixel_size, resample_inplane
 
     rng = np.random.default_rng(list(unit.seed))
     cases = []
@@ -49,8 +50,6 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                          min_label_voxels=sample_config.min_label_voxels,
                          derived=sample_config.derived)
         if not unit.validation and rng.random() < sample_config.resample_fraction:
-            from qsaudit.training.resample import draw_pixel_size, resample_inplane
-
             case = resample_inplane(case, draw_pixel_size(rng), rng)
         if case.masks:
             cases.append(case)

@@ -28,6 +28,19 @@ def draw_pixel_size(rng: np.random.Generator) -> float:
     return float(math.exp(rng.uniform(lo, hi)))
 
 
+def zoom_volume(array: np.ndarray, zoom: tuple[float, float, float], *,
+                mask: bool) -> np.ndarray:
+    """``array`` on a grid ``zoom`` times as fine per axis: a CT linearly (float32), a mask as
+    the 0.5 level of its linearly interpolated indicator (bool: a smooth boundary, not blocks)."""
+    from scipy import ndimage as ndi
+
+    if mask:
+        return ndi.zoom(np.asarray(array, dtype=np.float32), zoom, order=1,
+                        mode="grid-constant", grid_mode=True) >= 0.5
+    return ndi.zoom(np.asarray(array, dtype=np.float32), zoom, order=1, mode="nearest",
+                    grid_mode=True)
+
+
 def resample_inplane(case: TrustedCase, pixel_mm: float, rng: np.random.Generator, *,
                      noise_hu: float = 12.0) -> TrustedCase:
     """``case`` resampled in-plane to ``pixel_mm`` (slices untouched); masks that shrink
@@ -36,22 +49,19 @@ def resample_inplane(case: TrustedCase, pixel_mm: float, rng: np.random.Generato
     ``noise_hu``: the largest standard deviation (HU) of the white noise added on a finer
     grid (drawn uniformly up to it, scaled by how much finer the grid is).
     """
-    from scipy import ndimage as ndi
-
     sx, sy, sz = case.spacing
     nx, ny, _nz = case.ct.shape
     factor = min(float(sx) / pixel_mm, MAX_MATRIX / max(nx, ny))
     out_x, out_y = max(8, round(nx * factor)), max(8, round(ny * factor))
     zoom = (out_x / nx, out_y / ny, 1.0)
-    ct = ndi.zoom(case.ct, zoom, order=1, mode="nearest", grid_mode=True).astype(np.float32)
+    ct = zoom_volume(case.ct, zoom, mask=False)
     if zoom[0] > 1.0 and noise_hu > 0:
         sigma = rng.uniform(0.0, noise_hu) * min(1.0, (zoom[0] - 1.0) / 2.0)
         ct += rng.normal(0.0, sigma, size=ct.shape).astype(np.float32)
     masks: dict[str, np.ndarray] = {}
     dropped = list(case.dropped)
     for name, mask in case.masks.items():
-        up = ndi.zoom(mask.astype(np.float32), zoom, order=1, mode="grid-constant",
-                      grid_mode=True) >= 0.5
+        up = zoom_volume(mask, zoom, mask=True)
         if int(up.sum()) < MIN_MASK_VOXELS:
             dropped.append(name)
             continue
