@@ -55,7 +55,8 @@ def _alive(pids: list[int]) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the reader processes")
 @pytest.mark.parametrize("after_parts", [0, 2], ids=["during-start", "mid-scan"])
 def test_ctrl_c_ends_at_once_and_resumes(make_dataset, tiny_model, tmp_path, after_parts):
-    dataset = make_dataset(cases=12)
+    cases = 40  # enough that an unloaded machine is still scanning when the signal comes
+    dataset = make_dataset(cases=cases)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
     # its own process group, as a terminal's foreground job: Ctrl-C reaches every process in it
@@ -70,9 +71,11 @@ def test_ctrl_c_ends_at_once_and_resumes(make_dataset, tiny_model, tmp_path, aft
         if len(readers) >= 2 and parts >= after_parts:
             break
         time.sleep(0.01)
-    if proc.poll() is not None or len(list((out / "parts").glob("*.json"))) >= 12:
+    if proc.poll() is not None or len(list((out / "parts").glob("*.json"))) >= cases:
         pytest.skip("the scan finished before it could be interrupted")
     time.sleep(0.2)  # past the few milliseconds in which the scan itself ignores SIGINT
+    if proc.poll() is not None:
+        pytest.skip("the scan finished before it could be interrupted")
     readers = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
     try:
@@ -91,4 +94,4 @@ def test_ctrl_c_ends_at_once_and_resumes(make_dataset, tiny_model, tmp_path, aft
     assert not list(out.glob("results.*"))
     subprocess.run(_command(dataset, out, tiny_model), check=True, env=env, cwd=tmp_path,
                    capture_output=True)
-    assert pd.read_csv(out / "results.csv")["case_id"].nunique() == 12
+    assert pd.read_csv(out / "results.csv")["case_id"].nunique() == cases
