@@ -346,6 +346,7 @@ def _start_reader(parent_pid: int) -> None:
 def _stop_readers(pool: ProcessPoolExecutor, *, grace_seconds: float = 5.0) -> None:
     """Cancel the queued cases and end the reader processes now (terminate, then kill)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    results = getattr(pool, "_result_queue", None)  # shutdown() forgets it
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
@@ -356,6 +357,13 @@ def _stop_readers(pool: ProcessPoolExecutor, *, grace_seconds: float = 5.0) -> N
         if process.is_alive():
             process.kill()
             process.join()
+    # A reader ended while it wrote a prepared case leaves the pool's manager thread waiting for
+    # the rest of that message, and the interpreter joins that thread at exit: Ctrl-C would hang.
+    # The readers are gone, so closing this process's own write end of the result pipe gives the
+    # thread end-of-file and it winds down.
+    writer = getattr(results, "_writer", None)
+    if writer is not None and not writer.closed:
+        writer.close()
 
 
 class WorstKeeper:
