@@ -13,7 +13,8 @@ warm-up read of each (imports, highdicom's tables), the best of ``--repeats``:
 - dicom_j2k_seg:  the CT series as shipped (JPEG 2000) + SEG;
 
 and prints seconds per case and the ratio to nifti (target: at most 2x). The CT alone is
-printed too. The reader processes do exactly this read (``prepare_case``).
+printed too. JPEG 2000 slices decode on up to four threads (imagecodecs), so that row depends on
+the number of cores. The reader processes do exactly this read (``prepare_case``).
 
 Usage: python benchmarks/dicom_read.py [--repeats 5] [--data DIR] [--keep DIR]
 Timings depend on the machine; run on an idle one.

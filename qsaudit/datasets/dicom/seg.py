@@ -7,7 +7,7 @@ up to whole-voxel shifts, flips and axis swaps: nothing is resampled.
 The usual SEG has one frame per CT slice it covers, of the CT's own rows and columns. Such a SEG
 is placed frame by frame from its functional groups read by pydicom, each frame decoded by
 pydicom when its segment is asked for (:class:`SliceAlignedSeg`): about 3x faster than
-highdicom's general reader (31 segments of a 512 x 512 x 20 CT: 0.3 s against 0.9 s), which
+highdicom's general reader (31 segments of a 512 x 512 x 20 CT: 0.2 s against 0.9 s), which
 handles every other SEG (cropped, other orientation, tiled).
 """
 
@@ -33,6 +33,7 @@ class SliceAlignedSeg:
     dataset: Any
     frames: dict[int, list[tuple[int, int]]]
     threshold: float
+    binary: bool = False
 
 
 def read_segmentation(path: Path, geometry: SeriesGeometry) -> Any:
@@ -67,6 +68,7 @@ def _slice_aligned(ds: Any, geometry: SeriesGeometry) -> SliceAlignedSeg | None:
     lps = geometry.lps_affine
     to_voxel = np.linalg.inv(lps)
     frames: dict[int, list[tuple[int, int]]] = {}
+    planes_checked: set[tuple] = set()  # (orientation, spacing) pairs already on the CT grid
     for index, group in enumerate(per_frame):
         orientation = _functional(group, shared, "PlaneOrientationSequence",
                                   "ImageOrientationPatient")
@@ -76,26 +78,32 @@ def _slice_aligned(ds: Any, geometry: SeriesGeometry) -> SliceAlignedSeg | None:
                               "ReferencedSegmentNumber")
         if orientation is None or spacing is None or position is None or segment is None:
             return None
-        directions = np.array([float(v) for v in orientation])
-        pixel = [float(v) for v in spacing]
-        if np.abs(directions[:3] * pixel[1] - lps[:3, 0]).max() > 1e-3 \
-                or np.abs(directions[3:] * pixel[0] - lps[:3, 1]).max() > 1e-3:
-            return None
+        plane = (tuple(orientation), tuple(spacing))
+        if plane not in planes_checked:
+            directions = np.array([float(v) for v in orientation])
+            pixel = [float(v) for v in spacing]
+            if np.abs(directions[:3] * pixel[1] - lps[:3, 0]).max() > 1e-3 \
+                    or np.abs(directions[3:] * pixel[0] - lps[:3, 1]).max() > 1e-3:
+                return None
+            planes_checked.add(plane)
         voxel = to_voxel[:3, :3] @ np.array([float(v) for v in position]) + to_voxel[:3, 3]
         k = int(np.rint(voxel[2]))
         if np.abs(voxel - [0, 0, k]).max() > 1e-3 or not 0 <= k < depth:
             return None
         frames.setdefault(int(segment), []).append((index, k))
     maximum = float(ds.get("MaximumFractionalValue", 1) or 1) if kind == "FRACTIONAL" else 1.0
-    return SliceAlignedSeg(dataset=ds, frames=frames, threshold=0.5 * maximum)
+    return SliceAlignedSeg(dataset=ds, frames=frames, threshold=0.5 * maximum,
+                           binary=kind == "BINARY")
 
 
 def _functional(group: Any, shared: Any, sequence: str, keyword: str) -> Any:
     """An attribute of a frame's functional groups, else of the shared ones."""
     for groups in (group, shared):
-        items = groups.get(sequence) if groups is not None else None
-        if items:
-            value = items[0].get(keyword)
+        if groups is None or sequence not in groups:
+            continue
+        items = groups[sequence].value
+        if items and keyword in items[0]:
+            value = items[0][keyword].value
             if value is not None:
                 return value
     return None
@@ -143,11 +151,22 @@ def segment_mask(segmentation: Any, path: Path, number: int, name: str,
 
 def _aligned_mask(seg: SliceAlignedSeg, path: Path, number: int, name: str,
                   mask: np.ndarray) -> None:
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels import iter_pixels
 
-    try:
-        for index, k in seg.frames.get(number, []):
-            mask[k] |= pixel_array(seg.dataset, index=index) > seg.threshold
+    placed = seg.frames.get(number, [])
+    if not placed:
+        return
+    try:  # one decoder set-up for all of the segment's frames (4x faster than frame by frame)
+        frames = iter_pixels(seg.dataset, indices=[index for index, _ in placed])
+        once = len({k for _, k in placed}) == len(placed)  # no slice has two frames
+        for (_, k), frame in zip(placed, frames, strict=True):
+            # a binary frame unpacks to 0/1 bytes: read as bool without a comparison
+            on = frame.view(bool) if seg.binary and frame.dtype == np.uint8 \
+                else frame > seg.threshold
+            if once:
+                mask[k] = on
+            else:
+                mask[k] |= on
     except _READ_ERRORS as exc:
         raise LabelProblem(f'"{path}": segment {number} ("{name}"): cannot decode its frames '
                            f"({_short(exc)})", status="unreadable") from None

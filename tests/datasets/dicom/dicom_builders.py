@@ -86,8 +86,10 @@ def phantom(grid: Grid, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray
 
 def write_ct(folder: Path, ct: np.ndarray, grid: Grid, study: Study, *, series_uid: str | None
              = None, series_number: int = 1, names: Sequence[str] | None = None,
-             syntax: str = ExplicitVRLittleEndian, skip: Sequence[int] = ()) -> list[Dataset]:
-    """One file per slice (``names[k]`` or ``IM<k>``, no extension); returns the datasets."""
+             syntax: str = ExplicitVRLittleEndian, skip: Sequence[int] = (),
+             signed: bool = False) -> list[Dataset]:
+    """One file per slice (``names[k]`` or ``IM<k>``, no extension); returns the datasets.
+    ``signed``: stored as signed HU (PixelRepresentation 1, no intercept), else unsigned + 1024."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     datasets = []
@@ -101,10 +103,13 @@ def write_ct(folder: Path, ct: np.ndarray, grid: Grid, study: Study, *, series_u
         ds.SliceThickness = grid.spacing[2]
         ds.Rows, ds.Columns = ct.shape[1], ct.shape[0]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1 if signed else 0
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0 if signed else -1024, 1, "HU"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.PixelData = np.ascontiguousarray((ct[:, :, k].T + 1024).astype(np.uint16)).tobytes()
+        stored = ct[:, :, k].T.astype(np.int16) if signed else (ct[:, :, k].T + 1024).astype(
+            np.uint16)
+        ds.PixelData = np.ascontiguousarray(stored).tobytes()
         if syntax != ExplicitVRLittleEndian:
             ds.compress(syntax)
         datasets.append(ds)
