@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,13 +130,28 @@ def read_mask(label: LabelRef, image: Volume, *, label_maps: dict | None = None)
     return cached == label.value
 
 
+def parse_labels_early(case: Case, label_maps: dict) -> Callable[[], None]:
+    """Let a layout parse its label files into ``label_maps`` (the cache :func:`read_mask` takes)
+    while the CT decodes; returns the function to call before the first :func:`read_mask`.
+    Only the ``dicom`` layout does so (its structure sets and SEGs, beside a JPEG 2000 CT)."""
+    if case.layout != "dicom":
+        return lambda: None
+    from qsaudit.datasets.dicom.reading import parse_labels_early as dicom_early
+
+    return dicom_early(case, label_maps)
+
+
 def read_case(case: Case) -> tuple[Volume, dict[str, np.ndarray | LabelProblem]]:
     """Read the CT of ``case`` and every label: name -> bool mask or the :class:`LabelProblem`.
 
     Raises :class:`DatasetError` when the CT itself cannot be read.
     """
-    volume = read_image(case)
     label_maps: dict = {}
+    ready = parse_labels_early(case, label_maps)
+    try:
+        volume = read_image(case)
+    finally:
+        ready()
     masks: dict[str, np.ndarray | LabelProblem] = {}
     for label in case.labels:
         try:

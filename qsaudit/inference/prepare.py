@@ -193,16 +193,20 @@ def uses_file_order(spec: PrepareSpec) -> bool:
 def _prepare(case: Any, spec: PrepareSpec) -> tuple[list[LabelWork], float]:
     from qsaudit.checks import body_profile
     from qsaudit.datasets import LabelProblem, read_image, read_mask
+    from qsaudit.datasets.volumes import parse_labels_early
 
+    label_maps: dict = {}
+    ready = parse_labels_early(case, label_maps)  # DICOM label files parse while the CT decodes
     try:
         volume = read_image(case)
     except DatasetError as exc:
+        ready()
         missing = case.image is None or not case.image.exists()
         status = "missing_image" if missing else "unreadable"
         return [_failed(case, ref, status, str(exc)) for ref in case.labels], float("nan")
+    ready()
     order = _file_order(volume) if uses_file_order(spec) else None
     body = body_profile(volume.array, volume.spacing)
-    label_maps: dict = {}
     works: list[LabelWork] = []
     offsets: dict[str, tuple[str, float]] = {}  # structure key -> (label, centroid x in mm)
     for ref in case.labels:

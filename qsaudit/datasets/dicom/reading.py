@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,7 +67,45 @@ def read_dicom_mask(label: DicomLabel, image: Volume, *, cache: dict | None = No
     return mask
 
 
-def _cached(label: DicomLabel, geometry: SeriesGeometry, cache: dict) -> Any:
+def parse_labels_early(case: DicomCase, cache: dict) -> Callable[[], None]:
+    """Start parsing the structure sets and SEGs of ``case`` into ``cache`` (as
+    :func:`read_dicom_mask` would) on a thread, while the caller decodes the CT; returns the
+    function that waits for it. Only pays off when the CT's decoder releases the GIL (JPEG 2000),
+    so other series return a no-op."""
+    import threading
+
+    from qsaudit.datasets.dicom import j2k
+
+    geometry = case.geometry
+    labels = {str(label.path): label for label in case.labels if label.path.exists()}
+    if geometry is None or not labels or not geometry.slices or j2k.threads_for(
+            _syntax(geometry.slices[0])) <= 1:
+        return lambda: None
+
+    def parse() -> None:
+        for label in labels.values():
+            try:
+                _cached_or_problem(label, geometry, cache)
+            except Exception:  # noqa: BLE001 - read_dicom_mask parses it again and reports
+                return
+
+    thread = threading.Thread(target=parse, name="qsaudit-dicom-labels", daemon=True)
+    thread.start()
+    return thread.join
+
+
+def _syntax(path: Path) -> str:
+    """The transfer syntax of the DICOM file at ``path`` (header only), or ""."""
+    import pydicom
+
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except (OSError, ValueError, TypeError, EOFError, pydicom.errors.InvalidDicomError):
+        return ""
+    return str(meta.get("TransferSyntaxUID", ""))
+
+
+def _cached_or_problem(label: DicomLabel, geometry: SeriesGeometry, cache: dict) -> None:
     key = ("dicom", str(label.path))
     if key not in cache:
         try:
@@ -73,7 +113,11 @@ def _cached(label: DicomLabel, geometry: SeriesGeometry, cache: dict) -> Any:
                           else read_structure_set(label.path))
         except LabelProblem as problem:
             cache[key] = problem
-    found = cache[key]
+
+
+def _cached(label: DicomLabel, geometry: SeriesGeometry, cache: dict) -> Any:
+    _cached_or_problem(label, geometry, cache)
+    found = cache[("dicom", str(label.path))]
     if isinstance(found, LabelProblem):
         raise found
     return found

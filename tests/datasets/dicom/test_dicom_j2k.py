@@ -72,3 +72,31 @@ def test_the_real_scanner_series_reads_the_same_threaded_and_serial(monkeypatch)
     threaded = read_image(case).array
     monkeypatch.setattr(j2k, "available", lambda: False)
     np.testing.assert_array_equal(threaded, read_image(case).array)
+
+
+def test_label_files_parse_while_a_jpeg2000_ct_decodes_and_read_the_same(tmp_path, monkeypatch):
+    from dicom_builders import mask_contours, write_rtstruct, write_seg
+
+    from qsaudit.datasets import read_case
+    from qsaudit.datasets.volumes import parse_labels_early
+
+    grid, study = Grid(shape=(64, 48, 6)), Study()
+    ct, masks = phantom(grid)
+    series = write_ct(tmp_path / "ct", ct, grid, study, syntax=JPEG2000Lossless)
+    write_seg(tmp_path / "ct" / "seg.dcm", series, {"Liver": masks["Liver"]})
+    write_rtstruct(tmp_path / "ct" / "rs.dcm", series,
+                   {"Kidney_L": mask_contours(masks["Kidney_L"], grid)}, study)
+    (case,) = list_cases(tmp_path)
+    cache: dict = {}
+    parse_labels_early(case, cache)()
+    assert len(cache) == 2  # the SEG and the structure set, parsed before any mask was asked
+    _, early = read_case(case)
+    monkeypatch.setattr(j2k, "available", lambda: False)  # no threads: nothing parses early
+    cache = {}
+    parse_labels_early(case, cache)()
+    assert cache == {}
+    _, serial = read_case(case)
+    assert set(early) == set(serial) == {"Liver", "Kidney_L"}
+    for name in early:
+        np.testing.assert_array_equal(early[name], serial[name])
+    assert early["Liver"].sum() == masks["Liver"].sum()
