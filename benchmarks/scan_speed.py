@@ -196,6 +196,31 @@ def timed_scan(dataset: Path, out: Path, model: Path, *, workers: int, device: s
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def overhead_share(breakdown: dict) -> float:
+    """Share of a scan's work that is neither decompressing files nor the network's forward
+    passes: main-process set-up, batching, writing, tables, report and the rest, plus the
+    readers' checks, shape features and crops, over all of the work (main process, less its
+    waits, plus the readers' time)."""
+    main = breakdown["total"] - breakdown["waiting_for_readers"]
+    readers = breakdown["readers_decoding"] + breakdown["readers_other"]
+    beyond = main - breakdown["network"] + breakdown["readers_other"]
+    return beyond / max(main + readers, 1e-9)
+
+
+def print_breakdown(timings: dict, what: str) -> None:
+    """Print ``scan.json``'s time breakdown and the share beyond decoding and the network."""
+    b = timings["breakdown"]
+    print(f"   where the {what} scan's {b['total']:.1f} s went (main process): network "
+          f"{b['network']:.1f}, batching {b['batching']:.1f}, waiting for readers "
+          f"{b['waiting_for_readers']:.1f}, writing {b['writing']:.1f}, tables+report "
+          f"{b['tables_and_report']:.1f}, set-up {b['setup']:.1f}, other {b['other']:.1f}; "
+          f"readers: decoding {b['readers_decoding']:.1f} s, checks/shape/crops "
+          f"{b['readers_other']:.1f} s (CPU {b['readers_cpu']:.1f} s); batch "
+          f"{timings.get('batch_size')}")
+    print(f"   beyond decoding and the network: {overhead_share(b):.0%} of the work "
+          "(target <= 25%)")
+
+
 def print_profile(path: Path, top: int = 25) -> None:
     """Print the ``top`` functions by cumulative time of a cProfile dump."""
     import pstats
@@ -220,7 +245,8 @@ def main() -> None:
     parser.add_argument("--r50-cases", type=int, default=4,
                         help="cases scanned with the ResNet-50 (CPU is slow)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the scan's own choice for the device and model")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="auto",
                         help="scan precision (the ResNet-50 scan also runs in fp32)")
@@ -291,6 +317,7 @@ def main() -> None:
               f"{loop['loop_seconds'] / floor:.2f}x the floor (model "
               f"{loop['model_seconds']:.1f} s in the main process), tables+report "
               f"{loop['total_seconds'] - loop['setup_seconds'] - loop['loop_seconds']:.1f} s")
+        print_breakdown(loop, "default model")
 
         print("\n3. peak memory (MiB): scan process / largest reader process")
         half = timed_scan(small, work / "out-small", default, workers=args.workers,

@@ -35,8 +35,10 @@ def scan_command(
     precision: Annotated[str, typer.Option(
         "--precision", help="auto (bf16 where the GPU or CPU computes it natively; fp32 for "
         "the paper's model), fp32, bf16 or fp16 (CUDA).")] = "auto",
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", min=1, help="Slices per forward pass.")] = 64,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", "-b", min=1, help="Slices per forward pass (default: by device and "
+        "model, as measured: 8 for a 256 px model on the CPU, 32 for the default model, 128 on "
+        "CUDA).")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-w", min=0, help="Reader processes (default min(2, cores); 0 = none).")
     ] = None,

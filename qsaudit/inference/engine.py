@@ -103,7 +103,9 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     batcher = CrossCaseBatcher(predictor, settings.batch_size)
 
     def commit(scored: ScoredCase) -> None:
+        t0 = time.perf_counter()
         scan.commit(scored)
+        timings["commit_seconds"] += time.perf_counter() - t0
         progress.update(task, advance=1, info="")
         if on_case_committed is not None:
             on_case_committed(scored.case.case_id)
@@ -114,6 +116,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     timings["setup_seconds"] = loop_start - started
     governor = ModelThreads(predictor, settings.n_workers)
     timings["wait_seconds"] = 0.0
+    forward_before = getattr(predictor, "forward_seconds", None)
     with progress_bar() as progress, governor, contextlib.ExitStack() as readers:
         task = progress.add_task("scanning", total=len(todo), info=_starting(settings.n_workers))
         # closed on the way out, so an interrupt in the model (not only in a read) stops the readers
@@ -142,6 +145,9 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
 
     timings["loop_seconds"] = time.perf_counter() - loop_start
     timings["forward_passes"] = batcher.forward_passes
+    timings["batch_size"] = settings.batch_size
+    if forward_before is not None:  # the model's own forward passes, out of model_seconds
+        timings["network_seconds"] = predictor.forward_seconds - forward_before
     return finish_scan(scan)
 
 
@@ -179,6 +185,8 @@ class OpenScan:
                                   self.calibration, self.bands, self.novelty, self.errors)
         self.store.commit(scored.case.case_id, part, thumbs)
         self.timings["read_seconds"] += scored.case.seconds
+        self.timings["reader_cpu_seconds"] += getattr(scored.case, "cpu_seconds", 0.0)
+        self.timings["reader_decode_seconds"] += getattr(scored.case, "decode_seconds", 0.0)
 
 
 def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSettings,
@@ -203,6 +211,8 @@ def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSetting
         with status("loading the model"):
             predictor = load(settings)
     settings = settings_for_model(settings, predictor)  # the paper's model: its own protocol
+    if settings.batch_size is None:  # by device and model size, as measured
+        settings = settings.replace(batch_size=_batch_size(predictor))
     manifest = {
         "qsaudit_version": __version__,
         "dataset": str(dataset.resolve()),
@@ -228,7 +238,9 @@ def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSetting
     return OpenScan(dataset=dataset, out_dir=Path(out_dir), settings=settings,
                     predictor=predictor, cases=cases, todo=todo, manifest=manifest, store=store,
                     keeper=keeper, calibration=calibration, bands=bands, spec=spec,
-                    started=started, timings={"read_seconds": 0.0, "model_seconds": 0.0},
+                    started=started, timings={"read_seconds": 0.0, "reader_cpu_seconds": 0.0,
+                                          "reader_decode_seconds": 0.0,
+                                          "model_seconds": 0.0, "commit_seconds": 0.0},
                     novelty=_novelty(predictor, calibration), errors=_errors(calibration))
 
 
@@ -236,6 +248,7 @@ def finish_scan(scan: OpenScan) -> ScanSummary:
     """Write the final tables, report and the complete ``scan.json`` from the committed parts."""
     out_dir, store, manifest, settings = scan.out_dir, scan.store, scan.manifest, scan.settings
     timings = scan.timings
+    finish_start = time.perf_counter()
     ids = [c.case_id for c in sorted(scan.cases, key=lambda c: c.case_id)]
     parts = store.load_parts(ids)
     outputs = write_outputs(out_dir, [(store, p) for p in parts],
@@ -245,6 +258,8 @@ def finish_scan(scan: OpenScan) -> ScanSummary:
     summary = _summary(out_dir, outputs, scanned=len(scan.todo),
                        resumed=len(scan.cases) - len(scan.todo), seconds=seconds)
     timings["total_seconds"] = seconds
+    timings["finish_seconds"] = time.perf_counter() - finish_start
+    timings["breakdown"] = time_breakdown(timings)
     previous = store.read_manifest() or {}
     write_json(out_dir / SCAN_JSON, {
         **manifest, "started": previous.get("started", manifest["started"]),
@@ -256,6 +271,39 @@ def finish_scan(scan: OpenScan) -> ScanSummary:
         "timings": timings, "report_error": outputs.report_error,
     })
     return summary
+
+
+def time_breakdown(timings: dict[str, Any]) -> dict[str, float]:
+    """Where a scan's wall time went, in seconds (``scan.json`` → ``timings.breakdown``).
+
+    Main-process parts that add up to ``total``: ``setup`` (listing the cases, loading the
+    model), ``network`` (the forward passes), ``batching`` (assembling batches and spreading the
+    scores back, the rest of ``model_seconds``), ``waiting_for_readers``, ``writing`` (each
+    case's aggregation, checks and part file), ``tables_and_report`` (the final tables and
+    report.html) and ``other``. ``readers_cpu`` is the reader processes' own CPU time (decoding
+    the files, cropping), in parallel with the rest, so it is not part of the sum;
+    ``readers_decoding`` the readers' wall time reading and decompressing files, and
+    ``readers_other`` the rest of their time (checks, shape features, crops). Under Ray the
+    network runs in the actors: there ``batching`` includes it.
+    """
+    total = float(timings.get("total_seconds", 0.0))
+    model = float(timings.get("model_seconds", 0.0))
+    network = float(timings.get("network_seconds", 0.0))
+    parts = {
+        "setup": float(timings.get("setup_seconds", 0.0)),
+        "network": network,
+        "batching": max(0.0, model - network),
+        "waiting_for_readers": float(timings.get("wait_seconds", 0.0)),
+        "writing": float(timings.get("commit_seconds", 0.0)),
+        "tables_and_report": float(timings.get("finish_seconds", 0.0)),
+    }
+    parts["other"] = max(0.0, total - sum(parts.values()))
+    parts["total"] = total
+    parts["readers_cpu"] = float(timings.get("reader_cpu_seconds", 0.0))
+    decoding = float(timings.get("reader_decode_seconds", 0.0))
+    parts["readers_decoding"] = decoding
+    parts["readers_other"] = max(0.0, float(timings.get("read_seconds", 0.0)) - decoding)
+    return {key: round(value, 3) for key, value in parts.items()}
 
 
 def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int
@@ -593,6 +641,15 @@ class ModelThreads:
         if not self.history or self.history[-1] != threads:
             torch.set_num_threads(threads)
             self.history.append(threads)
+
+
+def _batch_size(predictor: SlicePredictor) -> int:
+    """The crops per forward pass that suit ``predictor`` (its ``batch_size``; a Ray fleet's is
+    the one its actors use), else the CPU rule for its input size."""
+    chosen = getattr(predictor, "batch_size", None)
+    if chosen is not None:
+        return int(chosen)
+    return 32
 
 
 def _plain(value: Any) -> Any:

@@ -78,6 +78,7 @@ class ClusterModel:
     path: Path
     device: str
     precision: str
+    batch_size: int  # the actors' crops per forward pass
 
 
 class CaseScorer:
@@ -169,7 +170,14 @@ class _Fleet:
         self.weights: Any = None  # held for the whole scan: restarted actors read it again
 
     def start(self, settings: ScanSettings) -> ClusterModel:
-        from qsaudit.model.checkpoint import default_weights_path, load_checkpoint
+        import torch
+
+        from qsaudit.model.checkpoint import (
+            default_batch_size,
+            default_weights_path,
+            largest_activation,
+            load_checkpoint,
+        )
 
         ray, options = self.ray, self.options
         path = Path(settings.model) if settings.model else default_weights_path()
@@ -189,9 +197,12 @@ class _Fleet:
             num_cpus=actor_cpus, num_gpus=1 if use_gpu else 0, max_restarts=options.retries,
             max_task_retries=options.retries)
         self.weights = ray.put(path.read_bytes())  # shipped once to each node's object store
+        self.batch_size = settings.batch_size or default_batch_size(
+            torch.device("cuda" if use_gpu else "cpu"),
+            largest_activation(header.model, int(header.config.input_size)))
         self.actors = [actor_class.remote([self.weights], device="cuda" if use_gpu else "cpu",
                                           precision=settings.precision,
-                                          batch_size=settings.batch_size, threads=1)
+                                          batch_size=self.batch_size, threads=1)
                        for _ in range(count)]
         try:
             self.info = ray.get([a.describe.remote() for a in self.actors],
@@ -207,7 +218,7 @@ class _Fleet:
         self.window = options.in_flight or CASES_PER_ACTOR * count + readers
         return ClusterModel(config=header.config, fingerprint=header.fingerprint,
                             meta=header.meta, path=path, device=self.info[0]["device"],
-                            precision=self.info[0]["precision"])
+                            precision=self.info[0]["precision"], batch_size=self.batch_size)
 
     def _check(self, header: Any) -> None:
         for info in self.info:

@@ -30,7 +30,9 @@ class ScanSettings:
             ``fp16`` (CUDA only). The precision actually used is part of a results folder's
             identity: a scan is resumed only with the same one.
         batch_size: crops per forward pass; every pass has exactly this size (padded) so that a
-            crop's score never depends on which other crops share its batch.
+            crop's score never depends on which other crops share its batch. None: chosen by
+            device and model size (``qsaudit.model.checkpoint.default_batch_size``: on the CPU
+            8 for a 256 px model, 32 for the default one; 128 on CUDA).
         workers: reader processes (None = min(2, CPU cores); 0 = read in the main process).
         seed: seeds slice sampling, per (seed, case_id, label).
         shard: (index, count), 0-based: this run scans sorted cases ``index::count``.
@@ -45,7 +47,7 @@ class ScanSettings:
     aggregation: str = "area_weighted"
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 64
+    batch_size: int | None = None
     workers: int | None = None
     seed: int = 0
     shard: tuple[int, int] | None = None
@@ -58,7 +60,7 @@ class ScanSettings:
     def __post_init__(self) -> None:
         if self.slices < 1:
             raise UsageError(f"slices = {self.slices}: must be at least 1")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"batch size = {self.batch_size}: must be at least 1")
         if self.workers is not None and self.workers < 0:
             raise UsageError(f"workers = {self.workers}: must be 0 or more")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,10 +90,65 @@ def autocast(device: torch.device, precision: str):
 
 
 def memory_layout(device: torch.device, precision: str) -> torch.memory_format:
-    """Channels-last on the CPU in bf16 (oneDNN's fast convolutions), the default otherwise."""
-    if device.type == "cpu" and precision == "bf16":
+    """Channels-last on the CPU (oneDNN's fast convolutions, in fp32 as in bf16: the paper's
+    ResNet-50 at 256 px takes 64 ms a crop instead of 72-127 ms, ``benchmarks/forward_speed.py``),
+    the default (NCHW) elsewhere."""
+    if device.type == "cpu":
         return torch.channels_last
     return torch.contiguous_format
+
+
+CPU_BATCH_VALUES = 2 ** 22
+"""Values of a batch's largest activation on the CPU: a batch whose activations outgrow the
+caches is slower per crop. Measured (``benchmarks/forward_speed.py``, 2-core Xeon): the paper's
+ResNet-50 at 256 px (1 M values a crop after its stem) is fastest at batch 4 (64 ms a crop in
+fp32, 88 ms at 64); the default model (18 k values a crop) at 32-64."""
+GPU_BATCH = 128
+"""Crops per forward pass on CUDA (not yet measured on a GPU here)."""
+
+
+def largest_activation(model: torch.nn.Module, input_size: int) -> int:
+    """Values in the largest output of any layer of ``model`` for one crop (one dry run on the
+    model's device)."""
+    largest = 0
+
+    def record(_module: Any, _inputs: Any, output: Any) -> None:
+        nonlocal largest
+        if torch.is_tensor(output):
+            largest = max(largest, int(output[0].numel()))
+
+    embed = int(getattr(getattr(model, "config", None), "embed_dim", 0) or 0)
+    device = next(model.parameters()).device
+    hooks = [m.register_forward_hook(record) for m in model.modules() if m is not model]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 2, input_size, input_size, device=device),
+                  torch.zeros(1, embed, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return largest
+
+
+def largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``at_most`` (at least 1)."""
+    for d in range(min(n, max(1, at_most)), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+def default_batch_size(device: torch.device, activation: int) -> int:
+    """The scan's crops per forward pass on ``device`` for a model whose largest activation
+    holds ``activation`` values a crop (:func:`largest_activation`): on the CPU the largest power
+    of two between 4 and 64 whose batch stays within :data:`CPU_BATCH_VALUES`, on CUDA
+    :data:`GPU_BATCH`."""
+    if device.type != "cpu":
+        return GPU_BATCH
+    batch = 4
+    while batch < 64 and 2 * batch * activation <= CPU_BATCH_VALUES:
+        batch *= 2
+    return batch
 
 
 def save_checkpoint(path: str | Path, model: QualityNet, config: ModelConfig, *,
@@ -143,6 +199,8 @@ class Predictor:
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast) in :meth:`predict`, as
             :func:`resolve_precision` chose it.
         path: the model file.
+        forward_seconds: wall time spent in the network's forward passes so far (the scan's
+            timing breakdown reads it).
     """
 
     def __init__(self, model: QualityNet, config: ModelConfig, *, encoder_spec: str,
@@ -162,6 +220,16 @@ class Predictor:
         self.precision = resolve_precision(precision, device, bounded=config.bounded)
         self._layout = memory_layout(device, self.precision)
         self.model = self.model.to(memory_format=self._layout)
+        self.forward_seconds = 0.0
+        self._activation: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Crops per forward pass that suit this model on its device
+        (:func:`default_batch_size`; one dry run the first time it is asked)."""
+        if self._activation is None:
+            self._activation = largest_activation(self.model, self.config.input_size)
+        return default_batch_size(self.device, self._activation)
 
     @property
     def use_amp(self) -> bool:
@@ -205,7 +273,10 @@ class Predictor:
         Args:
             inputs: ``(N, 2, S, S)`` float32 from :func:`qsaudit.model.preprocess.crop_slice`.
             names: structure name of each input (length ``N``).
-            batch_size: inputs per forward pass.
+            batch_size: inputs per forward pass. On the CPU a pass larger than
+                :attr:`batch_size` runs as equal smaller passes (the largest divisor of
+                ``batch_size`` that fits), so every pass of a given ``batch_size`` still has
+                one shape and a score never depends on where its crop sits in the batch.
 
         Returns:
             ``(predicted, raw)`` float64 arrays ``(N,)``: the predicted Dice clipped to [0, 1],
@@ -221,13 +292,18 @@ class Predictor:
             raise ModelError(f"predict: batch_size = {batch_size}, must be >= 1")
         emb = self.embeddings(names)
         raw = np.empty(x.shape[0], dtype=np.float64)
+        step = batch_size
+        if self.device.type == "cpu":  # larger passes are slower per crop here: split them
+            step = largest_divisor(batch_size, self.batch_size)
+        started = time.perf_counter()
         with torch.inference_mode(), autocast(self.device, self.precision):
-            for start in range(0, x.shape[0], batch_size):
-                stop = start + batch_size
+            for start in range(0, x.shape[0], step):
+                stop = start + step
                 xb = torch.from_numpy(x[start:stop]).to(self.device)
                 xb = xb.contiguous(memory_format=self._layout)
                 eb = torch.from_numpy(emb[start:stop]).to(self.device)
                 raw[start:stop] = self.model(xb, eb).float().cpu().numpy()
+        self.forward_seconds += time.perf_counter() - started
         return np.clip(raw, 0.0, 1.0), raw
 
 

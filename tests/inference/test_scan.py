@@ -188,3 +188,25 @@ def test_report_shows_the_device_the_scan_ran_on(tiny_dataset, tiny_model, tmp_p
     assert used == ("cuda:0" if torch.cuda.is_available() else "cpu") or used.startswith("cuda")
     text = re.sub(r"<[^>]+>", " ", (out / "report.html").read_text())
     assert f"{used} (auto)" in text
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_scan_json_says_where_the_time_went(tiny_dataset, tiny_model, tmp_path, workers):
+    from qsaudit.model.checkpoint import load_checkpoint
+
+    out = tmp_path / "out"
+    scan_dataset(tiny_dataset, out, settings=ScanSettings(model=tiny_model, workers=workers,
+                                                          device="cpu", slices=2))
+    timings = json.loads((out / "scan.json").read_text())["timings"]
+    assert timings["batch_size"] == load_checkpoint(tiny_model, device="cpu").batch_size  # auto
+    parts = timings["breakdown"]
+    main = ["setup", "network", "batching", "waiting_for_readers", "writing",
+            "tables_and_report", "other"]
+    assert all(parts[key] >= 0 for key in main + ["readers_cpu", "readers_decoding"])
+    assert sum(parts[key] for key in main) == pytest.approx(parts["total"], abs=0.01)
+    assert 0 < parts["network"] <= timings["model_seconds"] + 1e-6
+    assert parts["readers_decoding"] > 0 and parts["tables_and_report"] > 0
+    assert parts["readers_decoding"] <= timings["read_seconds"] + 1e-6
+    explicit = tmp_path / "explicit"
+    scan_dataset(tiny_dataset, explicit, settings=_settings(tiny_model, slices=2))
+    assert json.loads((explicit / "scan.json").read_text())["timings"]["batch_size"] == 16

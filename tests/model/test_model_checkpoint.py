@@ -166,3 +166,57 @@ def test_scores_do_not_depend_on_the_thread_count(saved, precision):
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
+
+
+def test_batch_size_and_memory_layout_by_device_and_model_size(saved):
+    # benchmarks/forward_speed.py: on the CPU channels-last is faster in fp32 as in bf16; the
+    # paper's 256 px ResNet-50 is fastest per crop at batch 4, the 96 px default at 32-64
+    from qsaudit.model.checkpoint import default_batch_size, largest_activation, memory_layout
+    from qsaudit.model.config import PRESETS
+    from qsaudit.model.network import QualityNet
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert memory_layout(cpu, "fp32") == torch.channels_last
+    assert memory_layout(cpu, "bf16") == torch.channels_last
+    assert memory_layout(gpu, "fp32") == torch.contiguous_format
+    paper = QualityNet(PRESETS["paper"]).eval()
+    assert largest_activation(paper, 256) == 256 * 64 * 64  # the first bottleneck stage
+    assert default_batch_size(cpu, 256 * 64 * 64) == 4
+    assert default_batch_size(cpu, 73728) == 32  # the shipped default model
+    assert default_batch_size(cpu, 10) == 64 and default_batch_size(cpu, 10 ** 8) == 4
+    assert default_batch_size(gpu, 256 * 64 * 64) == 128
+    path, _, _ = saved
+    small = load_checkpoint(path, device="cpu")
+    assert small.batch_size == default_batch_size(
+        cpu, largest_activation(small.model, small.config.input_size))
+
+
+def test_forward_seconds_count_the_network_only(saved):
+    path, _, _ = saved
+    pred = load_checkpoint(path, device="cpu", precision="fp32")
+    assert pred.forward_seconds == 0.0
+    x = np.random.default_rng(3).normal(size=(4, 2, 32, 32)).astype(np.float32)
+    pred.predict(x, ["liver"] * 4, batch_size=2)
+    first = pred.forward_seconds
+    assert first > 0.0
+    pred.predict(x, ["liver"] * 4)
+    assert pred.forward_seconds > first  # accumulates over calls
+
+
+def test_a_large_cpu_batch_runs_as_equal_smaller_passes(saved, monkeypatch):
+    from qsaudit.model.checkpoint import largest_divisor
+
+    assert [largest_divisor(n, 4) for n in (64, 6, 7, 3, 1)] == [4, 3, 1, 3, 1]
+    path, _, _ = saved
+    pred = load_checkpoint(path, device="cpu", precision="fp32")
+    shapes = []
+    pred.model.register_forward_hook(lambda _m, inputs, _o: shapes.append(inputs[0].shape[0]))
+    monkeypatch.setattr(type(pred), "batch_size", property(lambda self: 4))
+    x = np.random.default_rng(4).normal(size=(12, 2, 32, 32)).astype(np.float32)
+    split = pred.predict(x, ["liver"] * 12, batch_size=12)[1]
+    assert shapes == [4, 4, 4]
+    monkeypatch.setattr(type(pred), "batch_size", property(lambda self: 64))
+    shapes.clear()
+    whole = pred.predict(x, ["liver"] * 12, batch_size=12)[1]
+    assert shapes == [12]
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-6)
