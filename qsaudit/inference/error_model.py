@@ -6,10 +6,19 @@ calibration, whose degradation kinds are known. It reads the label features the 
 reads (``qsaudit.inference.aggregate.FEATURES``: slice-score summaries, the mask's model-free
 shape descriptors, the end probes) plus two facts about the structure's name
 (:data:`NAME_FEATURES`), and gives a probability per kind of
-``qsaudit.inference.error_kinds.ERROR_KINDS``. Two kinds of fit, chosen by cross-validated
-accuracy: one-vs-rest boosted regression trees on the kind's indicator (probabilities are the
-clipped scores, normalised), or a multinomial logistic (softmax) regression on standardised
-features. Both are plain JSON, numpy only.
+``qsaudit.inference.error_kinds.ERROR_KINDS``. Three kinds of fit, chosen by cross-validated
+accuracy: multinomial boosted trees (``boosted``: one forest per kind, probabilities the
+softmax of the forests' scores), one-vs-rest boosted regression trees on the kind's indicator
+(``trees``: probabilities are the clipped scores, normalised), or a multinomial logistic
+(``softmax``) regression on standardised features. All are plain JSON, numpy only.
+
+Those first probabilities are then calibrated (``power`` and ``bias``: ``p_k`` proportional to
+``raw_k ** power * exp(bias_k)``, fitted on cross-validated predictions), so that
+``likely_error_p`` is a real probability: of the labels called a kind with p = 0.7, about 70%
+have that kind. The kind named is the most probable one, except that ``none`` wins whenever
+``none_factor * p(none)`` is at least every other kind's probability (a decision rule fitted so
+that perfect labels are called ``none`` often enough; ``likely_error_p`` is still the
+calibrated probability of the kind named).
 
 :func:`locate_error` then says where the problem lies, from the slice profile (the run of low
 slice scores around the worst slice), the end probes (the end whose probe scores high is where
@@ -35,6 +44,7 @@ CLASSIFIER_FEATURES = FEATURES + NAME_FEATURES
 """What an error classifier may read, in order (:func:`classifier_rows` builds the rows)."""
 ERRORS_FORMAT = "qsaudit-error-classifier"
 INFO_KEY = "errors"  # where a calibration's info stores its error classifier
+RAW_FLOOR = 1e-3  # smallest raw probability of a kind (a tree score below it counts as it)
 
 
 def name_features(structure: str | None) -> np.ndarray:
@@ -67,9 +77,10 @@ class ErrorClassifier:
 
     ``kinds``: the kinds it tells apart (a subset of ERROR_KINDS, in that order); ``names``:
     the features it reads (a subset of :data:`CLASSIFIER_FEATURES`); ``fill``: (F,) value of an
-    unknown (NaN) feature. ``method`` ``"trees"``: ``base`` (K,), ``rate`` and ``trees`` (one
-    tuple of trees per kind); ``"softmax"``: ``center``/``scale`` (F,), ``coef`` (K, F),
-    ``intercept`` (K,).
+    unknown (NaN) feature. ``method`` ``"boosted"`` or ``"trees"``: ``base`` (K,), ``rate``
+    and ``trees`` (one tuple of trees per kind); ``"softmax"``: ``center``/``scale`` (F,), ``coef`` (K, F),
+    ``intercept`` (K,). ``power``/``bias`` (K,): the probability calibration (None: none);
+    ``none_factor``: the decision rule for ``none`` (1: plain argmax).
     """
 
     kinds: tuple[str, ...]
@@ -84,6 +95,9 @@ class ErrorClassifier:
     coef: np.ndarray | None = None
     intercept: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    power: float = 1.0
+    bias: np.ndarray | None = None
+    none_factor: float = 1.0
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
         """(N, K) probabilities (rows sum to 1) of classifier rows (N, len(CLASSIFIER_FEATURES))."""
@@ -91,16 +105,24 @@ class ErrorClassifier:
         x = x[:, [CLASSIFIER_FEATURES.index(n) for n in self.names]]
         x = np.where(np.isnan(x), self.fill, x)
         if self.method == "softmax":
-            return softmax(((x - self.center) / self.scale) @ self.coef.T + self.intercept)
-        scores = np.stack([float(b) + self.rate * f.predict(x).sum(axis=1)
-                           for b, f in zip(self.base, self._forests, strict=True)], axis=1)
-        scores = np.clip(scores, 1e-3, None)
-        return scores / scores.sum(axis=1, keepdims=True)
+            raw = softmax(((x - self.center) / self.scale) @ self.coef.T + self.intercept)
+        else:
+            scores = np.stack([float(b) + self.rate * f.predict(x).sum(axis=1)
+                               for b, f in zip(self.base, self._forests, strict=True)], axis=1)
+            if self.method == "boosted":
+                raw = softmax(scores)
+            else:
+                scores = np.clip(scores, RAW_FLOOR, None)
+                raw = scores / scores.sum(axis=1, keepdims=True)
+        if self.bias is None:
+            return raw
+        return calibrate_probabilities(raw, self.power, self.bias)
 
     def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(kinds (N,) str, probability (N,))`` of the most likely kind per row."""
+        """``(kinds (N,) str, probability (N,))``: the kind named per row (the most probable,
+        or ``none`` by the ``none_factor`` rule) and its probability."""
         p = self.probabilities(rows)
-        best = np.argmax(p, axis=1)
+        best = decide(p, self.kinds, self.none_factor)
         return np.asarray(self.kinds, dtype=object)[best], p[np.arange(p.shape[0]), best]
 
     @property
@@ -116,7 +138,10 @@ class ErrorClassifier:
         6 significant digits to keep the model file small."""
         out: dict[str, Any] = {"format": ERRORS_FORMAT, "method": self.method,
                                "kinds": list(self.kinds), "features": list(self.names),
-                               "fill": _round(self.fill), "info": self.info}
+                               "fill": _round(self.fill), "info": self.info,
+                               "none_factor": float(self.none_factor)}
+        if self.bias is not None:
+            out["calibration"] = {"power": float(self.power), "bias": _round(self.bias)}
         if self.method == "softmax":
             out.update(center=_round(self.center), scale=_round(self.scale),
                        coef=[_round(r) for r in self.coef], intercept=_round(self.intercept))
@@ -137,14 +162,23 @@ class ErrorClassifier:
         fill = np.asarray(d["fill"], dtype=np.float64)
         if fill.shape != (f,):
             raise ValueError("error classifier: arrays have the wrong sizes")
+        rule: dict[str, Any] = {"none_factor": float(d.get("none_factor", 1.0)),
+                                "info": dict(d.get("info", {}))}
+        if d.get("calibration"):
+            rule["power"] = float(d["calibration"]["power"])
+            rule["bias"] = np.asarray(d["calibration"]["bias"], dtype=np.float64)
+            if rule["bias"].shape != (k,):
+                raise ValueError("error classifier: arrays have the wrong sizes")
+        if not rule["none_factor"] > 0:
+            raise ValueError("error classifier: none_factor must be positive")
         if d.get("method") == "softmax":
             arrays = {n: np.asarray(d[n], dtype=np.float64)
                       for n in ("center", "scale", "coef", "intercept")}
             if arrays["coef"].shape != (k, f) or arrays["intercept"].shape != (k,) \
                     or arrays["center"].shape != (f,) or arrays["scale"].shape != (f,):
                 raise ValueError("error classifier: arrays have the wrong sizes")
-            return cls(kinds, names, fill, "softmax", info=dict(d.get("info", {})), **arrays)
-        if d.get("method") != "trees":
+            return cls(kinds, names, fill, "softmax", **rule, **arrays)
+        if d.get("method") not in ("trees", "boosted"):
             raise ValueError(f"error classifier: unknown method {d.get('method')!r}")
         base = np.asarray(d["base"], dtype=np.float64)
         if base.shape != (k,) or len(d.get("trees", ())) != k:
@@ -152,8 +186,26 @@ class ErrorClassifier:
         trees = tuple(tuple(Tree.from_json(t, f) for t in ts) for ts in d["trees"])
         if any(not ts for ts in trees):
             raise ValueError("error classifier: a kind without trees")
-        return cls(kinds, names, fill, "trees", base=base, rate=float(d["rate"]), trees=trees,
-                   info=dict(d.get("info", {})))
+        return cls(kinds, names, fill, d["method"], base=base, rate=float(d["rate"]),
+                   trees=trees, **rule)
+
+
+def calibrate_probabilities(raw: np.ndarray, power: float, bias: np.ndarray) -> np.ndarray:
+    """(N, K) calibrated probabilities: ``raw ** power * exp(bias)``, normalised per row
+    (raw probabilities are floored at :data:`RAW_FLOOR` first)."""
+    logits = float(power) * np.log(np.clip(raw, RAW_FLOOR, None)) + np.asarray(bias)
+    return softmax(logits)
+
+
+def decide(p: np.ndarray, kinds: tuple[str, ...], none_factor: float = 1.0) -> np.ndarray:
+    """Index (N,) of the kind named per row of probabilities ``p`` (N, K) over ``kinds``:
+    the most probable, but ``none`` whenever ``none_factor * p(none)`` is at least every other
+    kind's probability."""
+    if none_factor == 1.0 or "none" not in kinds:
+        return np.argmax(p, axis=1)
+    scaled = np.array(p, dtype=np.float64, copy=True)
+    scaled[:, kinds.index("none")] *= none_factor
+    return np.argmax(scaled, axis=1)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

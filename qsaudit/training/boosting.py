@@ -9,7 +9,7 @@ it. Splits are searched on at most ``bins`` quantile thresholds per feature, fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,61 @@ def fit_tree_calibration(features: np.ndarray, true: np.ndarray, *,
     base, trees = fit_trees(x, true, config, weights=weights)
     return TreeCalibration(names=names, fill=fill, base=base, rate=config.rate,
                            trees=tuple(trees), info=dict(info or {}))
+
+
+def fit_softmax_trees(x: np.ndarray, y: np.ndarray, classes: int,
+                      config: BoostConfig = BoostConfig(), weights: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, list[list[Tree]]]:
+    """Multinomial (softmax) gradient boosting on ``x`` (N, F), no NaN, and class indices
+    ``y`` (N,) in [0, classes): ``(base (K,), trees (K lists of config.trees))``; class k's
+    score is ``base[k] + config.rate * sum of its trees``, probabilities the softmax of the
+    scores. Every round grows one tree per class on the gradient ``1[y = k] - p_k`` of a random
+    subsample and sets its leaves by one Newton step, as Friedman's multi-class boosting does.
+    ``weights`` (N,) > 0: weighted log-likelihood.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if x.ndim != 2 or x.shape[0] != y.size or y.size == 0 or np.isnan(x).any() \
+            or classes < 2 or y.min() < 0 or y.max() >= classes:
+        raise ValueError(f"fit_softmax_trees: need (N, F) features without NaN and N classes "
+                         f"in [0, {classes}), got {x.shape} and {y.shape}")
+    w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != y.shape or not np.all(w > 0):
+        raise ValueError("fit_softmax_trees: weights must be positive, one per label")
+    edges = [_edges(x[:, j], config.bins) for j in range(x.shape[1])]
+    binned = np.stack([np.searchsorted(e, x[:, j], side="left")
+                       for j, e in enumerate(edges)], axis=1)
+    onehot = np.zeros((y.size, classes))
+    onehot[np.arange(y.size), y] = 1.0
+    prior = np.clip(np.average(onehot, axis=0, weights=w), 1e-6, None)
+    base = np.log(prior) - np.log(prior).mean()
+    scores = np.tile(base, (y.size, 1))
+    rng = np.random.default_rng(config.seed)
+    take = max(2 * config.min_leaf, round(config.subsample * y.size))
+    trees: list[list[Tree]] = [[] for _ in range(classes)]
+    newton = (classes - 1) / classes
+    for _ in range(config.trees):
+        rows = (np.sort(rng.choice(y.size, size=take, replace=False)) if take < y.size
+                else np.arange(y.size))
+        z = scores - scores.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        for k in range(classes):
+            gradient = onehot[:, k] - p[:, k]
+            tree = _grow(binned, edges, gradient, w, rows, config)
+            hessian = np.clip(p[:, k] * (1.0 - p[:, k]), 1e-6, None)
+            leaf = replace(tree, value=np.arange(tree.value.size, dtype=np.float64)
+                           ).predict(x[rows]).astype(np.int64)
+            top = np.bincount(leaf, weights=(w * gradient)[rows], minlength=tree.value.size)
+            bottom = np.bincount(leaf, weights=(w * hessian)[rows], minlength=tree.value.size)
+            value = np.where(bottom > 0, newton * top / np.maximum(bottom, 1e-12), 0.0)
+            tree = replace(tree, value=np.clip(value, -NEWTON_CAP, NEWTON_CAP))
+            trees[k].append(tree)
+            scores[:, k] += config.rate * tree.predict(x)
+    return base, trees
+
+
+NEWTON_CAP = 10.0  # largest leaf value of a softmax tree (a leaf of nearly one class)
 
 
 def _edges(column: np.ndarray, bins: int) -> np.ndarray:

@@ -4,6 +4,7 @@
 model trained elsewhere (or to recalibrate on more held-out data)::
 
     python -m qsaudit.training.calibrate MODEL.pt --data DIR --phantoms 20 [--out NEW.pt]
+    python -m qsaudit.training.calibrate MODEL.pt --from-table T.npz --errors-only [--out NEW.pt]
 
 Candidates (perfect, degraded, network snapshots) of every label are scored the way a scan
 scores them; the fit replaces ``meta["calibration"]`` in the model file (``--out`` writes a
@@ -124,6 +125,42 @@ def calibrate_from_table(model: str | Path, table_file: str | Path, *,
                   out=out, info={"table": str(table_file)})
 
 
+def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
+                            out: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Refit only the error classifier (``likely_error``) of ``model`` from a table saved by
+    ``--table`` of this model; its Dice calibration is kept as stored, so ``predicted_dsc``
+    does not change. Returns the error metrics plus ``written``."""
+    import torch
+
+    from qsaudit.atomic import write_with
+    from qsaudit.inference.error_model import INFO_KEY
+    from qsaudit.training.calibration import LabelTable
+    from qsaudit.training.error_fit import fit_errors
+
+    try:
+        table = LabelTable.load(table_file)
+    except ValueError as exc:
+        raise UsageError(f'"{table_file}": {exc}') from None
+    payload = torch.load(Path(model), map_location="cpu", weights_only=True)
+    meta = json.loads(payload["meta_json"])
+    stored = meta.get("calibration")
+    if not isinstance(stored, dict):
+        raise UsageError(f'"{model}" has no label calibration to add an error classifier to')
+    classifier, metrics = fit_errors(table, seed=seed)
+    info = stored.setdefault("info", {})
+    info.pop(INFO_KEY, None)
+    if classifier is not None:
+        info[INFO_KEY] = classifier.to_json()
+    old = {k: v for k, v in (meta.get("calibration_metrics") or {}).items()
+           if not k.startswith("errors")}
+    meta["calibration_metrics"] = {**old, **metrics}
+    payload["meta_json"] = json.dumps(meta, default=str)
+    target = Path(out) if out is not None else Path(model)
+    write_with(target, lambda p: torch.save(payload, p))
+    metrics["written"] = str(target)
+    return metrics
+
+
 def _write(model: Path, meta: dict[str, Any], calibration: Any, metrics: dict[str, Any],
            patients: set[str], *, out: str | Path | None, info: dict[str, Any]
            ) -> dict[str, Any]:
@@ -172,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also save the per-label feature table here (.npz)")
     parser.add_argument("--from-table", type=Path, default=None,
                         help="refit from a table saved by --table (no data needed)")
+    parser.add_argument("--errors-only", action="store_true",
+                        help="with --from-table: refit only the error classifier, keeping the "
+                        "Dice calibration as it is")
     args = parser.parse_args(argv)
     steps = None
     if args.snapshot_steps is not None:
@@ -180,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.patients is not None:
         chosen = {ln.strip() for ln in args.patients.read_text().splitlines() if ln.strip()}
     try:
-        if args.from_table is not None:
+        if args.errors_only and args.from_table is None:
+            raise UsageError("--errors-only needs --from-table")
+        if args.errors_only:
+            metrics = refit_errors_from_table(args.model, args.from_table, out=args.out,
+                                              seed=args.seed)
+        elif args.from_table is not None:
             metrics = calibrate_from_table(args.model, args.from_table, out=args.out,
                                            seed=args.seed, method=args.method)
         else:

@@ -4,24 +4,43 @@ Every held-out candidate of the label calibration was made by a known degradatio
 trusted label itself, or another structure's mask), so its error kind is known
 (:func:`qsaudit.inference.error_kinds.kind_of_source`): the classifier learns the kind from the
 same label features the calibration reads. Network snapshots have no single kind and are left
-out of the fit unless they are right (true Dice >= NONE_DSC: ``none``). Two fits are measured by
-cross-validation by patient (as the calibration is): one-vs-rest boosted regression trees
-(``qsaudit.training.boosting``) and a multinomial logistic regression; by default the one with
-the higher cross-validated top-1 accuracy over bad labels (true Dice < :data:`BAD_DSC`) is kept.
+out of the fit unless they are right (true Dice >= NONE_DSC: ``none``). Fits are measured by
+cross-validation by patient (as the calibration is): multinomial boosted trees (``boosted``,
+``qsaudit.training.boosting.fit_softmax_trees``), one-vs-rest boosted regression trees
+(``trees``, the first choice) and a multinomial logistic regression (``softmax``); by default
+``boosted`` and ``softmax`` are compared and the one with the higher cross-validated top-1
+accuracy over bad labels (true Dice < :data:`BAD_DSC`) is kept.
+
+On the fit's cross-validated probabilities two more things are fitted: a calibration (a power
+and a bias per kind, by maximum likelihood) that makes ``likely_error_p`` a real probability,
+and the none rule: the smallest factor on p(none) under which :data:`NONE_TARGET` of the
+perfect labels (every patient counting once) are called ``none``. Both are measured nested:
+the labels of each fold are decided by a rule fitted on the other folds.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from qsaudit.inference.error_kinds import ERROR_KINDS, kind_of_source
-from qsaudit.inference.error_model import CLASSIFIER_FEATURES, ErrorClassifier, classifier_rows
+from qsaudit.inference.error_model import (
+    CLASSIFIER_FEATURES,
+    RAW_FLOOR,
+    ErrorClassifier,
+    calibrate_probabilities,
+    classifier_rows,
+    decide,
+)
 
 BAD_DSC = 0.8  # accuracy is reported over labels with a true Dice below this
-METHODS = ("auto", "trees", "softmax")
+METHODS = ("auto", "boosted", "trees", "softmax")
+AUTO_METHODS = ("boosted", "softmax")  # what "auto" compares (one-vs-rest trees lost to both)
 MIN_PER_KIND = 5  # a kind with fewer training labels than this is not offered
+NONE_TARGET = 0.9  # the none rule calls at least this share of perfect labels `none`
+MAX_NONE_FACTOR = 5.0  # the none rule never weighs p(none) more than this
 
 
 def table_kinds(table: Any) -> np.ndarray:
@@ -63,6 +82,13 @@ def fit_error_classifier(rows: np.ndarray, kinds: np.ndarray, *, method: str = "
     common = {"kinds": tuple(present), "names": names, "fill": fill, "info": dict(info or {})}
     if method == "softmax":
         return ErrorClassifier(method="softmax", **common, **_fit_softmax(x, y, len(present), w))
+    if method == "boosted":
+        from qsaudit.training.boosting import fit_softmax_trees
+
+        config = _boosted_config(seed)
+        base, trees = fit_softmax_trees(x, y, len(present), config, weights=w)
+        return ErrorClassifier(method="boosted", base=base, rate=config.rate,
+                               trees=tuple(tuple(t) for t in trees), **common)
     if method == "trees":
         from qsaudit.training.boosting import fit_trees
 
@@ -81,6 +107,15 @@ def _tree_config(seed: int) -> Any:
     from qsaudit.training.boosting import BoostConfig
 
     return BoostConfig(trees=120, rate=0.1, depth=4, min_leaf=20, subsample=0.8, bins=32,
+                       seed=seed)
+
+
+def _boosted_config(seed: int) -> Any:
+    """Settings of the multinomial boosted trees (200 rounds of one depth-5 tree per kind):
+    kept over 120 one-vs-rest trees of depth 4 by cross-validation (see the model card)."""
+    from qsaudit.training.boosting import BoostConfig
+
+    return BoostConfig(trees=200, rate=0.1, depth=5, min_leaf=20, subsample=0.8, bins=32,
                        seed=seed)
 
 
@@ -115,31 +150,124 @@ def _fit_softmax(x: np.ndarray, y: np.ndarray, k: int, w: np.ndarray, *,
             "intercept": theta[k * f:]}
 
 
-def cross_validated_kinds(rows: np.ndarray, kinds: np.ndarray, patients: np.ndarray, *,
-                          method: str, folds: int = 5, seed: int = 0
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Every label's predicted kind (G,) and its probability (G,) from a fit on the other
-    patients' labels (labels of unknown kind are predicted, never fitted)."""
-    from qsaudit.training.calibration import patient_weights
-
+def patient_folds(patients: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """The fold (G,) of every label: patients shuffled by ``seed``, dealt round-robin."""
     unique = np.array(sorted(set(np.asarray(patients, dtype=str).tolist())), dtype=object)
     rng = np.random.default_rng(seed)
     rng.shuffle(unique)
     folds = max(2, min(folds, unique.size))
     fold_of = {p: i % folds for i, p in enumerate(unique)}
-    which = np.array([fold_of[str(p)] for p in patients])
+    return np.array([fold_of[str(p)] for p in patients], dtype=np.int64)
+
+
+def cross_validated_probabilities(rows: np.ndarray, kinds: np.ndarray, patients: np.ndarray,
+                                  *, method: str, folds: int = 5, seed: int = 0
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Every label's raw probabilities (G, len(ERROR_KINDS)) from a fit on the other patients'
+    labels (kinds a fit does not offer get 0; labels of unknown kind are predicted, never
+    fitted), and the fold (G,) of every label."""
+    from qsaudit.training.calibration import patient_weights
+
+    which = patient_folds(patients, folds, seed)
     known = np.array([k is not None for k in kinds])
-    pred = np.full(kinds.size, None, dtype=object)
-    prob = np.full(kinds.size, np.nan)
-    for f in range(folds):
+    out = np.zeros((kinds.size, len(ERROR_KINDS)))
+    for f in np.unique(which):
         test = which == f
         train = ~test & known
-        if not test.any() or not train.any():
+        if not train.any():
             continue
         clf = fit_error_classifier(rows[train], kinds[train], method=method, seed=seed,
                                    weights=patient_weights(patients[train]))
-        pred[test], prob[test] = clf.predict(rows[test])
-    return pred, prob
+        columns = [ERROR_KINDS.index(k) for k in clf.kinds]
+        out[np.ix_(test, columns)] = clf.probabilities(rows[test])
+    return out, which
+
+
+def cross_validated_kinds(rows: np.ndarray, kinds: np.ndarray, patients: np.ndarray, *,
+                          method: str, folds: int = 5, seed: int = 0
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Every label's predicted kind (G,) and its raw probability (G,) from a fit on the other
+    patients' labels (plain argmax, no calibration or none rule)."""
+    p, _ = cross_validated_probabilities(rows, kinds, patients, method=method, folds=folds,
+                                         seed=seed)
+    best = np.argmax(p, axis=1)
+    return np.asarray(ERROR_KINDS, dtype=object)[best], p[np.arange(p.shape[0]), best]
+
+
+def fit_probability_calibration(p: np.ndarray, y: np.ndarray, w: np.ndarray
+                                ) -> tuple[float, np.ndarray]:
+    """``(power, bias (K,))`` of :func:`qsaudit.inference.error_model.calibrate_probabilities`
+    maximising the weighted log-likelihood of the true kinds ``y`` (N,) (column indices of
+    ``p`` (N, K), cross-validated raw probabilities); a small penalty keeps the biases of
+    kinds never seen finite."""
+    from scipy.optimize import minimize
+
+    log_raw = np.log(np.clip(p, RAW_FLOOR, None))
+    w = np.asarray(w, dtype=np.float64) / np.sum(w)
+    k = p.shape[1]
+    rows = np.arange(y.size)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        logits = theta[0] * log_raw + theta[1:]
+        logits -= logits.max(axis=1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        value = -float(np.sum(w * logp[rows, y])) + 1e-3 * float(np.sum(theta[1:] ** 2))
+        diff = np.exp(logp) * w[:, None]
+        diff[rows, y] -= w
+        grad = np.concatenate([[float(np.sum(diff * log_raw))],
+                               diff.sum(axis=0) + 2e-3 * theta[1:]])
+        return value, grad
+
+    theta = minimize(loss, np.concatenate([[1.0], np.zeros(k)]), jac=True,
+                     method="L-BFGS-B").x
+    return float(theta[0]), theta[1:]
+
+
+def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *,
+                    target: float = NONE_TARGET) -> float:
+    """The smallest factor on p(none) (column 0 of calibrated probabilities ``p`` (N, K) of
+    perfect labels, weighted ``perfect_w``) under which at least ``target`` of them are called
+    ``none``; 1 when they already are, :data:`MAX_NONE_FACTOR` at most."""
+    if p.shape[0] == 0:
+        return 1.0
+    w = np.asarray(perfect_w, dtype=np.float64)
+    # label i is called none for every factor >= max(other kinds) / p(none)
+    need = np.max(p[:, 1:], axis=1) / np.clip(p[:, 0], 1e-12, None)
+    order = np.argsort(need)
+    share = np.cumsum(w[order]) / w.sum()
+    factor = float(need[order][np.searchsorted(share, target - 1e-9)]) \
+        if share[-1] >= target - 1e-9 else MAX_NONE_FACTOR
+    return float(np.clip(factor, 1.0, MAX_NONE_FACTOR))
+
+
+def _decision_rule(p: np.ndarray, kinds: np.ndarray, perfect: np.ndarray, w: np.ndarray
+                   ) -> tuple[float, np.ndarray, float]:
+    """``(power, bias, none_factor)`` fitted on cross-validated raw probabilities ``p``
+    (N, len(ERROR_KINDS)) of labels of kinds ``kinds`` (None: not used for the calibration)."""
+    known = np.array([k is not None for k in kinds])
+    y = np.array([ERROR_KINDS.index(k) for k in kinds[known]], dtype=np.int64)
+    power, bias = fit_probability_calibration(p[known], y, w[known])
+    calibrated = calibrate_probabilities(p[perfect], power, bias)
+    return power, bias, none_factor_for(calibrated, w[perfect])
+
+
+def ruled_kinds(p: np.ndarray, which: np.ndarray, kinds: np.ndarray, perfect: np.ndarray,
+                w: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Nested measurement of the calibration and none rule: the labels of each fold are
+    decided by a rule fitted on the other folds' cross-validated probabilities ``p``.
+    Returns the kinds (G,), their calibrated probabilities (G,) and each fold's factor."""
+    names = np.asarray(ERROR_KINDS, dtype=object)
+    pred = np.full(kinds.size, None, dtype=object)
+    prob = np.full(kinds.size, np.nan)
+    factors = []
+    for f in np.unique(which):
+        test, other = which == f, which != f
+        power, bias, factor = _decision_rule(p[other], kinds[other], perfect[other], w[other])
+        q = calibrate_probabilities(p[test], power, bias)
+        best = decide(q, ERROR_KINDS, factor)
+        pred[test], prob[test] = names[best], q[np.arange(q.shape[0]), best]
+        factors.append(round(factor, 3))
+    return pred, prob, factors
 
 
 def kind_metrics(true_kind: np.ndarray, pred_kind: np.ndarray, true_dsc: np.ndarray,
@@ -170,15 +298,33 @@ def confusion(true_kind: np.ndarray, pred_kind: np.ndarray) -> dict[str, dict[st
     return table
 
 
+def calibration_gap(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the label-weighted mean |accuracy - mean probability| over
+    ``bins`` equal-width bins of the probabilities ``prob`` (N,) of the kinds named."""
+    prob = np.asarray(prob, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    which = np.clip((prob * bins).astype(np.int64), 0, bins - 1)
+    gap = 0.0
+    for b in np.unique(which):
+        part = which == b
+        gap += part.sum() * abs(float(correct[part].mean()) - float(prob[part].mean()))
+    return gap / max(prob.size, 1)
+
+
 def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
                folds: int = 5) -> tuple[ErrorClassifier | None, dict[str, Any]]:
     """Fit the error classifier on a calibration ``LabelTable`` and measure it.
 
-    Returns ``(classifier or None, metrics)``: metrics per fit (``errors_top1_bad_<method>``,
-    ``errors_none_perfect_<method>``, cross-validated by patient) and of the kept one
-    (``errors_method``, ``errors_top1_bad``, ``errors_none_perfect``, the same on
-    ``..._phantoms`` / ``..._real`` labels, and ``errors_confusion`` over bad labels). None
-    when fewer than two kinds have enough labels or there is only one patient.
+    Each fit's raw probabilities are cross-validated by patient; the probability calibration
+    and the none rule (:func:`ruled_kinds`) are fitted on those, and measured nested (each
+    fold decided by a rule fitted on the other folds). Returns ``(classifier or None,
+    metrics)``: metrics per fit (``errors_top1_bad_<method>``, ``errors_none_perfect_<method>``
+    with the rule; ``..._argmax_<method>`` without) and of the kept one (``errors_method``,
+    ``errors_top1_bad``, ``errors_none_perfect``, the same on ``..._phantoms`` / ``..._real``
+    labels, ``errors_p_gap`` (expected calibration error of ``likely_error_p`` over labels of
+    known kind, ``errors_p_gap_raw`` before calibration), ``errors_none_factors`` (per fold)
+    and ``errors_confusion`` over bad labels). None when fewer than two kinds have enough
+    labels or there is only one patient.
     """
     from qsaudit.training.calibration import patient_weights
 
@@ -194,29 +340,42 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     rows = table_rows(table)
     perfect = np.asarray(table.sources == "perfect", dtype=bool)
     true = np.asarray(table.true, dtype=np.float64)
-    cv: dict[str, np.ndarray] = {}
-    for m in ("trees", "softmax") if method == "auto" else (method,):
-        pred, _prob = cross_validated_kinds(rows, kinds, patients, method=m, folds=folds,
-                                            seed=seed)
-        cv[m] = pred
+    w = patient_weights(patients)
+    known = np.array([k is not None for k in kinds])
+    names = np.asarray(ERROR_KINDS, dtype=object)
+    cv: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]] = {}
+    for m in AUTO_METHODS if method == "auto" else (method,):
+        p, which = cross_validated_probabilities(rows, kinds, patients, method=m,
+                                                 folds=folds, seed=seed)
+        pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w)
+        cv[m] = (p, pred, prob, factors)
         for key, value in kind_metrics(kinds, pred, true, perfect).items():
             metrics[f"errors_{key}_{m}"] = value
+        argmax = names[np.argmax(p, axis=1)]
+        for key, value in kind_metrics(kinds, argmax, true, perfect).items():
+            metrics[f"errors_{key}_argmax_{m}"] = value
     if method == "auto":
         method = max(cv, key=lambda m: np.nan_to_num(metrics[f"errors_top1_bad_{m}"]))
-    pred = cv[method]
+    p, pred, prob, factors = cv[method]
     metrics["errors_method"] = method
     metrics.update({f"errors_{k}": v for k, v in kind_metrics(kinds, pred, true, perfect).items()})
-    phantom = np.array([str(p).startswith("phantom") for p in patients])
+    phantom = np.array([str(pt).startswith("phantom") for pt in patients])
     for name, part in (("phantoms", phantom), ("real", ~phantom)):
         if part.any():
             part_metrics = kind_metrics(kinds[part], pred[part], true[part], perfect[part])
             metrics.update({f"errors_{k}_{name}": v for k, v in part_metrics.items()})
-    bad = true < 0.8
+    raw_best = np.argmax(p, axis=1)
+    metrics["errors_p_gap"] = calibration_gap(prob[known], pred[known] == kinds[known])
+    metrics["errors_p_gap_raw"] = calibration_gap(p[known, raw_best[known]],
+                                                  names[raw_best[known]] == kinds[known])
+    metrics["errors_none_factors"] = factors
+    bad = true < BAD_DSC
     metrics["errors_confusion"] = confusion(kinds[bad], pred[bad])
-    known = np.array([k is not None for k in kinds])
+    power, bias, factor = _decision_rule(p, kinds, perfect, w)
     info = {"method": method, "cross_validated": {
         k: v for k, v in metrics.items()
-        if k.startswith(("errors_top1", "errors_none", "errors_n_bad"))}}
+        if k.startswith(("errors_top1", "errors_none", "errors_n_bad", "errors_p_gap"))}}
     clf = fit_error_classifier(rows[known], kinds[known], method=method, seed=seed,
                                weights=patient_weights(patients[known]), info=info)
-    return clf, metrics
+    offered = [ERROR_KINDS.index(k) for k in clf.kinds]
+    return replace(clf, power=power, bias=bias[offered], none_factor=factor), metrics

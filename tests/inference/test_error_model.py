@@ -1,6 +1,7 @@
 """The error classifier (JSON round trip, refusal of damaged ones) and where an error lies."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ from qsaudit.inference.aggregate import FEATURES
 from qsaudit.inference.error_model import (
     CLASSIFIER_FEATURES,
     ErrorClassifier,
+    calibrate_probabilities,
     calibration_errors,
     classifier_rows,
+    decide,
     locate_error,
 )
 from qsaudit.inference.probes import HIGH, LOW
@@ -74,6 +77,35 @@ def test_json_round_trip_predicts_the_same(make):
     rows[::3, 5] = np.nan  # unknown features count as the stored fill
     np.testing.assert_allclose(back.probabilities(rows), clf.probabilities(rows), atol=1e-5)
     assert back.predict(rows)[0].tolist() == clf.predict(rows)[0].tolist()
+
+
+def test_calibration_and_none_rule_travel_in_the_json():
+    clf = replace(_softmax(), power=0.5, bias=np.array([0.2, 0.0, -0.1]), none_factor=2.0)
+    back = ErrorClassifier.from_json(json.loads(json.dumps(clf.to_json())))
+    assert back.power == 0.5 and back.none_factor == 2.0
+    rows = _rows(10, 2)
+    np.testing.assert_allclose(back.probabilities(rows), clf.probabilities(rows), atol=1e-5)
+    np.testing.assert_allclose(clf.probabilities(rows),
+                               calibrate_probabilities(_softmax().probabilities(rows), 0.5,
+                                                       clf.bias))
+    for change in ({"none_factor": 0.0}, {"calibration": {"power": 1.0, "bias": [0.0]}}):
+        with pytest.raises(ValueError, match="error classifier"):
+            ErrorClassifier.from_json({**clf.to_json(), **change})
+
+
+def test_none_rule_names_none_when_it_is_close_enough_and_reports_its_probability():
+    p = np.array([[0.35, 0.65, 0.0], [0.30, 0.70, 0.0], [0.60, 0.40, 0.0]])
+    kinds = ("none", "too_small", "cut_short")
+    assert decide(p, kinds).tolist() == [1, 1, 0]
+    assert decide(p, kinds, 2.0).tolist() == [0, 1, 0]  # 0.70 > 2 x 0.30
+    assert decide(p[:, 1:], kinds[1:], 5.0).tolist() == [0, 0, 0]  # no none: plain argmax
+    clf = replace(_softmax(), none_factor=50.0)
+    rows = _rows(3)
+    rows[:, CLASSIFIER_FEATURES.index("probe_max")] = 1.0  # cut_short most probable
+    kinds_named, prob = clf.predict(rows)
+    assert kinds_named.tolist() == ["none"] * 3
+    np.testing.assert_allclose(prob, clf.probabilities(rows)[:, 0])
+    assert np.all(prob < 0.5)
 
 
 def test_tree_classifier_reads_the_probe():

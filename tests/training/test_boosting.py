@@ -73,3 +73,27 @@ def test_patient_weights_count_every_patient_once():
     assert w.mean() == pytest.approx(1.0)
     totals = {p: w[patients == p].sum() for p in set(patients)}
     assert max(totals.values()) == pytest.approx(min(totals.values()))
+
+
+def test_softmax_trees_learn_three_classes_and_refuse_bad_input():
+    from qsaudit.inference.error_model import softmax
+    from qsaudit.training.boosting import fit_softmax_trees
+
+    rng = np.random.default_rng(3)
+    x = rng.random((600, 3))
+    y = np.where(x[:, 0] < 0.3, 0, np.where(x[:, 1] < 0.5, 1, 2))  # an interaction of two
+    config = BoostConfig(trees=30, rate=0.3, depth=3, min_leaf=10, seed=0)
+    base, trees = fit_softmax_trees(x, y, 3, config)
+    assert base.shape == (3,) and [len(t) for t in trees] == [30, 30, 30]
+    test = rng.random((300, 3))
+    truth = np.where(test[:, 0] < 0.3, 0, np.where(test[:, 1] < 0.5, 1, 2))
+    scores = np.stack([b + config.rate * sum(t.predict(test) for t in ts)
+                       for b, ts in zip(base, trees, strict=True)], axis=1)
+    p = softmax(scores)
+    assert np.mean(p.argmax(axis=1) == truth) > 0.95
+    assert np.mean(p.max(axis=1)) > 0.8  # Newton leaves move the scores far enough
+    again, _ = fit_softmax_trees(x, y, 3, config)
+    np.testing.assert_array_equal(again, base)
+    for bad in ((x, y, 2), (x[:5], y, 3), (np.full_like(x, np.nan), y, 3)):
+        with pytest.raises(ValueError, match="fit_softmax_trees"):
+            fit_softmax_trees(*bad, config)

@@ -9,7 +9,15 @@ import pytest
 from qsaudit.inference.aggregate import FEATURES
 from qsaudit.inference.error_model import calibration_errors, classifier_rows
 from qsaudit.training.calibration import LabelTable
-from qsaudit.training.error_fit import confusion, fit_error_classifier, fit_errors, kind_metrics
+from qsaudit.training.error_fit import (
+    calibration_gap,
+    confusion,
+    fit_error_classifier,
+    fit_errors,
+    fit_probability_calibration,
+    kind_metrics,
+    none_factor_for,
+)
 
 PLANTS = {"perfect": None, "truncation": ("probe_max", 0.9), "slice_drop": ("fill", 0.6),
           "spurious_blob": ("largest_share", 0.5), "erosion": ("surface_ratio", 3.0),
@@ -50,7 +58,7 @@ def test_kinds_are_learnt_on_patients_the_fit_has_not_seen():
     assert m["errors_confusion"]["cut_short"]["cut_short"] >= 28
 
 
-@pytest.mark.parametrize("method", ["trees", "softmax"])
+@pytest.mark.parametrize("method", ["boosted", "trees", "softmax"])
 def test_both_fits_separate_the_planted_kinds(method):
     table = planted_table(n_patients=8, seed=1)
     kinds = np.array(["none" if s == "perfect" else {"truncation": "cut_short",
@@ -67,6 +75,40 @@ def test_both_fits_separate_the_planted_kinds(method):
         assert np.mean(pred[test.sources == source] == kind) > 0.9
     with pytest.raises(ValueError, match="method"):
         fit_error_classifier(rows[known], kinds[known], method="magic")
+
+
+def test_probability_calibration_undoes_planted_overconfidence():
+    from qsaudit.inference.error_model import calibrate_probabilities, softmax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, (4000, 4))
+    truth = softmax(logits)
+    y = np.array([rng.choice(4, p=row) for row in truth])
+    raw = softmax(2.0 * logits + np.array([1.0, 0.0, 0.0, 0.0]))  # too sure, and of kind 0
+    power, bias = fit_probability_calibration(raw, y, np.ones(y.size))
+    assert abs(power - 0.5) < 0.06
+    fixed = calibrate_probabilities(raw, power, bias)
+    best = fixed.argmax(axis=1)
+    gap_raw = calibration_gap(raw.max(axis=1), raw.argmax(axis=1) == y)
+    gap = calibration_gap(fixed.max(axis=1), best == y)
+    assert gap < 0.03 < gap_raw
+
+
+def test_none_factor_is_the_smallest_that_calls_enough_perfect_labels_none():
+    # p(none) and the best other kind of five perfect labels
+    p = np.array([[0.8, 0.2], [0.6, 0.4], [0.4, 0.6], [0.3, 0.7], [0.1, 0.9]])
+    assert none_factor_for(p, np.ones(5), target=0.6) == pytest.approx(1.5)  # 0.6 / 0.4
+    assert none_factor_for(p, np.ones(5), target=0.4) == 1.0  # already called none
+    assert none_factor_for(p, np.ones(5), target=1.0) == 5.0  # capped (9 needed)
+    heavy = np.array([1.0, 1.0, 1.0, 5.0, 1.0])  # a patient with one label counts more
+    assert none_factor_for(p, heavy, target=0.6) == pytest.approx(0.7 / 0.3)
+
+
+def test_the_none_rule_is_fitted_and_measured_without_the_fold_it_decides():
+    clf, m = fit_errors(planted_table(n_patients=6), method="softmax")
+    assert len(m["errors_none_factors"]) == 5 and clf.none_factor >= 1.0
+    assert 0 <= m["errors_p_gap"] <= 1 and clf.bias is not None
+    assert m["errors_none_perfect"] >= 0.9
 
 
 def test_metrics_count_only_bad_labels_of_known_kind():
@@ -91,3 +133,40 @@ def test_calibrate_table_stores_the_classifier_with_the_calibration():
     assert back is not None and m["errors_top1_bad"] > 0.9
     cal_off, m_off = calibrate_table(planted_table(), method="ridge", errors=False)
     assert calibration_errors(cal_off) is None and "errors_top1_bad" not in m_off
+
+
+def test_errors_only_refit_keeps_the_dice_calibration(tmp_path):
+    import torch
+
+    from qsaudit.inference.aggregate import model_calibration
+    from qsaudit.model.checkpoint import load_checkpoint, save_checkpoint
+    from qsaudit.model.config import ModelConfig
+    from qsaudit.model.network import QualityNet
+    from qsaudit.training.calibrate import main
+    from qsaudit.training.calibration import fit_method
+
+    table = planted_table(n_patients=4)
+    table.save(tmp_path / "table.npz")
+    dice = fit_method("ridge", table.features, table.true, info={"n_labels": len(table)})
+    config = ModelConfig(backbone="resnet10", width=8, input_size=32, margin=4, hidden=16,
+                         embed_dim=8)
+    torch.manual_seed(0)
+    vocab = {"Parotid_L": np.zeros(8, dtype=np.float32)}
+    kw = {"encoder_spec": "x", "vocabulary": vocab}
+    model = save_checkpoint(tmp_path / "m.pt", QualityNet(config), config,
+                            meta={"calibration": dice.to_json(),
+                                  "calibration_metrics": {"label_mae": 0.1,
+                                                          "errors_top1_bad": 0.0}}, **kw)
+    out = tmp_path / "out.pt"
+    assert main([str(model), "--from-table", str(tmp_path / "table.npz"), "--errors-only",
+                 "--out", str(out)]) == 0
+    meta = load_checkpoint(out, device="cpu").meta
+    assert calibration_errors(model_calibration(meta)) is not None
+    stored = json.loads(json.dumps(meta["calibration"]))
+    assert stored["info"].pop("errors")["none_factor"] >= 1
+    assert stored == json.loads(json.dumps(dice.to_json()))  # predicted_dsc cannot change
+    assert meta["calibration_metrics"]["label_mae"] == 0.1  # the Dice metrics are kept
+    assert meta["calibration_metrics"]["errors_top1_bad"] > 0.9  # the error ones replaced
+    bare = save_checkpoint(tmp_path / "bare.pt", QualityNet(config), config, meta={}, **kw)
+    assert main([str(bare), "--from-table", str(tmp_path / "table.npz"), "--errors-only"]) == 2
+    assert main([str(model), "--errors-only"]) == 2  # needs a table
