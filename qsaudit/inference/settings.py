@@ -32,7 +32,7 @@ class ScanSettings:
         batch_size: crops per forward pass; every pass has exactly this size (padded) so that a
             crop's score never depends on which other crops share its batch. None: chosen by
             device and model size (``qsaudit.model.checkpoint.default_batch_size``: on the CPU
-            8 for a 256 px model, 32 for the default one; 128 on CUDA).
+            4 for the paper's ResNet-50, 32 for the default model; 128 on CUDA).
         workers: reader processes (None = min(2, CPU cores); 0 = read in the main process).
         seed: seeds slice sampling, per (seed, case_id, label).
         shard: (index, count), 0-based: this run scans sorted cases ``index::count``.
