@@ -352,29 +352,31 @@ def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT in this process for the block (only the main thread may change it)."""
+def _sigint_held() -> Iterator[None]:
+    """Hold SIGINT back in this thread for the block: a Ctrl-C that comes meanwhile is
+    delivered when the block ends (nothing is lost), and a process started in the block
+    inherits the blocked signal."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _ReaderProcess(multiprocessing.get_context("spawn").Process):  # type: ignore[name-defined]
-    """A spawned reader that ignores Ctrl-C from its first instruction: an ignored signal stays
-    ignored across exec and Python then installs no KeyboardInterrupt handler, so a Ctrl-C while
-    the reader still imports prints no traceback. The scan ignores SIGINT only while it starts
-    the process (a few milliseconds)."""
+    """A spawned reader that cannot get Ctrl-C while it starts: the scan holds SIGINT back
+    (blocks it) while it starts the process, the process inherits the blocked signal across
+    exec, so a Ctrl-C while the reader still imports prints no traceback there, and the scan
+    receives it as soon as the start returns (starting can take a second on a slow machine: an
+    ignored signal would be lost)."""
 
     def start(self) -> None:
-        with _sigint_ignored():
+        with _sigint_held():
             super().start()
 
 
