@@ -371,9 +371,9 @@ def _sigint_held() -> Iterator[None]:
 class _ReaderProcess(multiprocessing.get_context("spawn").Process):  # type: ignore[name-defined]
     """A spawned reader that cannot get Ctrl-C while it starts: the scan holds SIGINT back
     (blocks it) while it starts the process, the process inherits the blocked signal across
-    exec, so a Ctrl-C while the reader still imports prints no traceback there, and the scan
-    receives it as soon as the start returns (starting can take a second on a slow machine: an
-    ignored signal would be lost)."""
+    exec, so a Ctrl-C while the reader still imports prints no traceback there; the scan gets
+    it at the latest when the start returns (at once when another of its threads takes it).
+    Starting can take a second on a slow machine: a signal ignored meanwhile would be lost."""
 
     def start(self) -> None:
         with _sigint_held():
