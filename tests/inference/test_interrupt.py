@@ -21,6 +21,12 @@ def _command(dataset, out, model):
             "--batch-size", "4", "--slices", "4"]
 
 
+def _as_in_a_terminal() -> None:
+    """The scan's set-up: SIGINT at its default, as in a terminal (a job a shell starts in the
+    background, as some CI runners do, inherits SIGINT ignored, and no Ctrl-C could reach it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _descendants(pid: int) -> list[int]:
     """Process ids whose parent chain leads to ``pid`` (read from /proc)."""
     parents = {}
@@ -62,7 +68,8 @@ def test_ctrl_c_ends_at_once_and_resumes(make_dataset, tiny_model, tmp_path, aft
     # its own process group, as a terminal's foreground job: Ctrl-C reaches every process in it
     proc = subprocess.Popen(_command(dataset, out, tiny_model), env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            process_group=0)
+                            process_group=0,
+                            preexec_fn=_as_in_a_terminal)  # noqa: PLW1509 - one signal call
     deadline = time.monotonic() + 120
     readers: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:

@@ -75,6 +75,12 @@ def test_a_ctrl_c_while_a_reader_starts_is_not_lost():
         "sys.exit(4)\n"
     )
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60, check=False)
+    import signal
+
+    def as_in_a_terminal() -> None:  # a shell's background job inherits SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60, check=False,
+                          preexec_fn=as_in_a_terminal)
     assert done.returncode != 4, "the Ctrl-C was lost"
     assert done.returncode in (0, 3), f"unexpected exit {done.returncode}"
