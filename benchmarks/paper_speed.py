@@ -40,35 +40,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests" / "model"))  # the paper-format network
+sys.path.insert(0, str(ROOT / "tests" / "inference"))  # the paper's crop
 
 
 def paper_format_net():
-    """A module with the released checkpoint's names and forward pass, on a ResNet-50."""
+    """A ResNet-50 with the released checkpoint's module names and forward pass (the tests'
+    ``PaperFormatNet``), in eval mode."""
     import torch
-    import torchvision
-    from torch import nn
-
-    class PaperNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torchvision.models.resnet50(weights=None)
-            self.conv1 = nn.Conv2d(2, 64, kernel_size=7, stride=2, padding=3)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-            self.fc1 = nn.Linear(2048, 50)
-            self.fc2 = nn.Linear(50, 1)
-            self.attention1 = nn.Linear(2048 + 512, 2048)
-            self.attention2 = nn.Linear(2048 + 512, 50)
-
-        def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-            x = self.pool(torch.relu(self.bn1(self.conv1(image))))
-            x = self.net.layer4(self.net.layer3(self.net.layer2(self.net.layer1(x))))
-            x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-            joint = torch.cat([x, text], dim=1)
-            return self.fc2(self.attention2(joint) * self.fc1(self.attention1(joint) * x))
+    from test_model_paper import PaperFormatNet
 
     torch.manual_seed(0)
-    return PaperNet().eval()
+    return PaperFormatNet(50).eval()
 
 
 def write_paper_files(folder: Path) -> tuple[Path, Path, object, dict]:
@@ -87,25 +70,11 @@ def write_paper_files(folder: Path) -> tuple[Path, Path, object, dict]:
     return checkpoint, embeddings, net, table
 
 
-def _crop(image: np.ndarray, mask: np.ndarray, margin: int = 20):
-    """The paper's crop: the mask's box + 20 px, clipped, widened by half the gap to square."""
-    rows, cols = np.where(mask > 0)
-    r0, r1 = max(rows.min() - margin, 0), min(rows.max() + margin, image.shape[0])
-    c0, c1 = max(cols.min() - margin, 0), min(cols.max() + margin, image.shape[1])
-    height, width = r1 - r0, c1 - c0
-    if height > width:
-        c0, c1 = max(c0 - (height - width) // 2, 0), min(c1 + (height - width) // 2,
-                                                        image.shape[1])
-    elif width > height:
-        r0, r1 = max(r0 - (width - height) // 2, 0), min(r1 + (width - height) // 2,
-                                                        image.shape[0])
-    return image[r0:r1, c0:c1], mask[r0:r1, c0:c1]
-
-
 def paper_loop(dataset: Path, net, table: dict, ids: dict[str, int], out_csv: Path) -> dict:
     """The paper's inference loop over every case of ``dataset``; seconds and labels."""
     import nibabel as nib
     import torch
+    from test_paper_scan import _script_crop  # the paper's crop, as the tests restate it
     from torchvision import transforms
 
     ct_tf = transforms.Compose([transforms.ToPILImage(), transforms.Resize((256, 256)),
@@ -127,7 +96,7 @@ def paper_loop(dataset: Path, net, table: dict, ids: dict[str, int], out_csv: Pa
             picks = valid if n <= 10 else [valid[int(n / 10 * i)] for i in range(10)]
             inputs = []
             for z in picks:
-                image_crop, mask_crop = _crop(ct01[z], mask[z])
+                image_crop, mask_crop = _script_crop(ct01[z], mask[z])
                 inputs.append(torch.cat([ct_tf(image_crop), mask_tf(mask_crop)], dim=0))
             text = table[ids[name]].expand(len(picks), -1)
             with torch.no_grad():
