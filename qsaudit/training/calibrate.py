@@ -5,7 +5,6 @@ model trained elsewhere (or to recalibrate on more held-out data)::
 
     python -m qsaudit.training.calibrate MODEL.pt --data DIR --phantoms 20 [--out NEW.pt]
     python -m qsaudit.training.calibrate MODEL.pt --from-table T.npz --errors-only [--out NEW.pt]
-    python -m qsaudit.training.calibrate MODEL.pt --from-table T.npz --novel-bands [--out NEW.pt]
 
 Candidates (perfect, degraded, network snapshots) of every label are scored the way a scan
 scores them; the fit replaces ``meta["calibration"]`` in the model file (``--out`` writes a
@@ -126,20 +125,16 @@ def calibrate_from_table(model: str | Path, table_file: str | Path, *,
                   out=out, info={"table": str(table_file)})
 
 
-def refit_beside_dice(model: str | Path, table_file: str | Path, *,
-                      out: str | Path | None = None, seed: int = 0, errors: bool = True,
-                      novel: bool = False) -> dict[str, Any]:
-    """Refit what lies beside the Dice calibration of ``model`` from a table saved by
-    ``--table`` of this model: the error classifier (``likely_error``; ``errors``) and/or the
-    intervals of structures new to real CT (``intervals_novel``; ``novel``, see
-    ``qsaudit.training.calibration.novel_bands``). The Dice calibration itself (its trees,
-    bands and novelty reference) is kept as stored, so ``predicted_dsc`` does not change.
-    Returns the new metrics plus ``written``."""
+def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
+                            out: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Refit only the error classifier (``likely_error``) of ``model`` from a table saved by
+    ``--table`` of this model; its Dice calibration is kept as stored, so ``predicted_dsc``
+    does not change. Returns the error metrics plus ``written``."""
     import torch
 
     from qsaudit.atomic import write_with
     from qsaudit.inference.error_model import INFO_KEY
-    from qsaudit.training.calibration import LabelTable, novel_bands
+    from qsaudit.training.calibration import LabelTable
     from qsaudit.training.error_fit import fit_errors
 
     try:
@@ -150,27 +145,14 @@ def refit_beside_dice(model: str | Path, table_file: str | Path, *,
     meta = json.loads(payload["meta_json"])
     stored = meta.get("calibration")
     if not isinstance(stored, dict):
-        raise UsageError(f'"{model}" has no label calibration to refit beside')
+        raise UsageError(f'"{model}" has no label calibration to add an error classifier to')
+    classifier, metrics = fit_errors(table, seed=seed)
     info = stored.setdefault("info", {})
-    metrics: dict[str, Any] = {}
-    replaced: tuple[str, ...] = ()
-    if errors:
-        classifier, metrics = fit_errors(table, seed=seed)
-        info.pop(INFO_KEY, None)
-        if classifier is not None:
-            info[INFO_KEY] = classifier.to_json()
-        replaced += ("errors",)
-    if novel:
-        method = str(info.get("method", "trees"))
-        bands, novel_metrics = novel_bands(table, seed=seed, method=method,
-                                           ridge=float(info.get("ridge", 1.0)))
-        info.pop("intervals_novel", None)
-        if bands is not None:
-            info["intervals_novel"] = bands.to_json()
-        metrics.update(novel_metrics)
-        replaced += tuple(novel_metrics) or ("label_r_structure_held_out",)
+    info.pop(INFO_KEY, None)
+    if classifier is not None:
+        info[INFO_KEY] = classifier.to_json()
     old = {k: v for k, v in (meta.get("calibration_metrics") or {}).items()
-           if not k.startswith(replaced)}
+           if not k.startswith("errors")}
     meta["calibration_metrics"] = {**old, **metrics}
     payload["meta_json"] = json.dumps(meta, default=str)
     target = Path(out) if out is not None else Path(model)
@@ -230,9 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--errors-only", action="store_true",
                         help="with --from-table: refit only the error classifier, keeping the "
                         "Dice calibration as it is")
-    parser.add_argument("--novel-bands", action="store_true",
-                        help="with --from-table: refit only the intervals of structures new to "
-                        "real CT (with --errors-only: both), keeping the Dice calibration")
     args = parser.parse_args(argv)
     steps = None
     if args.snapshot_steps is not None:
@@ -241,12 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.patients is not None:
         chosen = {ln.strip() for ln in args.patients.read_text().splitlines() if ln.strip()}
     try:
-        if (args.errors_only or args.novel_bands) and args.from_table is None:
-            raise UsageError("--errors-only and --novel-bands need --from-table")
-        if args.errors_only or args.novel_bands:
-            metrics = refit_beside_dice(args.model, args.from_table, out=args.out,
-                                        seed=args.seed, errors=args.errors_only,
-                                        novel=args.novel_bands)
+        if args.errors_only and args.from_table is None:
+            raise UsageError("--errors-only needs --from-table")
+        if args.errors_only:
+            metrics = refit_errors_from_table(args.model, args.from_table, out=args.out,
+                                              seed=args.seed)
         elif args.from_table is not None:
             metrics = calibrate_from_table(args.model, args.from_table, out=args.out,
                                            seed=args.seed, method=args.method)

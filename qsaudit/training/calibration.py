@@ -279,27 +279,6 @@ def structure_held_out(table: LabelTable, *, real: np.ndarray, groups: int = NOV
     return out
 
 
-def novel_bands(table: LabelTable, *, seed: int = 0, method: str = "trees",
-                ridge: float = 1.0) -> tuple[Any, dict[str, Any]]:
-    """``(ErrorBands or None, metrics)``: the intervals of structures new to the calibration's
-    real CT, sized on the anatomical real-CT labels predicted by :func:`structure_held_out`
-    (a target volume's name is never new: PTV-like names are near each other). None without
-    structure names or with fewer than :data:`MIN_REAL_FOR_INTERVALS` real-CT labels."""
-    phantom = np.array([str(p).startswith("phantom") for p in table.patients])
-    if table.structures is None or int((~phantom).sum()) < MIN_REAL_FOR_INTERVALS:
-        return None, {}
-    held = structure_held_out(table, real=~phantom, seed=seed, method=method, ridge=ridge)
-    target = np.array([is_target_volume(str(s)) for s in table.structures], dtype=bool)
-    has = ~np.isnan(held) & ~target
-    if int(has.sum()) < 2:
-        return None, {}
-    bands = fit_error_bands(held[has], table.true[has],
-                            reference="real CT, anatomical structures held out of the fit")
-    return bands, {"label_r_structure_held_out": _r(held[has], table.true[has]),
-                   "label_mae_structure_held_out": _mae(held[has], table.true[has]),
-                   "interval_mean_width_novel": float(np.mean(bands.high - bands.low))}
-
-
 def _r(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r over the labels where both values are known."""
     ok = ~(np.isnan(a) | np.isnan(b))
@@ -434,8 +413,17 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
     if bands.targets is not None:
         metrics["interval_mean_width_targets"] = float(np.mean(bands.targets.high
                                                                - bands.targets.low))
-    novel, novel_metrics = novel_bands(table, seed=seed, method=method, ridge=ridge)
-    metrics.update(novel_metrics)
+    if table.structures is not None and int((~phantom).sum()) >= MIN_REAL_FOR_INTERVALS:
+        held = structure_held_out(table, real=~phantom, seed=seed, method=method, ridge=ridge)
+        # anatomical structures: a target volume's name is never new (PTV-like names are near)
+        has = ~np.isnan(held) & (True if target is None else ~target)
+        novel = fit_error_bands(held[has], table.true[has],
+                                reference="real CT, anatomical structures held out of the fit")
+        metrics.update(label_r_structure_held_out=_r(held, table.true),
+                       label_mae_structure_held_out=_mae(held, table.true),
+                       interval_mean_width_novel=float(np.mean(novel.high - novel.low)))
+    else:
+        novel = None
     info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "method": method,
             "ridge": ridge, **{k: metrics[k] for k in ("label_r", "label_mae",
                                                        "label_r_calibrated",

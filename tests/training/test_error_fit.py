@@ -196,38 +196,3 @@ def test_errors_only_refit_keeps_the_dice_calibration(tmp_path):
     bare = save_checkpoint(tmp_path / "bare.pt", QualityNet(config), config, meta={}, **kw)
     assert main([str(bare), "--from-table", str(tmp_path / "table.npz"), "--errors-only"]) == 2
     assert main([str(model), "--errors-only"]) == 2  # needs a table
-
-
-def test_novel_bands_refit_adds_them_and_keeps_the_dice_calibration(tmp_path):
-    import torch
-
-    from qsaudit.inference.aggregate import model_calibration
-    from qsaudit.inference.intervals import ErrorBands
-    from qsaudit.model.checkpoint import load_checkpoint, save_checkpoint
-    from qsaudit.model.config import ModelConfig
-    from qsaudit.model.network import QualityNet
-    from qsaudit.training.calibrate import main
-    from qsaudit.training.calibration import fit_method
-
-    table = planted_table(n_patients=16)  # 8 real patients: 256 real-CT labels
-    table.save(tmp_path / "table.npz")
-    dice = fit_method("ridge", table.features, table.true, info={"method": "ridge"})
-    config = ModelConfig(backbone="resnet10", width=8, input_size=32, margin=4, hidden=16,
-                         embed_dim=8)
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "m.pt", QualityNet(config), config,
-                            meta={"calibration": dice.to_json(),
-                                  "calibration_metrics": {"label_mae": 0.1}},
-                            encoder_spec="x",
-                            vocabulary={"Parotid_L": np.zeros(8, dtype=np.float32)})
-    out = tmp_path / "out.pt"
-    assert main([str(model), "--from-table", str(tmp_path / "table.npz"), "--novel-bands",
-                 "--out", str(out)]) == 0
-    meta = load_checkpoint(out, device="cpu").meta
-    assert calibration_errors(model_calibration(meta)) is None  # only what was asked for
-    stored = json.loads(json.dumps(meta["calibration"]))
-    novel = ErrorBands.from_json(stored["info"].pop("intervals_novel"))
-    assert novel.counts.sum() == 256 and novel.high.max() > 0  # every real label, held out
-    assert stored == json.loads(json.dumps(dice.to_json()))  # predicted_dsc cannot change
-    assert meta["calibration_metrics"]["label_mae"] == 0.1
-    assert meta["calibration_metrics"]["interval_mean_width_novel"] > 0
