@@ -153,15 +153,10 @@ def _merge_small_bins(edges: np.ndarray, p: np.ndarray, min_per_bin: int) -> np.
 class StructureBands:
     """The bands of a calibration: ``default`` for every structure, and ``targets`` for
     radiotherapy target volumes when the calibration had enough of them to size their own
-    (their errors are larger: a PTV's edge is a clinical margin, not an edge in the CT).
-    ``novel``: the bands of a structure whose real-CT labels the calibration never saw, sized
-    on real-CT labels predicted by fits that left their structure out (see
-    ``qsaudit.training.calibration.structure_held_out``); the novelty check
-    (``qsaudit.inference.novelty``) uses them for labels whose name is new."""
+    (their errors are larger: a PTV's edge is a clinical margin, not an edge in the CT)."""
 
     default: ErrorBands
     targets: ErrorBands | None = None
-    novel: ErrorBands | None = None
 
     def for_structure(self, structure: str | None) -> ErrorBands:
         """The bands for a label of ``structure`` (a name any vocabulary knows, or None)."""
@@ -185,16 +180,14 @@ class StructureBands:
 
 def calibration_bands(calibration: Any) -> StructureBands | None:
     """The bands stored in a calibration (``info["intervals"]``, and
-    ``info["intervals_targets"]`` when target volumes have their own, ``info["intervals_novel"]``
-    for new structures), None when it has none. Raises ValueError when they are stored but
-    damaged."""
+    ``info["intervals_targets"]`` when target volumes have their own), None when it has none.
+    Raises ValueError when they are stored but damaged."""
     info = getattr(calibration, "info", None) or {}
     if info.get("intervals") is None:
         return None
-    targets, novel = info.get("intervals_targets"), info.get("intervals_novel")
+    targets = info.get("intervals_targets")
     return StructureBands(ErrorBands.from_json(info["intervals"]),
-                          None if targets is None else ErrorBands.from_json(targets),
-                          None if novel is None else ErrorBands.from_json(novel))
+                          None if targets is None else ErrorBands.from_json(targets))
 
 
 def coverage(low: np.ndarray, high: np.ndarray, true: np.ndarray) -> float:

@@ -16,9 +16,7 @@ confidence, and the curator should know why. Two signs are checked:
 Such a label's interval is widened: each half-width becomes the larger of :data:`WIDEN` times its
 own and the widest the calibration's bands reach at any predicted value (at least
 :data:`MIN_HALF_WIDTH`), clipped to [0, 1]; the error bands of a bin say nothing about a label
-unlike its labels. A label with a new name also gets at least the calibration's *novel* bands
-when it has them: the errors of real-CT labels predicted by fits that never saw their structure
-(``qsaudit.training.calibration.structure_held_out``), i.e. measured, not assumed. The results say which sign fired (column ``novelty``). numpy only.
+unlike its labels. The results say which sign fired (column ``novelty``). numpy only.
 """
 
 from __future__ import annotations
@@ -200,10 +198,5 @@ class NoveltyCheck:
                 own = self.bands.for_structure(structure)
                 widest = (float(-np.min(own.low)), float(np.max(own.high)))
             low, high = widen(agg.dsc, agg.low, agg.high, widest=widest)
-            if "name" in found.reasons and self.bands is not None \
-                    and self.bands.novel is not None and not math.isnan(agg.dsc):
-                # what a structure never calibrated on real CT was measured to miss by
-                novel_low, novel_high = self.bands.novel.interval(agg.dsc)
-                low, high = min(low, float(novel_low)), max(high, float(novel_high))
             agg = replace(agg, low=low, high=high)
         return agg, found.label, found.similarity

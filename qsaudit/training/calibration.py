@@ -246,39 +246,6 @@ def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
     return out
 
 
-NOVEL_GROUPS = 5  # structure groups of the structure-held-out fits
-
-
-def structure_held_out(table: LabelTable, *, real: np.ndarray, groups: int = NOVEL_GROUPS,
-                       seed: int = 0, method: str = "trees", ridge: float = 1.0) -> np.ndarray:
-    """Calibrated predictions (G,) of the real-CT labels from fits that never saw a real-CT
-    label of their structure (NaN elsewhere): the real structures are dealt into ``groups``
-    groups; each group's real labels are predicted by a fit on all other labels (phantoms
-    included, also those of the same name: as at a scan of a structure only phantoms taught).
-    Their errors size the intervals of structures new to the calibration's real CT (the
-    novelty check's ``name``), instead of assuming them. Needs ``table.structures``."""
-    if table.structures is None:
-        raise ValueError("structure_held_out: the table has no structure names")
-    real = np.asarray(real, dtype=bool)
-    names = np.array([str(s) for s in table.structures], dtype=object)
-    unique = np.array(sorted(set(names[real].tolist())), dtype=object)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(unique)
-    groups = max(1, min(groups, unique.size))
-    group_of = {n: i % groups for i, n in enumerate(unique)}
-    out = np.full(len(table), np.nan)
-    for g in range(groups):
-        held = np.array([n for n in unique if group_of[n] == g], dtype=object)
-        out_of_fit = real & np.isin(names, held)
-        if not out_of_fit.any() or out_of_fit.all():
-            continue
-        fit = ~out_of_fit
-        cal = fit_method(method, table.features[fit], table.true[fit], ridge=ridge, seed=seed,
-                         weights=patient_weights(table.patients[fit]))
-        out[out_of_fit] = cal.apply(table.features[out_of_fit])
-    return out
-
-
 def _r(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r over the labels where both values are known."""
     ok = ~(np.isnan(a) | np.isnan(b))
@@ -413,17 +380,6 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
     if bands.targets is not None:
         metrics["interval_mean_width_targets"] = float(np.mean(bands.targets.high
                                                                - bands.targets.low))
-    if table.structures is not None and int((~phantom).sum()) >= MIN_REAL_FOR_INTERVALS:
-        held = structure_held_out(table, real=~phantom, seed=seed, method=method, ridge=ridge)
-        # anatomical structures: a target volume's name is never new (PTV-like names are near)
-        has = ~np.isnan(held) & (True if target is None else ~target)
-        novel = fit_error_bands(held[has], table.true[has],
-                                reference="real CT, anatomical structures held out of the fit")
-        metrics.update(label_r_structure_held_out=_r(held, table.true),
-                       label_mae_structure_held_out=_mae(held, table.true),
-                       interval_mean_width_novel=float(np.mean(novel.high - novel.low)))
-    else:
-        novel = None
     info = {"n_labels": len(table), "n_patients": metrics["n_patients"], "method": method,
             "ridge": ridge, **{k: metrics[k] for k in ("label_r", "label_mae",
                                                        "label_r_calibrated",
@@ -432,8 +388,6 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
             **reference_population(table, real=~phantom)}
     if bands.targets is not None:
         info["intervals_targets"] = bands.targets.to_json()
-    if novel is not None:
-        info["intervals_novel"] = novel.to_json()
     if errors:
         from qsaudit.inference.error_model import INFO_KEY
         from qsaudit.training.error_fit import fit_errors

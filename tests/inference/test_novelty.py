@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from qsaudit.inference.aggregate import Aggregate
-from qsaudit.inference.intervals import ErrorBands
 from qsaudit.inference.novelty import (
     MIN_HALF_WIDTH,
     FeatureRanges,
@@ -84,28 +83,3 @@ def test_the_scan_check_widens_only_novel_labels():
     odd = Aggregate(0.8, 0.7, 0.9, 0.05, np.array([5.0]))
     agg, label, _ = check.apply(odd, "spleen")
     assert label == "image" and agg.high - agg.low > 0.2
-
-
-class _NovelBandsCalibration:
-    """Narrow bands for known structures; wide measured bands for structures new to real CT."""
-
-    info: ClassVar[dict] = {
-        "feature_ranges": FeatureRanges(("a",), np.zeros(1), np.ones(1)).to_json(),
-        "intervals": ErrorBands(np.array([0.5]), np.array([-0.05, -0.05]),
-                                np.array([0.05, 0.05]), np.array([50, 50])).to_json(),
-        "intervals_novel": ErrorBands(np.array([0.5]), np.array([-0.1, -0.3]),
-                                      np.array([0.7, 0.1]), np.array([50, 50])).to_json(),
-    }
-
-
-def test_a_new_name_gets_the_measured_novel_bands_when_the_calibration_has_them():
-    check = NoveltyCheck(_Predictor(), _NovelBandsCalibration())
-    low_pred = Aggregate(0.2, 0.15, 0.25, 0.05, np.array([0.5]))
-    agg, label, _ = check.apply(low_pred, "femur_left")
-    # widen() alone would reach 0.2 + MIN_HALF_WIDTH; the novel bands measured +0.7 there
-    assert label == "name" and agg.high == pytest.approx(0.9) and agg.low == pytest.approx(0.05)
-    agg, _, _ = check.apply(low_pred, "liver")  # a known name keeps its own bands
-    assert (agg.low, agg.high) == (0.15, 0.25)
-    odd = Aggregate(0.2, 0.15, 0.25, 0.05, np.array([5.0]))  # image novelty alone: widen only
-    agg, label, _ = check.apply(odd, "spleen")
-    assert label == "image" and agg.high == pytest.approx(0.2 + MIN_HALF_WIDTH)

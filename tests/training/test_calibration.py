@@ -193,9 +193,6 @@ def test_calibrate_table_sizes_target_volume_bands_from_the_structure_names():
     assert m["interval_mean_width_targets"] > 2 * m["interval_mean_width"]
     assert bands.for_structure("PTV 70") is bands.targets
     assert bands.for_structure("parotid left") is bands.default
-    # the intervals of structures new to real CT: the parotid predicted by a fit without it
-    assert bands.novel is not None and bands.novel.counts.sum() == n // 2
-    assert m["interval_mean_width_novel"] > 0
 
 
 def test_novelty_reference_is_the_real_ct_labels_when_there_are_enough():
@@ -221,38 +218,3 @@ def test_novelty_reference_is_the_real_ct_labels_when_there_are_enough():
     assert ranges.outliers(feats[-1])  # a phantom-like label is outside the real range
     few = reference_population(table, real=np.arange(2 * n) < 10)  # too few real: all labels
     assert few["reference_structures"] == ["left rib 7", "spinal cord"]
-
-
-def test_structure_held_out_predicts_each_real_structure_from_a_fit_that_never_saw_it():
-    from qsaudit.training.calibration import (
-        LabelTable,
-        fit_method,
-        patient_weights,
-        structure_held_out,
-    )
-
-    rng = np.random.default_rng(7)
-    n = 240
-    names = np.array(["liver", "spleen", "aorta", "Mandible"] * (n // 4), dtype=object)
-    phantom = np.arange(n) >= 160
-    true = rng.uniform(0.2, 1.0, n)
-    # the spleen's real labels read 0.3 too high: only a fit that saw them could learn it
-    plain = np.clip(true + np.where((names == "spleen") & ~phantom, 0.3, 0.0)
-                    + rng.normal(0, 0.02, n), 0, 1)
-    features = np.zeros((n, len(FEATURES)))
-    features[:, FEATURES.index("area_mean")] = plain
-    features[:, FEATURES.index("mean")] = (names == "spleen") & ~phantom
-    patients = np.array([f"phantom{i % 3}" if phantom[i] else f"pt{i % 5}" for i in range(n)],
-                        dtype=object)
-    table = LabelTable(features, true, plain, patients, np.array(["blur"] * n, dtype=object),
-                       names)
-    held = structure_held_out(table, real=~phantom, groups=4, method="ridge")
-    assert np.isnan(held[phantom]).all() and np.isfinite(held[~phantom]).all()
-    spleen = (names == "spleen") & ~phantom
-    fit = fit_method("ridge", features[~spleen], true[~spleen],
-                     weights=patient_weights(patients[~spleen]))
-    np.testing.assert_allclose(held[spleen], fit.apply(features[spleen]))
-    # a structure never seen errs more than the same labels predicted with it in the fit
-    seen = fit_method("ridge", features, true, weights=patient_weights(patients))
-    assert np.mean(np.abs(held[spleen] - true[spleen])) > \
-        2 * np.mean(np.abs(seen.apply(features[spleen]) - true[spleen]))
