@@ -243,7 +243,8 @@ def _advice(row: pd.Series) -> str:
 
 
 NOVELTY_WORDS = {
-    "name": "a structure whose errors were never measured on real CT",
+    "name": "a structure whose errors were never measured on real CT (a low score may be "
+            "the model's unfamiliarity, not a bad label: the interval reaches 1)",
     "image": "a mask, CT or score pattern unlike the labels its errors were measured on",
 }
 

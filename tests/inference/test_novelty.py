@@ -79,7 +79,15 @@ def test_the_scan_check_widens_only_novel_labels():
     agg, label, sim = check.apply(usual, "liver")
     assert (agg.low, agg.high, label, sim) == (0.7, 0.9, "", pytest.approx(1.0))
     agg, label, _ = check.apply(usual, "femur_left")
-    assert label == "name" and agg.low < 0.7 and agg.high > 0.9
+    assert label == "name" and agg.low < 0.7 and agg.high == 1.0
+    low_score = Aggregate(0.2, 0.15, 0.25, 0.05, np.array([0.5]))
+    agg, label, _ = check.apply(low_score, "rib_left_7")  # unmeasured: low may still be good
+    assert label == "name" and agg.high == 1.0 and agg.low == pytest.approx(0.2 - MIN_HALF_WIDTH)
+    agg, label, _ = check.apply(low_score, "liver")  # measured: its own bands stand
+    assert (agg.low, agg.high, label) == (0.15, 0.25, "")
     odd = Aggregate(0.8, 0.7, 0.9, 0.05, np.array([5.0]))
     agg, label, _ = check.apply(odd, "spleen")
     assert label == "image" and agg.high - agg.low > 0.2
+    odd_low = Aggregate(0.2, 0.15, 0.25, 0.05, np.array([5.0]))  # a known name: no reach to 1
+    agg, label, _ = check.apply(odd_low, "spleen")
+    assert label == "image" and agg.high == pytest.approx(0.2 + MIN_HALF_WIDTH)
