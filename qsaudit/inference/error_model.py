@@ -80,7 +80,9 @@ class ErrorClassifier:
     unknown (NaN) feature. ``method`` ``"boosted"`` or ``"trees"``: ``base`` (K,), ``rate``
     and ``trees`` (one tuple of trees per kind); ``"softmax"``: ``center``/``scale`` (F,), ``coef`` (K, F),
     ``intercept`` (K,). ``power``/``bias`` (K,): the probability calibration (None: none);
-    ``none_factor``: the decision rule for ``none`` (1: plain argmax).
+    ``none_factor``: the decision rule for ``none`` (1: plain argmax);
+    ``none_factor_targets``: the factor for radiotherapy target volumes when they have their
+    own (None: ``none_factor`` for every label).
     """
 
     kinds: tuple[str, ...]
@@ -98,6 +100,7 @@ class ErrorClassifier:
     power: float = 1.0
     bias: np.ndarray | None = None
     none_factor: float = 1.0
+    none_factor_targets: float | None = None
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
         """(N, K) probabilities (rows sum to 1) of classifier rows (N, len(CLASSIFIER_FEATURES))."""
@@ -122,8 +125,18 @@ class ErrorClassifier:
         """``(kinds (N,) str, probability (N,))``: the kind named per row (the most probable,
         or ``none`` by the ``none_factor`` rule) and its probability."""
         p = self.probabilities(rows)
-        best = decide(p, self.kinds, self.none_factor)
+        best = decide(p, self.kinds, self.row_factors(rows))
         return np.asarray(self.kinds, dtype=object)[best], p[np.arange(p.shape[0]), best]
+
+    def row_factors(self, rows: np.ndarray) -> np.ndarray:
+        """The none factor (N,) of each classifier row: ``none_factor_targets`` for target
+        volumes (the row's ``target_volume`` name feature) when set, else ``none_factor``."""
+        x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        factors = np.full(x.shape[0], float(self.none_factor))
+        if self.none_factor_targets is not None:
+            target = x[:, CLASSIFIER_FEATURES.index("target_volume")] > 0.5
+            factors[target] = float(self.none_factor_targets)
+        return factors
 
     @property
     def _forests(self) -> list[Forest]:
@@ -140,6 +153,8 @@ class ErrorClassifier:
                                "kinds": list(self.kinds), "features": list(self.names),
                                "fill": _round(self.fill), "info": self.info,
                                "none_factor": float(self.none_factor)}
+        if self.none_factor_targets is not None:
+            out["none_factor_targets"] = float(self.none_factor_targets)
         if self.bias is not None:
             out["calibration"] = {"power": float(self.power), "bias": _round(self.bias)}
         if self.method == "softmax":
@@ -164,6 +179,10 @@ class ErrorClassifier:
             raise ValueError("error classifier: arrays have the wrong sizes")
         rule: dict[str, Any] = {"none_factor": float(d.get("none_factor", 1.0)),
                                 "info": dict(d.get("info", {}))}
+        if d.get("none_factor_targets") is not None:
+            rule["none_factor_targets"] = float(d["none_factor_targets"])
+            if not rule["none_factor_targets"] > 0:
+                raise ValueError("error classifier: none_factor_targets must be positive")
         if d.get("calibration"):
             rule["power"] = float(d["calibration"]["power"])
             rule["bias"] = np.asarray(d["calibration"]["bias"], dtype=np.float64)
@@ -197,14 +216,16 @@ def calibrate_probabilities(raw: np.ndarray, power: float, bias: np.ndarray) -> 
     return softmax(logits)
 
 
-def decide(p: np.ndarray, kinds: tuple[str, ...], none_factor: float = 1.0) -> np.ndarray:
+def decide(p: np.ndarray, kinds: tuple[str, ...],
+           none_factor: float | np.ndarray = 1.0) -> np.ndarray:
     """Index (N,) of the kind named per row of probabilities ``p`` (N, K) over ``kinds``:
     the most probable, but ``none`` whenever ``none_factor * p(none)`` is at least every other
-    kind's probability."""
-    if none_factor == 1.0 or "none" not in kinds:
+    kind's probability (``none_factor``: one for all rows, or one per row (N,))."""
+    factor = np.asarray(none_factor, dtype=np.float64)
+    if "none" not in kinds or np.all(factor == 1.0):
         return np.argmax(p, axis=1)
     scaled = np.array(p, dtype=np.float64, copy=True)
-    scaled[:, kinds.index("none")] *= none_factor
+    scaled[:, kinds.index("none")] *= factor
     return np.argmax(scaled, axis=1)
 
 

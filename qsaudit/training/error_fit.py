@@ -240,43 +240,49 @@ def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *,
     return float(np.clip(factor, 1.0, MAX_NONE_FACTOR))
 
 
+MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
+
+
 def _decision_rule(p: np.ndarray, kinds: np.ndarray, perfect: np.ndarray, w: np.ndarray,
-                   domains: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
-    """``(power, bias, none_factor)`` fitted on cross-validated raw probabilities ``p``
-    (N, len(ERROR_KINDS)) of labels of kinds ``kinds`` (None: not used for the calibration).
-    ``domains`` (N,): the none factor must reach the target on each domain's perfect labels
-    (e.g. real CT and phantoms apart; the largest factor is kept), not only on all together."""
+                   targets: np.ndarray | None = None
+                   ) -> tuple[float, np.ndarray, float, float | None]:
+    """``(power, bias, none_factor, none_factor_targets)`` fitted on cross-validated raw
+    probabilities ``p`` (N, len(ERROR_KINDS)) of labels of kinds ``kinds`` (None: not used for
+    the calibration). ``targets`` (N,) marks radiotherapy target volumes: with at least
+    :data:`MIN_TARGET_PERFECT` perfect ones they get their own none factor (a correct PTV
+    looks unlike a correct organ: its edge is a margin, not an edge of the CT) and the
+    anatomical structures' factor is fitted without them; else None and one factor for all."""
     known = np.array([k is not None for k in kinds])
     y = np.array([ERROR_KINDS.index(k) for k in kinds[known]], dtype=np.int64)
     power, bias = fit_probability_calibration(p[known], y, w[known])
     calibrated = calibrate_probabilities(p[perfect], power, bias)
-    factor = none_factor_for(calibrated, w[perfect])
-    if domains is not None:
-        d = np.asarray(domains, dtype=object)[perfect]
-        for domain in sorted(set(d.tolist()), key=str):
-            part = d == domain
-            factor = max(factor, none_factor_for(calibrated[part], w[perfect][part]))
-    return power, bias, factor
+    t = np.zeros(int(perfect.sum()), dtype=bool) if targets is None else \
+        np.asarray(targets, dtype=bool)[perfect]
+    if int(t.sum()) < MIN_TARGET_PERFECT or not (~t).any():
+        return power, bias, none_factor_for(calibrated, w[perfect]), None
+    return (power, bias, none_factor_for(calibrated[~t], w[perfect][~t]),
+            none_factor_for(calibrated[t], w[perfect][t]))
 
 
 def ruled_kinds(p: np.ndarray, which: np.ndarray, kinds: np.ndarray, perfect: np.ndarray,
-                w: np.ndarray, domains: np.ndarray | None = None
+                w: np.ndarray, targets: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Nested measurement of the calibration and none rule: the labels of each fold are
     decided by a rule fitted on the other folds' cross-validated probabilities ``p``
-    (``domains``: see :func:`_decision_rule`).
+    (``targets``: see :func:`_decision_rule`).
     Returns the kinds (G,), their calibrated probabilities (G,) and each fold's factor."""
     names = np.asarray(ERROR_KINDS, dtype=object)
     pred = np.full(kinds.size, None, dtype=object)
     prob = np.full(kinds.size, np.nan)
+    t = np.zeros(kinds.size, dtype=bool) if targets is None else np.asarray(targets, bool)
     factors = []
     for f in np.unique(which):
         test, other = which == f, which != f
-        power, bias, factor = _decision_rule(
-            p[other], kinds[other], perfect[other], w[other],
-            None if domains is None else np.asarray(domains, dtype=object)[other])
+        power, bias, factor, factor_t = _decision_rule(p[other], kinds[other], perfect[other],
+                                                       w[other], t[other])
         q = calibrate_probabilities(p[test], power, bias)
-        best = decide(q, ERROR_KINDS, factor)
+        row_factor = np.where(t[test], factor if factor_t is None else factor_t, factor)
+        best = decide(q, ERROR_KINDS, row_factor)
         pred[test], prob[test] = names[best], q[np.arange(q.shape[0]), best]
         factors.append(round(factor, 3))
     return pred, prob, factors
@@ -323,8 +329,8 @@ def calibration_gap(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> fl
     return gap / max(prob.size, 1)
 
 
-def fit_errors(table: Any, *, seed: int = 0, method: str = "auto", folds: int = 5,
-               none_per_domain: bool = True) -> tuple[ErrorClassifier | None, dict[str, Any]]:
+def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
+               folds: int = 5) -> tuple[ErrorClassifier | None, dict[str, Any]]:
     """Fit the error classifier on a calibration ``LabelTable`` and measure it.
 
     Each fit's raw probabilities are cross-validated by patient; the probability calibration
@@ -336,9 +342,8 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto", folds: int = 
     labels, ``errors_p_gap`` (expected calibration error of ``likely_error_p`` over labels of
     known kind, ``errors_p_gap_raw`` before calibration), ``errors_none_factors`` (per fold)
     and ``errors_confusion`` over bad labels). None when fewer than two kinds have enough
-    labels or there is only one patient. ``none_per_domain``: the none rule reaches its target
-    on real CT and on phantoms apart (see :func:`_decision_rule`), since perfect real labels
-    look less perfect to the classifier than perfect phantom labels do and users scan real CT.
+    labels or there is only one patient. Radiotherapy target volumes get their own none
+    factor when there are enough perfect ones (:func:`_decision_rule`).
     """
     from qsaudit.training.calibration import patient_weights
 
@@ -358,12 +363,12 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto", folds: int = 
     known = np.array([k is not None for k in kinds])
     names = np.asarray(ERROR_KINDS, dtype=object)
     phantom = np.array([str(pt).startswith("phantom") for pt in patients])
-    domains = np.where(phantom, "phantoms", "real").astype(object) if none_per_domain else None
+    targets = rows[:, CLASSIFIER_FEATURES.index("target_volume")] > 0.5
     cv: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]] = {}
     for m in AUTO_METHODS if method == "auto" else (method,):
         p, which = cross_validated_probabilities(rows, kinds, patients, method=m,
                                                  folds=folds, seed=seed)
-        pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w, domains)
+        pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w, targets)
         cv[m] = (p, pred, prob, factors)
         for key, value in kind_metrics(kinds, pred, true, perfect).items():
             metrics[f"errors_{key}_{m}"] = value
@@ -386,11 +391,12 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto", folds: int = 
     metrics["errors_none_factors"] = factors
     bad = true < BAD_DSC
     metrics["errors_confusion"] = confusion(kinds[bad], pred[bad])
-    power, bias, factor = _decision_rule(p, kinds, perfect, w, domains)
+    power, bias, factor, factor_targets = _decision_rule(p, kinds, perfect, w, targets)
     info = {"method": method, "cross_validated": {
         k: v for k, v in metrics.items()
         if k.startswith(("errors_top1", "errors_none", "errors_n_bad", "errors_p_gap"))}}
     clf = fit_error_classifier(rows[known], kinds[known], method=method, seed=seed,
                                weights=patient_weights(patients[known]), info=info)
     offered = [ERROR_KINDS.index(k) for k in clf.kinds]
-    return replace(clf, power=power, bias=bias[offered], none_factor=factor), metrics
+    return replace(clf, power=power, bias=bias[offered], none_factor=factor,
+                   none_factor_targets=factor_targets), metrics

@@ -2,12 +2,19 @@
 patients it has not seen and travels in the calibration's info."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from qsaudit.inference.aggregate import FEATURES
-from qsaudit.inference.error_model import calibration_errors, classifier_rows
+
+from qsaudit.inference.error_model import (
+    CLASSIFIER_FEATURES,
+    ErrorClassifier,
+    calibration_errors,
+    classifier_rows,
+)
 from qsaudit.training.calibration import LabelTable
 from qsaudit.training.error_fit import (
     calibration_gap,
@@ -18,6 +25,7 @@ from qsaudit.training.error_fit import (
     kind_metrics,
     none_factor_for,
     ruled_kinds,
+    table_rows,
 )
 
 PLANTS = {"perfect": None, "truncation": ("probe_max", 0.9), "slice_drop": ("fill", 0.6),
@@ -105,29 +113,38 @@ def test_none_factor_is_the_smallest_that_calls_enough_perfect_labels_none():
     assert none_factor_for(p, heavy, target=0.6) == pytest.approx(0.7 / 0.3)
 
 
-def test_the_none_rule_reaches_its_target_on_each_domain_apart():
-    """Perfect real-CT labels look less perfect to a classifier than phantom ones: a factor
-    fitted on all labels together lets the many phantom labels carry the target while real CT,
-    what users scan, misses it; fitted per domain, both reach it."""
+def test_target_volumes_get_their_own_none_factor():
+    """A correct PTV looks less right to the classifier than a correct organ (its edge is a
+    margin): one factor for all lets the organs carry the target while many PTVs miss it.
+    Apart, both reach it."""
     rng = np.random.default_rng(3)
-    kinds = np.array(["none"] * 40 + ["too_small"] * 40, dtype=object)
-    perfect = np.arange(80) < 40
-    domains = np.array((["phantoms"] * 30 + ["real"] * 10) * 2, dtype=object)
-    # p(none) of perfect phantom labels high, of perfect real labels middling
-    # (the bad labels' overlap the real ones: no probability calibration can tell them apart)
-    p_none = np.where(domains == "phantoms", 0.8, 0.35) + rng.uniform(-0.1, 0.1, 80)
-    p_none[~perfect] = rng.uniform(0.02, 0.3, 40)
-    p = np.zeros((80, 11))
+    n = 240
+    perfect = np.arange(n) < 120
+    kinds = np.where(perfect, "none", "too_small").astype(object)
+    target = (np.arange(n) % 4) == 0  # a quarter of the labels are target volumes
+    p_none = np.where(target, 0.25, 0.8) + rng.uniform(-0.1, 0.1, n)
+    p_none[~perfect] = rng.uniform(0.02, 0.2, 120)
+    p = np.zeros((n, 11))
     p[:, 0], p[:, 1] = p_none, 1.0 - p_none
-    which = np.arange(80) % 5
-    w = np.ones(80)
-    real = perfect & (domains == "real")
+    which, w = np.arange(n) % 5, np.ones(n)
     pooled, _, _ = ruled_kinds(p, which, kinds, perfect, w)
-    apart, _, factors = ruled_kinds(p, which, kinds, perfect, w, domains)
-    assert np.mean(pooled[real] == "none") < 0.9 <= np.mean(apart[real] == "none")
-    assert np.mean(apart[perfect & (domains == "phantoms")] == "none") >= 0.9
-    assert np.mean(apart[~perfect] == "too_small") >= 0.3  # the price: fewer bad labels named
-    assert all(f > 1.0 for f in factors)
+    apart, _, _ = ruled_kinds(p, which, kinds, perfect, w, target)
+    assert np.mean(pooled[perfect & target] == "none") < 0.9
+    assert np.mean(apart[perfect & target] == "none") >= 0.9
+    assert np.mean(apart[perfect & ~target] == "none") >= 0.9
+    assert np.mean(apart[~perfect] == "too_small") >= 0.9  # bad labels are still named
+
+
+def test_a_classifier_applies_the_target_factor_to_target_volume_rows_only():
+    clf, _ = fit_errors(planted_table(n_patients=6), method="softmax")
+    clf = replace(clf, none_factor=1.0, none_factor_targets=50.0)
+    rows = table_rows(planted_table(n_patients=2))
+    organ, ptv = rows[:3].copy(), rows[:3].copy()
+    ptv[:, CLASSIFIER_FEATURES.index("target_volume")] = 1.0
+    np.testing.assert_array_equal(clf.row_factors(np.vstack([organ, ptv])), [1.0] * 3 + [50.0] * 3)
+    again = ErrorClassifier.from_json(json.loads(json.dumps(clf.to_json())))
+    assert again.none_factor_targets == 50.0
+    assert list(again.predict(ptv)[0]) == ["none"] * 3  # p(none) x 50 wins
 
 
 def test_the_none_rule_is_fitted_and_measured_without_the_fold_it_decides():
