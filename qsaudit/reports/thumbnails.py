@@ -13,9 +13,12 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # a reader process crops thumbnails without pandas
+    import pandas as pd
 
 # Outline colours (RGB): the scanned label, and the reference mask when one is known; the mark of
 # the worst axial slice on the coronal and sagittal views; the gap between tiled slices (pixels).
