@@ -12,6 +12,10 @@ Prints, in one run:
    nibabel's slower zlib floor is printed for reference);
 3. peak memory (scan process + reader processes) at two dataset sizes.
 
+Part 2 also prints ``scan.json``'s time breakdown: the main process's wall time by kind, the CPU
+seconds of every process, and the issue-15 figure, the share of the scan's CPU seconds spent
+beyond decompressing the files and the network's forward passes (``qsaudit.inference.timing``).
+
 The data are ``qsaudit demo`` phantoms (noisy int16 CT, so decompression costs what it costs on
 real scans) on a realistic grid (default 256 x 256 x 150 voxels, 37 masks of which --labels kept).
 
