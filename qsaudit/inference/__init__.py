@@ -1,14 +1,23 @@
 """Scanning a dataset: slice sampling, batched inference, aggregation, resumable results.
 
 ``scan_dataset`` is the Python API behind ``qsaudit scan``; ``merge_shards`` behind
-``qsaudit merge``. Importing this package does not import torch.
+``qsaudit merge``. Importing this package does not import torch, nor the scan engine and the
+merger (pandas, the report) until they are asked for: a reader process, which imports
+``qsaudit.inference.prepare``, starts without them.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from qsaudit.inference.aggregate import METHODS, Aggregate, aggregate
-from qsaudit.inference.engine import ScanSummary, WorstKeeper, scan_dataset, shard_cases
-from qsaudit.inference.merge import merge_shards
 from qsaudit.inference.sampling import choose_slices, label_seed
 from qsaudit.inference.settings import ScanSettings, parse_shard
+
+if TYPE_CHECKING:
+    from qsaudit.inference.engine import ScanSummary, WorstKeeper, scan_dataset, shard_cases
+    from qsaudit.inference.merge import merge_shards
+
+_LAZY = {"ScanSummary": "engine", "WorstKeeper": "engine", "scan_dataset": "engine",
+         "shard_cases": "engine", "merge_shards": "merge"}
 
 __all__ = [
     "METHODS",
@@ -24,3 +33,15 @@ __all__ = [
     "scan_dataset",
     "shard_cases",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The engine's and the merger's names, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -47,6 +47,7 @@ from qsaudit.inference.prepare import PreparedCase, PrepareSpec, exit_with_paren
 from qsaudit.inference.sampling import settings_for_model
 from qsaudit.inference.settings import ScanSettings
 from qsaudit.inference.store import SCAN_JSON, ResultsStore, refuse_inside_dataset
+from qsaudit.inference.timing import cpu_now, time_breakdown
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     (``qsaudit.inference.ray_engine.scan_dataset_ray`` runs the same scan on a Ray cluster.)
     """
     settings = settings or ScanSettings()
-    started = time.perf_counter()
+    started, (cpu_started, children_started) = time.perf_counter(), cpu_now()
     scan = open_scan(dataset, out_dir, settings=settings, predictor=predictor,
-                     load=_load_predictor, started=started)
+                     load=_load_predictor, started=started, cpu_started=cpu_started)
     predictor, settings, todo, timings = scan.predictor, scan.settings, scan.todo, scan.timings
     batcher = CrossCaseBatcher(predictor, settings.batch_size)
 
@@ -117,6 +118,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     governor = ModelThreads(predictor, settings.n_workers)
     timings["wait_seconds"] = 0.0
     forward_before = getattr(predictor, "forward_seconds", None)
+    forward_cpu_before = getattr(predictor, "forward_cpu_seconds", None)
     with progress_bar() as progress, governor, contextlib.ExitStack() as readers:
         task = progress.add_task("scanning", total=len(todo), info=_starting(settings.n_workers))
         # closed on the way out, so an interrupt in the model (not only in a read) stops the readers
@@ -148,6 +150,10 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
     timings["batch_size"] = settings.batch_size
     if forward_before is not None:  # the model's own forward passes, out of model_seconds
         timings["network_seconds"] = predictor.forward_seconds - forward_before
+    if forward_cpu_before is not None:
+        timings["network_cpu_seconds"] = predictor.forward_cpu_seconds - forward_cpu_before
+    if settings.n_workers > 0:  # the readers have exited and been reaped (iter_prepared)
+        timings["reader_process_cpu_seconds"] = cpu_now()[1] - children_started
     return finish_scan(scan)
 
 
@@ -159,7 +165,8 @@ class OpenScan:
     adjusted to the model; ``spec``: what a reader needs to prepare a case; ``novelty``: the
     check that widens the intervals of labels unlike the calibration's; ``errors``: the
     calibration's error classifier (``likely_error``); ``timings``: seconds
-    (and counts) recorded in ``scan.json``.
+    (and counts) recorded in ``scan.json``; ``cpu_started``: this process's CPU clock
+    (``time.process_time``) at the start, when the scan counts its CPU seconds.
     """
 
     dataset: Path
@@ -178,6 +185,7 @@ class OpenScan:
     timings: dict[str, Any]
     novelty: NoveltyCheck | None = None
     errors: ErrorClassifier | None = None
+    cpu_started: float | None = None
 
     def commit(self, scored: ScoredCase) -> None:
         """Aggregate one scored case and commit it to the results folder."""
@@ -187,14 +195,19 @@ class OpenScan:
         self.timings["read_seconds"] += scored.case.seconds
         self.timings["reader_cpu_seconds"] += getattr(scored.case, "cpu_seconds", 0.0)
         self.timings["reader_decode_seconds"] += getattr(scored.case, "decode_seconds", 0.0)
+        self.timings["reader_decode_cpu_seconds"] += getattr(scored.case, "decode_cpu_seconds",
+                                                             0.0)
 
 
 def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSettings,
               predictor: SlicePredictor | None,
-              load: Callable[[ScanSettings], SlicePredictor], started: float) -> OpenScan:
+              load: Callable[[ScanSettings], SlicePredictor], started: float,
+              cpu_started: float | None = None) -> OpenScan:
     """List the cases, open (or resume) the results folder and fix what readers compute.
 
-    ``predictor``: the model (None: ``load(settings)`` loads it after the cases are listed).
+    ``predictor``: the model (None: ``load(settings)`` loads it after the cases are listed);
+    ``started``/``cpu_started``: the scan's wall and CPU clocks at its start (see
+    :class:`OpenScan`).
     Refuses (``UsageError``) a results folder inside the dataset.
     """
     from qsaudit.datasets import list_cases
@@ -240,8 +253,10 @@ def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSetting
                     keeper=keeper, calibration=calibration, bands=bands, spec=spec,
                     started=started, timings={"read_seconds": 0.0, "reader_cpu_seconds": 0.0,
                                           "reader_decode_seconds": 0.0,
+                                          "reader_decode_cpu_seconds": 0.0,
                                           "model_seconds": 0.0, "commit_seconds": 0.0},
-                    novelty=_novelty(predictor, calibration), errors=_errors(calibration))
+                    novelty=_novelty(predictor, calibration), errors=_errors(calibration),
+                    cpu_started=cpu_started)
 
 
 def finish_scan(scan: OpenScan) -> ScanSummary:
@@ -259,6 +274,8 @@ def finish_scan(scan: OpenScan) -> ScanSummary:
                        resumed=len(scan.cases) - len(scan.todo), seconds=seconds)
     timings["total_seconds"] = seconds
     timings["finish_seconds"] = time.perf_counter() - finish_start
+    if scan.cpu_started is not None:
+        timings["main_cpu_seconds"] = time.process_time() - scan.cpu_started
     timings["breakdown"] = time_breakdown(timings)
     previous = store.read_manifest() or {}
     write_json(out_dir / SCAN_JSON, {
@@ -271,39 +288,6 @@ def finish_scan(scan: OpenScan) -> ScanSummary:
         "timings": timings, "report_error": outputs.report_error,
     })
     return summary
-
-
-def time_breakdown(timings: dict[str, Any]) -> dict[str, float]:
-    """Where a scan's wall time went, in seconds (``scan.json`` → ``timings.breakdown``).
-
-    Main-process parts that add up to ``total``: ``setup`` (listing the cases, loading the
-    model), ``network`` (the forward passes), ``batching`` (assembling batches and spreading the
-    scores back, the rest of ``model_seconds``), ``waiting_for_readers``, ``writing`` (each
-    case's aggregation, checks and part file), ``tables_and_report`` (the final tables and
-    report.html) and ``other``. ``readers_cpu`` is the reader processes' own CPU time (decoding
-    the files, cropping), in parallel with the rest, so it is not part of the sum;
-    ``readers_decoding`` the readers' wall time reading and decompressing files, and
-    ``readers_other`` the rest of their time (checks, shape features, crops). Under Ray the
-    network runs in the actors: there ``batching`` includes it.
-    """
-    total = float(timings.get("total_seconds", 0.0))
-    model = float(timings.get("model_seconds", 0.0))
-    network = float(timings.get("network_seconds", 0.0))
-    parts = {
-        "setup": float(timings.get("setup_seconds", 0.0)),
-        "network": network,
-        "batching": max(0.0, model - network),
-        "waiting_for_readers": float(timings.get("wait_seconds", 0.0)),
-        "writing": float(timings.get("commit_seconds", 0.0)),
-        "tables_and_report": float(timings.get("finish_seconds", 0.0)),
-    }
-    parts["other"] = max(0.0, total - sum(parts.values()))
-    parts["total"] = total
-    parts["readers_cpu"] = float(timings.get("reader_cpu_seconds", 0.0))
-    decoding = float(timings.get("reader_decode_seconds", 0.0))
-    parts["readers_decoding"] = decoding
-    parts["readers_other"] = max(0.0, float(timings.get("read_seconds", 0.0)) - decoding)
-    return {key: round(value, 3) for key, value in parts.items()}
 
 
 def iter_prepared(cases: Sequence[Any], spec: PrepareSpec, *, workers: int

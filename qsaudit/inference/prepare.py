@@ -15,8 +15,10 @@ whenever the file's slice axis is the axial one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ class PreparedCase:
     seconds: float
     cpu_seconds: float = 0.0  # CPU time of the reading process (all its threads)
     decode_seconds: float = 0.0  # of ``seconds``, reading and decompressing the CT and masks
+    decode_cpu_seconds: float = 0.0  # of ``cpu_seconds``, likewise
 
 
 def prepare_case(case: Any, spec: PrepareSpec) -> PreparedCase:
@@ -103,7 +106,7 @@ def prepare_case(case: Any, spec: PrepareSpec) -> PreparedCase:
     status ``error`` with the exception text. The scan goes on in every case.
     """
     start, cpu = time.perf_counter(), time.process_time()
-    decoding = [0.0]
+    decoding = _Clock()
     try:
         labels, area = _prepare(case, spec, decoding)
     except Exception as exc:  # noqa: BLE001 - one bad case must never stop a scan
@@ -112,7 +115,24 @@ def prepare_case(case: Any, spec: PrepareSpec) -> PreparedCase:
         area = float("nan")
     return PreparedCase(case_id=case.case_id, labels=labels, body_area_mm2=area,
                         seconds=time.perf_counter() - start,
-                        cpu_seconds=time.process_time() - cpu, decode_seconds=decoding[0])
+                        cpu_seconds=time.process_time() - cpu, decode_seconds=decoding.wall,
+                        decode_cpu_seconds=decoding.cpu)
+
+
+class _Clock:
+    """Wall and CPU seconds (this process, all threads) spent in the blocks it times."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
 
 
 def exit_with_parent(parent_pid: int, *, poll_seconds: float = 0.5) -> None:
@@ -194,41 +214,38 @@ def uses_file_order(spec: PrepareSpec) -> bool:
             or spec.sampling == "paper")
 
 
-def _prepare(case: Any, spec: PrepareSpec, decoding: list[float]
+def _prepare(case: Any, spec: PrepareSpec, decoding: _Clock
              ) -> tuple[list[LabelWork], float]:
-    """The case's label works and body area; ``decoding[0]`` accumulates the seconds spent
-    reading the files (the rest is checks, shape features and crops)."""
+    """The case's label works and body area; ``decoding`` times reading and decompressing the
+    files (the rest is checks, shape features and crops)."""
     from qsaudit.checks import body_profile
     from qsaudit.datasets import LabelProblem, read_image, read_mask
     from qsaudit.datasets.volumes import parse_labels_early
 
     label_maps: dict = {}
-    t0 = time.perf_counter()
-    ready = parse_labels_early(case, label_maps)  # DICOM label files parse while the CT decodes
     try:
-        volume = read_image(case)
+        with decoding.timing():
+            ready = parse_labels_early(case, label_maps)  # DICOM labels parse as the CT decodes
+            try:
+                volume = read_image(case)
+            finally:
+                ready()
     except DatasetError as exc:
-        ready()
-        decoding[0] += time.perf_counter() - t0
         missing = case.image is None or not case.image.exists()
         status = "missing_image" if missing else "unreadable"
         return [_failed(case, ref, status, str(exc)) for ref in case.labels], float("nan")
-    ready()
-    decoding[0] += time.perf_counter() - t0
     order = _file_order(volume) if uses_file_order(spec) else None
     body = body_profile(volume.array, volume.spacing)
     works: list[LabelWork] = []
     offsets: dict[str, tuple[str, float]] = {}  # structure key -> (label, centroid x in mm)
     for ref in case.labels:
-        t0 = time.perf_counter()
         try:
-            mask = read_mask(ref, volume, label_maps=label_maps)
+            with decoding.timing():
+                mask = read_mask(ref, volume, label_maps=label_maps)
         except LabelProblem as problem:
-            decoding[0] += time.perf_counter() - t0
             status = "missing_label" if problem.status == "missing" else problem.status
             works.append(_failed(case, ref, status, str(problem)))
             continue
-        decoding[0] += time.perf_counter() - t0
         try:
             work, key_x = _prepare_label(case, ref, volume, mask, body.midline_x, spec, order)
         except Exception as exc:  # noqa: BLE001 - one bad label must not take its case down

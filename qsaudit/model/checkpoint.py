@@ -200,7 +200,8 @@ class Predictor:
             :func:`resolve_precision` chose it.
         path: the model file.
         forward_seconds: wall time spent in the network's forward passes so far (the scan's
-            timing breakdown reads it).
+            timing breakdown reads it); ``forward_cpu_seconds`` the CPU time this process
+            spent in them (all its threads).
     """
 
     def __init__(self, model: QualityNet, config: ModelConfig, *, encoder_spec: str,
@@ -221,6 +222,7 @@ class Predictor:
         self._layout = memory_layout(device, self.precision)
         self.model = self.model.to(memory_format=self._layout)
         self.forward_seconds = 0.0
+        self.forward_cpu_seconds = 0.0
         self._activation: int | None = None
 
     @property
@@ -295,7 +297,7 @@ class Predictor:
         step = batch_size
         if self.device.type == "cpu":  # larger passes are slower per crop here: split them
             step = largest_divisor(batch_size, self.batch_size)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for start in range(0, x.shape[0], step):
                 stop = start + step
@@ -304,6 +306,7 @@ class Predictor:
                 eb = torch.from_numpy(emb[start:stop]).to(self.device)
                 raw[start:stop] = self.model(xb, eb).float().cpu().numpy()
         self.forward_seconds += time.perf_counter() - started
+        self.forward_cpu_seconds += time.process_time() - cpu
         return np.clip(raw, 0.0, 1.0), raw
 
 

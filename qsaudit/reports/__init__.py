@@ -1,17 +1,14 @@
 """HTML reports of qsaudit: the scan report (``render_report``) and its building blocks.
 
-Import from here: ``from qsaudit.reports import render_report, ThumbnailInputs``.
+Import from here: ``from qsaudit.reports import render_report, ThumbnailInputs``. The report
+and its tables (pandas, Jinja) are imported on first use, so a reader process that only cuts
+thumbnails (:mod:`qsaudit.reports.thumbnails`) starts without them.
 """
 
 from __future__ import annotations
 
-from qsaudit.reports.scan_report import (
-    render_report,
-    render_report_from_folder,
-    template_environment,
-    templates_dir,
-)
-from qsaudit.reports.tables import worst_labels
+from typing import TYPE_CHECKING, Any
+
 from qsaudit.reports.thumbnails import (
     PlaneView,
     ThumbnailInputs,
@@ -19,6 +16,19 @@ from qsaudit.reports.thumbnails import (
     make_views,
     select_thumbnail_slices,
 )
+
+if TYPE_CHECKING:
+    from qsaudit.reports.scan_report import (
+        render_report,
+        render_report_from_folder,
+        template_environment,
+        templates_dir,
+    )
+    from qsaudit.reports.tables import worst_labels
+
+_LAZY = {"render_report": "scan_report", "render_report_from_folder": "scan_report",
+         "template_environment": "scan_report", "templates_dir": "scan_report",
+         "worst_labels": "tables"}
 
 __all__ = [
     "PlaneView",
@@ -32,3 +42,15 @@ __all__ = [
     "templates_dir",
     "worst_labels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The report's and the tables' names, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

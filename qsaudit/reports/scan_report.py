@@ -20,7 +20,7 @@ from qsaudit.atomic import write_text
 from qsaudit.columns import RESULT_COLUMNS, meanings
 from qsaudit.errors import ResultsError
 from qsaudit.reports.hub import analyses, render_section
-from qsaudit.reports.plots import dsc_distribution_png, sparkline_svg
+from qsaudit.reports.plots import dsc_distribution_svg, sparkline_svg
 from qsaudit.reports.tables import (
     DISPLAY_DIGITS,
     FLAGS_FIELD,
@@ -121,7 +121,7 @@ def render_report(
         "settings": _settings_rows(settings),
         "summary": summary,
         "thresholds": THRESHOLDS,
-        "distribution_png": dsc_distribution_png(table[table["status"] == "ok"]),
+        "distribution_plot": dsc_distribution_svg(table[table["status"] == "ok"]),
         "cards": cards,
         "worst_n": worst_n,
         "problems": problems.head(MAX_PROBLEM_ROWS).to_dict("records"),

@@ -85,6 +85,13 @@ def test_component_sizes_equal_scipys_26_connected_labelling(seed):
     expected = np.sort(np.bincount(labels.ravel())[1:])
     np.testing.assert_array_equal(np.sort(component_sizes(m)), expected)
     assert component_sizes(np.zeros((3, 3, 3), bool)).size == 0
+    # a box cut out of a bigger volume (a strided view, as the scan's checks pass it), in
+    # either memory order
+    volume = np.zeros((20, 22, 16), dtype=bool, order="F" if seed % 2 else "C")
+    volume[4:13, 6:17, 3:10] = m
+    box = volume[4:13, 6:17, 3:10]
+    assert not (box.flags.c_contiguous or box.flags.f_contiguous)
+    np.testing.assert_array_equal(np.sort(component_sizes(box)), expected)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -207,6 +207,11 @@ def test_scan_json_says_where_the_time_went(tiny_dataset, tiny_model, tmp_path, 
     assert 0 < parts["network"] <= timings["model_seconds"] + 1e-6
     assert parts["readers_decoding"] > 0 and parts["tables_and_report"] > 0
     assert parts["readers_decoding"] <= timings["read_seconds"] + 1e-6
+    # CPU seconds of every process: the network and the decoding are parts of their process's
+    assert 0 < parts["cpu_network"] <= parts["cpu_main"]
+    assert 0 < parts["cpu_readers_decoding"] <= parts["cpu_readers"]
+    assert parts["cpu_readers"] >= parts["readers_cpu"] - 1e-3  # start-up comes on top
+    assert 0 < parts["beyond_decoding_and_network"] < 1
     explicit = tmp_path / "explicit"
     scan_dataset(tiny_dataset, explicit, settings=_settings(tiny_model, slices=2))
     assert json.loads((explicit / "scan.json").read_text())["timings"]["batch_size"] == 16

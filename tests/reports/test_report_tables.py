@@ -13,7 +13,7 @@ import pytest
 from qsaudit.columns import RESULT_COLUMNS, names
 from qsaudit.errors import ResultsError
 from qsaudit.reports import worst_labels
-from qsaudit.reports.plots import dsc_distribution_png, sparkline_svg
+from qsaudit.reports.plots import dsc_distribution_svg, sparkline_svg
 from qsaudit.reports.tables import (
     FLAGS_FIELD,
     TABLE_COLUMNS,
@@ -83,13 +83,38 @@ def test_case_payload_one_row_per_case(scan_tables):
     assert rows["case2"]["flagged"] == 1
 
 
-def test_distribution_png_and_empty(scan_tables):
+def _svg(uri):
+    import xml.etree.ElementTree as ET
+
+    assert uri.startswith("data:image/svg+xml;base64,")
+    return ET.fromstring(base64.b64decode(uri.split(",", 1)[1]))
+
+
+def test_distribution_plot_and_empty(scan_tables):
     results, _ = scan_tables
-    uri = dsc_distribution_png(results)
-    assert uri.startswith("data:image/png;base64,")
-    assert base64.b64decode(uri.split(",", 1)[1])[:4] == b"\x89PNG"
-    assert dsc_distribution_png(results.iloc[:0]) is None
-    assert dsc_distribution_png(results.assign(predicted_dsc=np.nan)) is None
+    assert _svg(dsc_distribution_svg(results)).tag.endswith("svg")
+    assert dsc_distribution_svg(results.iloc[:0]) is None
+    assert dsc_distribution_svg(results.assign(predicted_dsc=np.nan)) is None
+
+
+def test_distribution_plot_draws_every_label_worst_structure_on_top():
+    ns = "{http://www.w3.org/2000/svg}"
+    rng = np.random.default_rng(3)
+    good, bad = rng.uniform(0.82, 0.99, 12), np.r_[rng.uniform(0.1, 0.45, 4), 0.6, 0.7]
+    frame = pd.DataFrame({"structure": ["liver"] * 12 + ["a <pancreas> & more"] * 6,
+                          "label": "x", "predicted_dsc": np.r_[good, bad]})
+    frame.loc[len(frame)] = {"structure": "liver", "label": "x", "predicted_dsc": np.nan}
+    root = _svg(dsc_distribution_svg(frame))
+    names = ["".join(t.itertext()) for t in root.iter(f"{ns}text") if "(n=" in "".join(t.itertext())]
+    assert names[0].startswith("a <pancreas> & more") and names[0].endswith("(n=6)")
+    assert names[1].endswith("liver (n=12)")  # the NaN is left out
+    fills = [c.get("fill") for c in root.iter(f"{ns}circle")]
+    assert len(fills) == 18
+    assert fills.count("#c0392b") == 4 and fills.count("#e67e22") == 2
+    # the median mark of each box sits at the median's x, left to right in DSC order
+    marks = [float(line.get("x1")) for line in root.iter(f"{ns}line")
+             if line.get("stroke-width") == "2"]
+    assert len(marks) == 2 and marks[0] < marks[1]
 
 
 def test_sparkline_marks_the_lowest_slice():

@@ -54,7 +54,7 @@ def test_thumbnails_are_inline_pngs_for_the_worst_labels(tmp_path, report_inputs
     assert page.count('<article class="card">') == 19  # every scored label, worst first
     assert page.index(">case1</a>") < page.index("#2<")
     assert page.count('<svg class="spark"') == 19  # a slice profile for each card
-    assert re.search(r'<img class="plot" src="data:image/png;base64,', page)
+    assert re.search(r'<img class="plot" src="data:image/svg\+xml;base64,', page)
 
 
 def test_worst_n_limits_the_cards(tmp_path, scan_tables):
