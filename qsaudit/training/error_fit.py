@@ -41,6 +41,7 @@ AUTO_METHODS = ("boosted", "softmax")  # what "auto" compares (one-vs-rest trees
 MIN_PER_KIND = 5  # a kind with fewer training labels than this is not offered
 NONE_TARGET = 0.9  # the none rule calls at least this share of perfect labels `none`
 MAX_NONE_FACTOR = 5.0  # the none rule never weighs p(none) more than this
+MAX_NONE_FACTOR_TARGETS = 20.0  # nor that of a target volume (whose kind it rarely knows)
 
 
 def table_kinds(table: Any) -> np.ndarray:
@@ -223,11 +224,11 @@ def fit_probability_calibration(p: np.ndarray, y: np.ndarray, w: np.ndarray
     return float(theta[0]), theta[1:]
 
 
-def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *,
-                    target: float = NONE_TARGET) -> float:
+def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *, target: float = NONE_TARGET,
+                    cap: float = MAX_NONE_FACTOR) -> float:
     """The smallest factor on p(none) (column 0 of calibrated probabilities ``p`` (N, K) of
     perfect labels, weighted ``perfect_w``) under which at least ``target`` of them are called
-    ``none``; 1 when they already are, :data:`MAX_NONE_FACTOR` at most."""
+    ``none``; 1 when they already are, ``cap`` at most."""
     if p.shape[0] == 0:
         return 1.0
     w = np.asarray(perfect_w, dtype=np.float64)
@@ -236,8 +237,8 @@ def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *,
     order = np.argsort(need)
     share = np.cumsum(w[order]) / w.sum()
     factor = float(need[order][np.searchsorted(share, target - 1e-9)]) \
-        if share[-1] >= target - 1e-9 else MAX_NONE_FACTOR
-    return float(np.clip(factor, 1.0, MAX_NONE_FACTOR))
+        if share[-1] >= target - 1e-9 else cap
+    return float(np.clip(factor, 1.0, cap))
 
 
 MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
@@ -249,9 +250,11 @@ def _decision_rule(p: np.ndarray, kinds: np.ndarray, perfect: np.ndarray, w: np.
     """``(power, bias, none_factor, none_factor_targets)`` fitted on cross-validated raw
     probabilities ``p`` (N, len(ERROR_KINDS)) of labels of kinds ``kinds`` (None: not used for
     the calibration). ``targets`` (N,) marks radiotherapy target volumes: with at least
-    :data:`MIN_TARGET_PERFECT` perfect ones they get their own none factor (a correct PTV
-    looks unlike a correct organ: its edge is a margin, not an edge of the CT) and the
-    anatomical structures' factor is fitted without them; else None and one factor for all."""
+    :data:`MIN_TARGET_PERFECT` perfect ones they get their own none factor, capped at
+    :data:`MAX_NONE_FACTOR_TARGETS` (a correct PTV looks unlike a correct organ: its edge is a
+    margin, not an edge of the CT, and the classifier names a bad PTV's kind only half the
+    time), and the anatomical structures' factor is fitted without them; else None and one
+    factor for all."""
     known = np.array([k is not None for k in kinds])
     y = np.array([ERROR_KINDS.index(k) for k in kinds[known]], dtype=np.int64)
     power, bias = fit_probability_calibration(p[known], y, w[known])
@@ -261,7 +264,7 @@ def _decision_rule(p: np.ndarray, kinds: np.ndarray, perfect: np.ndarray, w: np.
     if int(t.sum()) < MIN_TARGET_PERFECT or not (~t).any():
         return power, bias, none_factor_for(calibrated, w[perfect]), None
     return (power, bias, none_factor_for(calibrated[~t], w[perfect][~t]),
-            none_factor_for(calibrated[t], w[perfect][t]))
+            none_factor_for(calibrated[t], w[perfect][t], cap=MAX_NONE_FACTOR_TARGETS))
 
 
 def ruled_kinds(p: np.ndarray, which: np.ndarray, kinds: np.ndarray, perfect: np.ndarray,

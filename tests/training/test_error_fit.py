@@ -109,6 +109,7 @@ def test_none_factor_is_the_smallest_that_calls_enough_perfect_labels_none():
     assert none_factor_for(p, np.ones(5), target=0.6) == pytest.approx(1.5)  # 0.6 / 0.4
     assert none_factor_for(p, np.ones(5), target=0.4) == 1.0  # already called none
     assert none_factor_for(p, np.ones(5), target=1.0) == 5.0  # capped (9 needed)
+    assert none_factor_for(p, np.ones(5), target=1.0, cap=20.0) == pytest.approx(9.0)
     heavy = np.array([1.0, 1.0, 1.0, 5.0, 1.0])  # a patient with one label counts more
     assert none_factor_for(p, heavy, target=0.6) == pytest.approx(0.7 / 0.3)
 
