@@ -29,7 +29,7 @@ def dsc_distribution_svg(results: pd.DataFrame, *, seed: int = 0,
     worst by median). Boxes span the quartiles with the median marked, whiskers reach the
     furthest values within 1.5 IQR of the box (matplotlib's ``boxplot`` convention); dots
     are the labels (a seeded random subset above :data:`MAX_STRIP_POINTS`), red below 0.5 and
-    orange below 0.8. Returns a ``data:image/svg+xml`` URI (about 800 px wide), or ``None``
+    orange below 0.8. Returns a ``data:image/svg+xml`` URI (700-900 px wide), or ``None``
     when nothing has a prediction. Drawn as SVG text: a report is written without importing a
     plotting library (matplotlib took about 0.9 s CPU of every scan).
     """
@@ -39,7 +39,11 @@ def dsc_distribution_svg(results: pd.DataFrame, *, seed: int = 0,
     groups = groups[:max_structures]
     rng = np.random.default_rng(seed)
     n = len(groups)
-    width, left, right, row = 800, 230, 24, 28
+    names = [_shown_name(name, vals.size) for name, vals in groups]
+    # room for the longest name: about 6.7 px a character at 11 px (DejaVu Sans, the widest
+    # of the usual sans-serif fonts), so no name is clipped at the figure's left edge
+    left = int(max(120, min(340, 6.7 * max(len(t) for t in names) + 14)))
+    width, right, row = 570 + left, 24, 28
     top = 34 if n > 15 else 14  # tall figure: the DSC axis is repeated on top
     height = top + row * n + 52
     plot_w = width - left - right
@@ -85,16 +89,21 @@ def dsc_distribution_svg(results: pd.DataFrame, *, seed: int = 0,
                    'stroke-width="1.2"/></g>')
         out.append(f'<line x1="{x(med):.1f}" x2="{x(med):.1f}" y1="{cy - half:.1f}" '
                    f'y2="{cy + half:.1f}" stroke="#10202f" stroke-width="2"/>')
-        shown_name = name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
         out.append(f'<text x="{left - 6}" y="{cy + 4:.1f}" text-anchor="end">'
-                   f"<title>{html.escape(name)}</title>"
-                   f"{html.escape(shown_name)} (n={vals.size})</text>")
+                   f"<title>{html.escape(name)}</title>{html.escape(names[i])}</text>")
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{row * n}" fill="none" '
                'stroke="#444444"/>')
     out.append(f'<text x="{left + plot_w / 2:.1f}" y="{bottom + 36}" text-anchor="middle" '
                'font-size="12">predicted DSC (lower = worse label)</text></svg>')
     svg = "".join(out)
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def _shown_name(name: str, n: int) -> str:
+    """A structure's text beside its box: the name (cut at :data:`MAX_NAME` characters) and
+    its label count."""
+    shown = name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
+    return f"{shown} (n={n})"
 
 
 def _groups_by_structure(results: pd.DataFrame) -> list[tuple[str, np.ndarray]]:

@@ -128,3 +128,17 @@ def test_sparkline_marks_the_lowest_slice():
     assert "lowest 0.20 at slice 20" in svg
     assert sparkline_svg(np.array([]), np.array([])) == ""
     assert "<polyline" not in sparkline_svg(np.array([5]), np.array([0.5]))
+
+
+def test_distribution_plot_leaves_room_for_long_structure_names():
+    ns = "{http://www.w3.org/2000/svg}"
+    long_name = "right autochthonous back muscles"  # 32 characters: shown whole
+    frame = pd.DataFrame({"structure": [long_name] * 3 + ["liver"] * 3, "label": "x",
+                          "predicted_dsc": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]})
+    root = _svg(dsc_distribution_svg(frame))
+    texts = {"".join(t.itertext()): t for t in root.iter(f"{ns}text")}
+    label = texts[f"{long_name}{long_name} (n=3)"]  # <title> + shown text
+    # right-aligned at x: its ~39 characters (<= 6.7 px each at 11 px) must fit left of x
+    assert float(label.get("x")) >= 6.7 * len(f"{long_name} (n=3)")
+    short = _svg(dsc_distribution_svg(frame.assign(structure="liver")))
+    assert float(short.get("width")) < float(root.get("width"))  # no wasted margin
