@@ -242,47 +242,75 @@ def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *, target: float = NON
 
 
 MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
+MIN_DOMAIN_PERFECT = 20  # perfect labels a domain needs to bound the none factor
+
+
+def _group_factor(calibrated: np.ndarray, w: np.ndarray, domains: np.ndarray | None, *,
+                  cap: float) -> float:
+    """The none factor of one group of perfect labels (calibrated probabilities (N, K),
+    weights (N,)): the largest of the factors that each domain with at least
+    :data:`MIN_DOMAIN_PERFECT` of them needs (all labels together without ``domains``)."""
+    factor = none_factor_for(calibrated, w, cap=cap)
+    if domains is not None:
+        for domain in sorted(set(domains.tolist()), key=str):
+            part = domains == domain
+            if int(part.sum()) >= MIN_DOMAIN_PERFECT:
+                factor = max(factor, none_factor_for(calibrated[part], w[part], cap=cap))
+    return factor
 
 
 def _decision_rule(p: np.ndarray, kinds: np.ndarray, perfect: np.ndarray, w: np.ndarray,
-                   targets: np.ndarray | None = None
+                   targets: np.ndarray | None = None, domains: np.ndarray | None = None
                    ) -> tuple[float, np.ndarray, float, float | None]:
     """``(power, bias, none_factor, none_factor_targets)`` fitted on cross-validated raw
     probabilities ``p`` (N, len(ERROR_KINDS)) of labels of kinds ``kinds`` (None: not used for
-    the calibration). ``targets`` (N,) marks radiotherapy target volumes: with at least
+    the calibration).
+
+    ``targets`` (N,) marks radiotherapy target volumes: with at least
     :data:`MIN_TARGET_PERFECT` perfect ones they get their own none factor, capped at
     :data:`MAX_NONE_FACTOR_TARGETS` (a correct PTV looks unlike a correct organ: its edge is a
     margin, not an edge of the CT, and the classifier names a bad PTV's kind only half the
     time), and the anatomical structures' factor is fitted without them; else None and one
-    factor for all."""
+    factor for all. ``domains`` (N,) (e.g. real CT / phantoms): each factor must reach the
+    target on every domain's perfect labels, not only on all together (perfect real labels
+    look less right to the classifier than perfect phantom labels, and users scan real CT).
+    """
     known = np.array([k is not None for k in kinds])
     y = np.array([ERROR_KINDS.index(k) for k in kinds[known]], dtype=np.int64)
     power, bias = fit_probability_calibration(p[known], y, w[known])
     calibrated = calibrate_probabilities(p[perfect], power, bias)
+    wp = w[perfect]
+    dp = None if domains is None else np.asarray(domains, dtype=object)[perfect]
     t = np.zeros(int(perfect.sum()), dtype=bool) if targets is None else \
         np.asarray(targets, dtype=bool)[perfect]
     if int(t.sum()) < MIN_TARGET_PERFECT or not (~t).any():
-        return power, bias, none_factor_for(calibrated, w[perfect]), None
-    return (power, bias, none_factor_for(calibrated[~t], w[perfect][~t]),
-            none_factor_for(calibrated[t], w[perfect][t], cap=MAX_NONE_FACTOR_TARGETS))
+        return power, bias, _group_factor(calibrated, wp, dp, cap=MAX_NONE_FACTOR), None
+    organs = _group_factor(calibrated[~t], wp[~t], None if dp is None else dp[~t],
+                           cap=MAX_NONE_FACTOR)
+    target_factor = _group_factor(calibrated[t], wp[t], None if dp is None else dp[t],
+                                  cap=MAX_NONE_FACTOR_TARGETS)
+    return power, bias, organs, target_factor
 
 
 def ruled_kinds(p: np.ndarray, which: np.ndarray, kinds: np.ndarray, perfect: np.ndarray,
-                w: np.ndarray, targets: np.ndarray | None = None
+                w: np.ndarray, targets: np.ndarray | None = None,
+                domains: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Nested measurement of the calibration and none rule: the labels of each fold are
     decided by a rule fitted on the other folds' cross-validated probabilities ``p``
-    (``targets``: see :func:`_decision_rule`).
+    (``targets``, ``domains``: see :func:`_decision_rule`).
     Returns the kinds (G,), their calibrated probabilities (G,) and each fold's factor."""
     names = np.asarray(ERROR_KINDS, dtype=object)
     pred = np.full(kinds.size, None, dtype=object)
     prob = np.full(kinds.size, np.nan)
     t = np.zeros(kinds.size, dtype=bool) if targets is None else np.asarray(targets, bool)
+    d = None if domains is None else np.asarray(domains, dtype=object)
     factors = []
     for f in np.unique(which):
         test, other = which == f, which != f
         power, bias, factor, factor_t = _decision_rule(p[other], kinds[other], perfect[other],
-                                                       w[other], t[other])
+                                                       w[other], t[other],
+                                                       None if d is None else d[other])
         q = calibrate_probabilities(p[test], power, bias)
         row_factor = np.where(t[test], factor if factor_t is None else factor_t, factor)
         best = decide(q, ERROR_KINDS, row_factor)
@@ -346,7 +374,8 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     known kind, ``errors_p_gap_raw`` before calibration), ``errors_none_factors`` (per fold)
     and ``errors_confusion`` over bad labels). None when fewer than two kinds have enough
     labels or there is only one patient. Radiotherapy target volumes get their own none
-    factor when there are enough perfect ones (:func:`_decision_rule`).
+    factor when there are enough perfect ones, and each factor reaches its target on real CT
+    and on phantoms apart (:func:`_decision_rule`).
     """
     from qsaudit.training.calibration import patient_weights
 
@@ -367,11 +396,12 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     names = np.asarray(ERROR_KINDS, dtype=object)
     phantom = np.array([str(pt).startswith("phantom") for pt in patients])
     targets = rows[:, CLASSIFIER_FEATURES.index("target_volume")] > 0.5
+    domains = np.where(phantom, "phantoms", "real").astype(object)
     cv: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]] = {}
     for m in AUTO_METHODS if method == "auto" else (method,):
         p, which = cross_validated_probabilities(rows, kinds, patients, method=m,
                                                  folds=folds, seed=seed)
-        pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w, targets)
+        pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w, targets, domains)
         cv[m] = (p, pred, prob, factors)
         for key, value in kind_metrics(kinds, pred, true, perfect).items():
             metrics[f"errors_{key}_{m}"] = value
@@ -394,7 +424,8 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     metrics["errors_none_factors"] = factors
     bad = true < BAD_DSC
     metrics["errors_confusion"] = confusion(kinds[bad], pred[bad])
-    power, bias, factor, factor_targets = _decision_rule(p, kinds, perfect, w, targets)
+    power, bias, factor, factor_targets = _decision_rule(p, kinds, perfect, w, targets,
+                                                         domains)
     info = {"method": method, "cross_validated": {
         k: v for k, v in metrics.items()
         if k.startswith(("errors_top1", "errors_none", "errors_n_bad", "errors_p_gap"))}}
