@@ -464,20 +464,27 @@ def _errors(calibration: Calibration | None) -> ErrorClassifier | None:
         raise ModelError(f"model file: {exc}") from None
 
 
-def _likely_error(errors: ErrorClassifier, features: np.ndarray, work: Any,
-                  scores: np.ndarray, probes: np.ndarray) -> dict[str, Any]:
-    """``likely_error``, ``likely_error_p`` and ``error_slices`` of one scored label."""
+def _likely_errors(errors: ErrorClassifier, pending: list[tuple[int, np.ndarray, Any,
+                                                                  np.ndarray, np.ndarray]],
+                   rows: list[dict[str, Any]]) -> None:
+    """Set ``likely_error``, ``likely_error_p`` and ``error_slices`` of a case's scored labels:
+    ``pending`` holds (index into ``rows``, label features, prepared label, slice scores, probe
+    scores) per label; the classifier runs once over them all (one call per label cost as
+    much as the rest of the label's bookkeeping)."""
     from qsaudit.inference.error_model import classifier_rows, locate_error
 
-    row = work.row
-    kinds, prob = errors.predict(classifier_rows(features, row.get("structure")
-                                                 or row.get("label")))
-    kind = str(kinds[0])
-    z_range = work.z_range or (int(work.slice_indices[0]), int(work.slice_indices[-1]) + 1)
-    where = locate_error(kind, slice_indices=work.slice_indices, scores=scores, z_range=z_range,
-                         z_areas=work.z_areas, probe_sides=work.probe_sides,
-                         probe_scores=probes, z_size=work.z_size, slice_mm=work.slice_mm)
-    return {"likely_error": kind, "likely_error_p": float(prob[0]), "error_slices": where}
+    if not pending:
+        return
+    names = [rows[i].get("structure") or rows[i].get("label") for i, *_ in pending]
+    kinds, prob = errors.predict(classifier_rows(np.stack([f for _, f, *_ in pending]), names))
+    for (i, _features, work, scores, probes), kind, p in zip(pending, kinds, prob, strict=True):
+        kind = str(kind)
+        z_range = work.z_range or (int(work.slice_indices[0]), int(work.slice_indices[-1]) + 1)
+        where = locate_error(kind, slice_indices=work.slice_indices, scores=scores,
+                             z_range=z_range, z_areas=work.z_areas,
+                             probe_sides=work.probe_sides, probe_scores=probes,
+                             z_size=work.z_size, slice_mm=work.slice_mm)
+        rows[i].update(likely_error=kind, likely_error_p=float(p), error_slices=where)
 
 
 def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
@@ -496,6 +503,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
     aggregate; ``likely_error`` and where it lies from the calibration's ``errors``
     classifier, when it has one)."""
     rows, slice_rows, thumbs = [], [], {}
+    pending: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray]] = []
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
         row = dict(work.row)
@@ -510,7 +518,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
                 if errors is not None and agg.features is not None:
-                    row.update(_likely_error(errors, agg.features, work, scores, probes))
+                    pending.append((len(rows), agg.features, work, scores, probes))
                 if novelty is not None:
                     agg, row["novelty"], row["name_similarity"] = novelty.apply(
                         agg, row.get("structure") or row.get("label"))
@@ -538,6 +546,8 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
         else:
             row.update(n_slices=0)
         rows.append({k: _plain(v) for k, v in row.items()})
+    if errors is not None:
+        _likely_errors(errors, pending, rows)
     part = {"rows": rows, "slices": slice_rows, "body_area_mm2": _plain(scored.case.body_area_mm2),
             "seconds": scored.case.seconds}
     return part, thumbs
