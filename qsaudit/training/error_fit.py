@@ -42,6 +42,8 @@ MIN_PER_KIND = 5  # a kind with fewer training labels than this is not offered
 NONE_TARGET = 0.9  # the none rule calls at least this share of perfect labels `none`
 MAX_NONE_FACTOR = 5.0  # the none rule never weighs p(none) more than this
 MAX_NONE_FACTOR_TARGETS = 20.0  # nor that of a target volume (whose kind it rarely knows)
+MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
+MIN_DOMAIN_PERFECT = 20  # perfect labels a domain needs to bound the none factor
 
 
 def table_kinds(table: Any) -> np.ndarray:
@@ -239,10 +241,6 @@ def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *, target: float = NON
     factor = float(need[order][np.searchsorted(share, target - 1e-9)]) \
         if share[-1] >= target - 1e-9 else cap
     return float(np.clip(factor, 1.0, cap))
-
-
-MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
-MIN_DOMAIN_PERFECT = 20  # perfect labels a domain needs to bound the none factor
 
 
 def _group_factor(calibrated: np.ndarray, w: np.ndarray, domains: np.ndarray | None, *,
