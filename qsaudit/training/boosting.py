@@ -9,6 +9,7 @@ it. Splits are searched on at most ``bins`` quantile thresholds per feature, fro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,20 +45,12 @@ def fit_trees(x: np.ndarray, y: np.ndarray, config: BoostConfig = BoostConfig(),
     if x.ndim != 2 or x.shape[0] != y.size or y.size == 0 or np.isnan(x).any():
         raise ValueError(f"fit_trees: need (N, F) features without NaN and N targets, got "
                          f"{x.shape} and {y.shape}")
-    w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != y.shape or not np.all(w > 0):
-        raise ValueError("fit_trees: weights must be positive, one per target")
-    edges = [_edges(x[:, j], config.bins) for j in range(x.shape[1])]
-    binned = np.stack([np.searchsorted(e, x[:, j], side="left")
-                       for j, e in enumerate(edges)], axis=1)
-    rng = np.random.default_rng(config.seed)
+    w = _weights(weights, y.size, "fit_trees: weights must be positive, one per target")
+    edges, binned = _binned(x, config.bins)
     base = float(np.average(y, weights=w))
     fitted = np.full(y.size, base)
     trees: list[Tree] = []
-    take = max(2 * config.min_leaf, round(config.subsample * y.size))
-    for _ in range(config.trees):
-        rows = (np.sort(rng.choice(y.size, size=take, replace=False)) if take < y.size
-                else np.arange(y.size))
+    for rows in _subsamples(y.size, config):
         tree = _grow(binned, edges, y - fitted, w, rows, config)
         trees.append(tree)
         fitted += config.rate * tree.predict(x)
@@ -106,24 +99,16 @@ def fit_softmax_trees(x: np.ndarray, y: np.ndarray, classes: int,
             or classes < 2 or y.min() < 0 or y.max() >= classes:
         raise ValueError(f"fit_softmax_trees: need (N, F) features without NaN and N classes "
                          f"in [0, {classes}), got {x.shape} and {y.shape}")
-    w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != y.shape or not np.all(w > 0):
-        raise ValueError("fit_softmax_trees: weights must be positive, one per label")
-    edges = [_edges(x[:, j], config.bins) for j in range(x.shape[1])]
-    binned = np.stack([np.searchsorted(e, x[:, j], side="left")
-                       for j, e in enumerate(edges)], axis=1)
+    w = _weights(weights, y.size, "fit_softmax_trees: weights must be positive, one per label")
+    edges, binned = _binned(x, config.bins)
     onehot = np.zeros((y.size, classes))
     onehot[np.arange(y.size), y] = 1.0
     prior = np.clip(np.average(onehot, axis=0, weights=w), 1e-6, None)
     base = np.log(prior) - np.log(prior).mean()
     scores = np.tile(base, (y.size, 1))
-    rng = np.random.default_rng(config.seed)
-    take = max(2 * config.min_leaf, round(config.subsample * y.size))
     trees: list[list[Tree]] = [[] for _ in range(classes)]
     newton = (classes - 1) / classes
-    for _ in range(config.trees):
-        rows = (np.sort(rng.choice(y.size, size=take, replace=False)) if take < y.size
-                else np.arange(y.size))
+    for rows in _subsamples(y.size, config):
         z = scores - scores.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -143,6 +128,32 @@ def fit_softmax_trees(x: np.ndarray, y: np.ndarray, classes: int,
 
 
 NEWTON_CAP = 10.0  # largest leaf value of a softmax tree (a leaf of nearly one class)
+
+
+def _weights(weights: np.ndarray | None, n: int, error: str) -> np.ndarray:
+    """Positive sample weights (n,) (all 1 when None); ValueError(``error``) otherwise."""
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(w > 0):
+        raise ValueError(error)
+    return w
+
+
+def _binned(x: np.ndarray, bins: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each feature's candidate thresholds (:func:`_edges`) and the bin (N, F) of every value."""
+    edges = [_edges(x[:, j], bins) for j in range(x.shape[1])]
+    binned = np.stack([np.searchsorted(e, x[:, j], side="left")
+                       for j, e in enumerate(edges)], axis=1)
+    return edges, binned
+
+
+def _subsamples(n: int, config: BoostConfig) -> Iterator[np.ndarray]:
+    """The sorted rows each of ``config.trees`` boosting rounds grows on: a random
+    ``config.subsample`` share of the ``n`` rows (at least two leaves' worth), seeded."""
+    rng = np.random.default_rng(config.seed)
+    take = max(2 * config.min_leaf, round(config.subsample * n))
+    for _ in range(config.trees):
+        yield (np.sort(rng.choice(n, size=take, replace=False)) if take < n
+               else np.arange(n))
 
 
 def _edges(column: np.ndarray, bins: int) -> np.ndarray:
