@@ -6,11 +6,12 @@ merger (pandas, the report) until they are asked for: a reader process, which im
 ``qsaudit.inference.prepare``, starts without them.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qsaudit.inference.aggregate import METHODS, Aggregate, aggregate
 from qsaudit.inference.sampling import choose_slices, label_seed
 from qsaudit.inference.settings import ScanSettings, parse_shard
+from qsaudit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from qsaudit.inference.engine import ScanSummary, WorstKeeper, scan_dataset, shard_cases
@@ -34,14 +35,4 @@ __all__ = [
     "shard_cases",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """The engine's and the merger's names, imported on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

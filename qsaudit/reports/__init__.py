@@ -7,8 +7,9 @@ thumbnails (:mod:`qsaudit.reports.thumbnails`) starts without them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from qsaudit.lazy import lazy_attributes
 from qsaudit.reports.thumbnails import (
     PlaneView,
     ThumbnailInputs,
@@ -43,14 +44,4 @@ __all__ = [
     "worst_labels",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """The report's and the tables' names, imported on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
