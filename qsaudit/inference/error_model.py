@@ -129,14 +129,8 @@ class ErrorClassifier:
         return np.asarray(self.kinds, dtype=object)[best], p[np.arange(p.shape[0]), best]
 
     def row_factors(self, rows: np.ndarray) -> np.ndarray:
-        """The none factor (N,) of each classifier row: ``none_factor_targets`` for target
-        volumes (the row's ``target_volume`` name feature) when set, else ``none_factor``."""
-        x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-        factors = np.full(x.shape[0], float(self.none_factor))
-        if self.none_factor_targets is not None:
-            target = x[:, CLASSIFIER_FEATURES.index("target_volume")] > 0.5
-            factors[target] = float(self.none_factor_targets)
-        return factors
+        """The none factor (N,) of each classifier row (:func:`none_factors`)."""
+        return none_factors(target_rows(rows), self.none_factor, self.none_factor_targets)
 
     @property
     def _forests(self) -> list[Forest]:
@@ -207,6 +201,24 @@ class ErrorClassifier:
             raise ValueError("error classifier: a kind without trees")
         return cls(kinds, names, fill, d["method"], base=base, rate=float(d["rate"]),
                    trees=trees, **rule)
+
+
+def target_rows(rows: np.ndarray) -> np.ndarray:
+    """Which classifier rows (N,) are radiotherapy target volumes (their ``target_volume``
+    name feature)."""
+    x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    return x[:, CLASSIFIER_FEATURES.index("target_volume")] > 0.5
+
+
+def none_factors(targets: np.ndarray, none_factor: float,
+                 none_factor_targets: float | None) -> np.ndarray:
+    """The none factor (N,) of each label: ``none_factor_targets`` for target volumes
+    (``targets`` (N,) bool) when there is one, else ``none_factor``."""
+    targets = np.asarray(targets, dtype=bool)
+    factors = np.full(targets.shape, float(none_factor))
+    if none_factor_targets is not None:
+        factors[targets] = float(none_factor_targets)
+    return factors
 
 
 def calibrate_probabilities(raw: np.ndarray, power: float, bias: np.ndarray) -> np.ndarray:

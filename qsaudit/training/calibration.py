@@ -208,6 +208,17 @@ def patient_weights(patients: np.ndarray) -> np.ndarray:
     return w * (w.size / w.sum())
 
 
+def patient_folds(patients: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """The fold (G,) of every label: patients shuffled by ``seed``, dealt round-robin (the Dice
+    calibration and the error classifier are cross-validated on the same folds)."""
+    unique = np.array(sorted(set(np.asarray(patients, dtype=str).tolist())), dtype=object)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(unique)
+    folds = max(2, min(folds, unique.size))
+    fold_of = {p: i % folds for i, p in enumerate(unique)}
+    return np.array([fold_of[str(p)] for p in patients], dtype=np.int64)
+
+
 def fit_method(method: str, features: np.ndarray, true: np.ndarray, *, ridge: float = 1.0,
                names: tuple[str, ...] = FEATURES, seed: int = 0,
                weights: np.ndarray | None = None, info: dict[str, Any] | None = None) -> Any:
@@ -228,16 +239,11 @@ def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
                     method: str = "ridge") -> np.ndarray:
     """Calibrated predictions (G,) of every label from a fit (``method``, features ``names``)
     on the other patients' labels."""
-    patients = np.array(sorted(set(table.patients.tolist())), dtype=object)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(patients)
-    folds = max(2, min(folds, patients.size))
-    fold_of = {p: i % folds for i, p in enumerate(patients)}
-    which = np.array([fold_of[p] for p in table.patients])
+    which = patient_folds(table.patients, folds, seed)
     out = np.full(len(table), np.nan)
-    for k in range(folds):
+    for k in np.unique(which):
         test = which == k
-        if not test.any() or test.all():
+        if test.all():
             continue
         cal = fit_method(method, table.features[~test], table.true[~test], ridge=ridge,
                          names=names, seed=seed,

@@ -33,6 +33,8 @@ from qsaudit.inference.error_model import (
     calibrate_probabilities,
     classifier_rows,
     decide,
+    none_factors,
+    target_rows,
 )
 
 BAD_DSC = 0.8  # accuracy is reported over labels with a true Dice below this
@@ -153,23 +155,13 @@ def _fit_softmax(x: np.ndarray, y: np.ndarray, k: int, w: np.ndarray, *,
             "intercept": theta[k * f:]}
 
 
-def patient_folds(patients: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """The fold (G,) of every label: patients shuffled by ``seed``, dealt round-robin."""
-    unique = np.array(sorted(set(np.asarray(patients, dtype=str).tolist())), dtype=object)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(unique)
-    folds = max(2, min(folds, unique.size))
-    fold_of = {p: i % folds for i, p in enumerate(unique)}
-    return np.array([fold_of[str(p)] for p in patients], dtype=np.int64)
-
-
 def cross_validated_probabilities(rows: np.ndarray, kinds: np.ndarray, patients: np.ndarray,
                                   *, method: str, folds: int = 5, seed: int = 0
                                   ) -> tuple[np.ndarray, np.ndarray]:
     """Every label's raw probabilities (G, len(ERROR_KINDS)) from a fit on the other patients'
     labels (kinds a fit does not offer get 0; labels of unknown kind are predicted, never
     fitted), and the fold (G,) of every label."""
-    from qsaudit.training.calibration import patient_weights
+    from qsaudit.training.calibration import patient_folds, patient_weights
 
     which = patient_folds(patients, folds, seed)
     known = np.array([k is not None for k in kinds])
@@ -184,17 +176,6 @@ def cross_validated_probabilities(rows: np.ndarray, kinds: np.ndarray, patients:
         columns = [ERROR_KINDS.index(k) for k in clf.kinds]
         out[np.ix_(test, columns)] = clf.probabilities(rows[test])
     return out, which
-
-
-def cross_validated_kinds(rows: np.ndarray, kinds: np.ndarray, patients: np.ndarray, *,
-                          method: str, folds: int = 5, seed: int = 0
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Every label's predicted kind (G,) and its raw probability (G,) from a fit on the other
-    patients' labels (plain argmax, no calibration or none rule)."""
-    p, _ = cross_validated_probabilities(rows, kinds, patients, method=method, folds=folds,
-                                         seed=seed)
-    best = np.argmax(p, axis=1)
-    return np.asarray(ERROR_KINDS, dtype=object)[best], p[np.arange(p.shape[0]), best]
 
 
 def fit_probability_calibration(p: np.ndarray, y: np.ndarray, w: np.ndarray
@@ -310,8 +291,7 @@ def ruled_kinds(p: np.ndarray, which: np.ndarray, kinds: np.ndarray, perfect: np
                                                        w[other], t[other],
                                                        None if d is None else d[other])
         q = calibrate_probabilities(p[test], power, bias)
-        row_factor = np.where(t[test], factor if factor_t is None else factor_t, factor)
-        best = decide(q, ERROR_KINDS, row_factor)
+        best = decide(q, ERROR_KINDS, none_factors(t[test], factor, factor_t))
         pred[test], prob[test] = names[best], q[np.arange(q.shape[0]), best]
         factors.append(round(factor, 3))
     return pred, prob, factors
@@ -393,7 +373,7 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     known = np.array([k is not None for k in kinds])
     names = np.asarray(ERROR_KINDS, dtype=object)
     phantom = np.array([str(pt).startswith("phantom") for pt in patients])
-    targets = rows[:, CLASSIFIER_FEATURES.index("target_volume")] > 0.5
+    targets = target_rows(rows)
     domains = np.where(phantom, "phantoms", "real").astype(object)
     cv: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]] = {}
     for m in AUTO_METHODS if method == "auto" else (method,):
