@@ -132,7 +132,6 @@ def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
     does not change. Returns the error metrics plus ``written``."""
     import torch
 
-    from qsaudit.atomic import write_with
     from qsaudit.inference.error_model import INFO_KEY
     from qsaudit.training.calibration import LabelTable
     from qsaudit.training.error_fit import fit_errors
@@ -154,10 +153,7 @@ def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
     old = {k: v for k, v in (meta.get("calibration_metrics") or {}).items()
            if not k.startswith("errors")}
     meta["calibration_metrics"] = {**old, **metrics}
-    payload["meta_json"] = json.dumps(meta, default=str)
-    target = Path(out) if out is not None else Path(model)
-    write_with(target, lambda p: torch.save(payload, p))
-    metrics["written"] = str(target)
+    metrics["written"] = _save(payload, meta, Path(out) if out is not None else Path(model))
     return metrics
 
 
@@ -167,8 +163,6 @@ def _write(model: Path, meta: dict[str, Any], calibration: Any, metrics: dict[st
     """Store ``calibration`` in a copy of the model file (``out``, else in place)."""
     import torch
 
-    from qsaudit.atomic import write_with
-
     metrics["written"] = None
     if calibration is None:
         return metrics
@@ -177,11 +171,20 @@ def _write(model: Path, meta: dict[str, Any], calibration: Any, metrics: dict[st
     meta["calibration"] = calibration.to_json()
     meta["calibration_metrics"] = metrics
     meta["calibration_patients"] = sorted(p for p in patients if not p.startswith("phantom"))
-    payload["meta_json"] = json.dumps(meta, default=str)
-    target = Path(out) if out is not None else model
-    write_with(target, lambda p: torch.save(payload, p))
-    metrics["written"] = str(target)
+    metrics["written"] = _save(payload, meta, Path(out) if out is not None else model)
     return metrics
+
+
+def _save(payload: dict[str, Any], meta: dict[str, Any], target: Path) -> str:
+    """Write a model file's ``payload`` with ``meta`` as its metadata to ``target``
+    (atomically); returns the path written."""
+    import torch
+
+    from qsaudit.atomic import write_with
+
+    payload["meta_json"] = json.dumps(meta, default=str)
+    write_with(target, lambda p: torch.save(payload, p))
+    return str(target)
 
 
 def main(argv: list[str] | None = None) -> int:
