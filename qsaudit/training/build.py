@@ -49,7 +49,9 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
         case = load_case(spec, min_inside_fraction=sample_config.min_inside_fraction,
                          min_label_voxels=sample_config.min_label_voxels,
                          derived=sample_config.derived)
-        if not unit.validation and rng.random() < sample_config.resample_fraction:
+        if spec.pixel_mm is not None:  # a resolution copy
+            case = resample_inplane(case, spec.pixel_mm, rng)
+        elif not unit.validation and rng.random() < sample_config.resample_fraction:
             case = resample_inplane(case, draw_pixel_size(rng), rng)
         if case.masks:
             cases.append(case)
@@ -166,6 +168,7 @@ def unit_key(unit: Unit, model_config, sample_config: SampleConfig) -> str:
     cases = [{"kind": s.kind, "case_id": s.case_id, "patient_id": s.patient_id,
               "seed": list(s.seed), "shape": s.shape, "region": s.region,
               "path": str(getattr(s.case, "image", "")) if s.case is not None else ""}
+             | ({"pixel_mm": s.pixel_mm} if s.pixel_mm is not None else {})
              for s in unit.specs]
     blob = json.dumps({"cases": cases, "seed": list(unit.seed), "validation": unit.validation,
                        "model": model_config.to_dict(), "samples": asdict(sample_config)},

@@ -34,14 +34,17 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          degraded_per_label: int | None = None,
                          patients: set[str] | None = None,
                          table_out: str | Path | None = None,
-                         method: str = "auto", trunk_phantoms: int = 0) -> dict[str, Any]:
+                         method: str = "auto", trunk_phantoms: int = 0,
+                         resolution_copies: int = 0) -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
     (the model file path, or None when too few labels allowed no calibration). ``patients``
     restricts the ``--data`` cases further (e.g. half of the validation patients, so that the
     other half stays untouched for a benchmark); they are recorded as
-    ``meta["calibration_patients"]``. ``table_out``: also save the per-label table (features,
+    ``meta["calibration_patients"]``. ``resolution_copies``: add that many copies of every real
+    case resampled in-plane to a drawn pixel size (:func:`~qsaudit.training.cases.resolution_copies`;
+    same patient, so patient weights and folds are unchanged). ``table_out``: also save the per-label table (features,
     their names, true Dice, patient, candidate source) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
@@ -49,6 +52,7 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     from qsaudit.training.build import build_samples
     from qsaudit.training.calibration import calibrate
     from qsaudit.training.cases import dataset_specs, phantom_specs
+    from qsaudit.training.cases import resolution_copies as copies_of
     from qsaudit.training.config import SampleConfig
 
     model = Path(model)
@@ -65,6 +69,7 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
         if patients is not None:
             found = [s for s in found if s.patient_id in patients or s.case_id in patients]
         specs.extend(found)
+    specs.extend(copies_of(specs, resolution_copies, seed=seed))
     specs.extend(phantom_specs(phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM))
     if trunk_phantoms:
         specs.extend(phantom_specs(trunk_phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM,
@@ -93,7 +98,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     patients_used = {s.patient_id for s in specs}
     return _write(model, meta, calibration, metrics, patients_used, out=out,
                   info={"data": [str(d) for d in data_dirs], "phantoms": phantoms,
-                        "trunk_phantoms": trunk_phantoms})
+                        "trunk_phantoms": trunk_phantoms,
+                        "resolution_copies": resolution_copies})
 
 
 def predict_probes(predictor: Any, samples: Any) -> Any:
@@ -197,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phantoms", type=int, default=0)
     parser.add_argument("--trunk-phantoms", type=int, default=0,
                         help="chest-to-pelvis phantoms (calibration seed stream)")
+    parser.add_argument("--resolution-copies", type=int, default=0,
+                        help="copies of every real case at a drawn in-plane pixel size "
+                        "(0.6-5 mm, log-uniform)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                                            all_cases=args.all_cases, snapshot_steps=steps,
                                            patients=chosen, table_out=args.table,
                                            method=args.method,
-                                           trunk_phantoms=args.trunk_phantoms)
+                                           trunk_phantoms=args.trunk_phantoms,
+                                           resolution_copies=args.resolution_copies)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

@@ -9,7 +9,7 @@ labels that lie mostly outside the CT or are too small to learn from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ HU_MIN, HU_MAX = -1024.0, 3071.0
 # so that a benchmark never meets a phantom seen in training.
 PHANTOM_TRAIN_STREAM = 7101
 PHANTOM_BENCHMARK_STREAM = 9307
+RESOLUTION_COPY_STREAM = 6151
 # A trunk phantom has ~90 structures; with its candidates and the other cases of its group in
 # memory, a training worker needs about 90 bytes per voxel of a phantom: cap the grid.
 TRAIN_PHANTOM_VOXELS = 8_000_000
@@ -33,6 +34,8 @@ class CaseSpec:
 
     ``kind`` is ``"dataset"`` (``case`` is a :class:`qsaudit.datasets.Case`) or ``"phantom"``
     (``seed`` feeds :func:`numpy.random.default_rng`, ``shape`` the phantom size or None).
+    ``pixel_mm``: a *resolution copy*, the case resampled in-plane to this pixel size once
+    loaded (``qsaudit.training.resample``); None = as stored.
     """
 
     kind: str
@@ -42,6 +45,7 @@ class CaseSpec:
     seed: tuple[int, ...] = ()
     shape: tuple[int, int, int] | None = None
     region: str = "abdomen"
+    pixel_mm: float | None = None
 
 
 @dataclass
@@ -112,6 +116,27 @@ def dataset_specs(root: str | Path) -> list[CaseSpec]:
     if not specs:
         raise DatasetError(f'"{root}": no case with a CT image and labels')
     return specs
+
+
+def resolution_copies(specs: list[CaseSpec], copies: int, *, seed: int) -> list[CaseSpec]:
+    """``copies`` resolution copies of every dataset case of ``specs`` (phantoms are already
+    drawn at every pixel size): the same patient, an in-plane pixel size drawn log-uniformly in
+    ``qsaudit.training.resample.PIXEL_MM`` per copy (seeded by ``seed`` and the case id), case
+    ids ``<case>@<pixel>mm``. Real CT at the fine pixels our users scan, with its real texture,
+    for a calibration whose only real CT is coarse."""
+    import zlib
+
+    from qsaudit.training.resample import draw_pixel_size
+
+    out = []
+    for spec in specs:
+        if spec.kind != "dataset":
+            continue
+        rng = np.random.default_rng([RESOLUTION_COPY_STREAM, seed, zlib.crc32(spec.case_id.encode())])
+        for _ in range(copies):
+            pixel = round(draw_pixel_size(rng), 2)
+            out.append(replace(spec, case_id=f"{spec.case_id}@{pixel:.2f}mm", pixel_mm=pixel))
+    return out
 
 
 def phantom_specs(count: int, *, seed: int, stream: int = PHANTOM_TRAIN_STREAM,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from qsaudit.training.cases import (
@@ -75,3 +77,39 @@ def test_phantom_seeds_differ_between_streams():
     bench = phantom_specs(3, seed=0, stream=1)
     assert {s.seed for s in train}.isdisjoint({s.seed for s in bench})
     assert len({s.case_id for s in train}) == 3
+
+
+def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_path):
+    from qsaudit.datasets import list_cases
+    from qsaudit.training.build import Unit, build_unit, unit_key
+    from qsaudit.training.cases import resolution_copies
+    from qsaudit.training.config import SampleConfig
+    from qsaudit.training.resample import PIXEL_MM
+    from tests.training.conftest import write_dataset
+
+    write_dataset(tmp_path / "ds", [5, 6])
+    real = [CaseSpec("dataset", c.case_id, f"patient_{c.case_id}", case=c)
+            for c in list_cases(tmp_path / "ds")]
+    specs = real + phantom_specs(1, seed=0)
+    copies = resolution_copies(specs, 2, seed=0)
+    assert len(copies) == 4  # phantoms are drawn at every pixel size already: no copies
+    assert copies == resolution_copies(specs, 2, seed=0)  # seeded
+    assert {c.patient_id for c in copies} == {s.patient_id for s in real}  # one patient
+    assert len({c.case_id for c in copies} | {s.case_id for s in real}) == 6
+    assert all(PIXEL_MM[0] <= c.pixel_mm <= PIXEL_MM[1] for c in copies)
+    assert resolution_copies(specs, 2, seed=1) != copies
+
+    # built as validation (scan-like) samples, the copy is the case at its pixel size
+    from qsaudit.model.config import ModelConfig
+
+    config = ModelConfig(backbone="resnet10", width=8, input_size=32, margin=4, hidden=16)
+    samples = SampleConfig(snapshot_steps=(), degraded_per_label=1, wrong_per_label=0)
+    copy = replace(copies[0], pixel_mm=1.0)
+    original, resampled = (build_unit(Unit((s,), (0,), True), config, samples)
+                           for s in (real[0], copy))
+    assert {g["case_id"] for g in resampled.group_table} == {copy.case_id}
+    # twice the pixels per axis (2 mm -> 1 mm): four times the slice area
+    ratio = resampled.areas.mean() / original.areas.mean()
+    assert 3.0 < ratio < 5.0
+    assert unit_key(Unit((copy,), (0,), True), config, samples) != unit_key(
+        Unit((real[0],), (0,), True), config, samples)
