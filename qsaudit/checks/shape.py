@@ -6,10 +6,10 @@ far from the organ, a boundary that no longer follows an edge of the CT. These n
 exactly that, scale-free, so that the label calibration (``qsaudit.inference.aggregate``) can
 weigh them beside the slice scores. They are ratios, comparable across organ sizes; given the
 voxel size they are also comparable across pixel sizes and slice spacings, since the mask's box
-is then first read on a grid of :data:`CANONICAL_MM`: the mask as the 0.5 level of its linearly
-interpolated indicator, the CT linearly. On a grid finer than 3 mm this picks (nearly) the nearest
-voxel, so thin structures keep their samples; on a coarser one it reads the smooth shape the blocks
-stand for, not their staircase, so a 4 mm label and its finer copy describe one shape alike (nearest
+is then first read on a grid of :data:`CANONICAL_MM`: along an axis whose voxels are finer than
+3 mm by the nearest voxel (thin structures keep their samples), along one whose voxels are coarser
+by linear interpolation (the mask as the 0.5 level of its interpolated indicator, the CT linearly),
+which reads the smooth shape the blocks stand for, not their staircase, so a 4 mm label and its finer copy describe one shape alike (nearest
 reading, which the descriptors used before, copied the staircase onto the grid: a 4 mm label's
 ``closing_gain`` sat two label-to-label spreads above its 2 mm copy's). numpy/scipy only; the work
 is done on the mask's box.
@@ -121,6 +121,11 @@ def _grid_axis(b0: int, b1: int, n: int, spacing: float, canon: float
     """One axis of the reading grid: points every ``canon`` mm, centred on the box ``[b0, b1)``
     and reaching :data:`PAD` grid steps beyond it, inside ``[0, n - 1]`` (voxel coordinates).
 
+    Where the voxels are finer than the grid, a point takes its nearest voxel: linear
+    interpolation would then read nearly the same (a point's value passes 0.5 where its nearest
+    voxel is inside) from up to eight times the voxels. Where they are coarser, a point lies
+    between two voxels and is interpolated: that is what smooths a coarse label's staircase.
+
     Returns ``(used, lower, upper, weight)``: the voxel indices the points need (sorted), and per
     point the positions in ``used`` of the voxels below and above it and the upper one's weight.
     """
@@ -133,9 +138,14 @@ def _grid_axis(b0: int, b1: int, n: int, spacing: float, canon: float
     pos = pos[(pos >= 0) & (pos <= n - 1)]
     if pos.size == 0:  # a box narrower than one step on a tiny axis: its centre
         pos = np.array([min(max(centre, 0.0), n - 1.0)])
-    low = np.floor(pos).astype(np.int64)
-    weight = (pos - low).astype(np.float32)
-    high = np.minimum(low + 1, n - 1)
+    if step >= 1.0:  # a grid no finer than the voxels: the nearest voxel (see the docstring)
+        low = np.rint(pos).astype(np.int64)
+        weight = np.zeros(pos.size, np.float32)
+        high = low
+    else:  # voxels coarser than the grid: between the two around each point
+        low = np.floor(pos).astype(np.int64)
+        weight = (pos - low).astype(np.float32)
+        high = np.minimum(low + 1, n - 1)
     used = np.unique(np.concatenate([low, high]))
     return used, np.searchsorted(used, low), np.searchsorted(used, high), weight
 

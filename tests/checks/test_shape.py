@@ -149,7 +149,7 @@ def test_a_coarse_label_and_its_finer_copy_describe_one_shape():
         c = shape_features(mask, ct, structure=lookup("liver"), spacing=sp)
         f = shape_features(fine, fine_ct, structure=lookup("liver"), spacing=(2.0, 2.0, 3.0))
         assert abs(f[I["surface_ratio"]] - c[I["surface_ratio"]]) < 0.06 * c[I["surface_ratio"]]
-        assert abs(f[I["closing_gain"]] - c[I["closing_gain"]]) < 0.005
+        assert abs(f[I["closing_gain"]] - c[I["closing_gain"]]) < 0.007
 
 
 def test_a_thin_structure_keeps_its_samples_on_a_fine_grid():
