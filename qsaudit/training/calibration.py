@@ -41,7 +41,8 @@ MIN_GROUPS = 20  # fewer held-out labels than this: no calibration is fitted
 class LabelTable:
     """Per held-out label: ``features`` (G, F), ``true`` (G,) 3D Dice, ``plain`` (G,) the
     uncalibrated area-weighted mean, ``patients`` (G,) patient ids, ``sources`` (G,),
-    ``structures`` (G,) structure names (None in tables saved before they were kept)."""
+    ``structures`` (G,) structure names (None in tables saved before they were kept),
+    ``cases`` (G,) case ids (a resolution copy's ``<case>@<pixel>mm``; None in older tables)."""
 
     features: np.ndarray
     true: np.ndarray
@@ -49,6 +50,7 @@ class LabelTable:
     patients: np.ndarray
     sources: np.ndarray
     structures: np.ndarray | None = None
+    cases: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.true.size)
@@ -58,7 +60,9 @@ class LabelTable:
         from qsaudit.atomic import write_with
 
         def write(tmp: Path) -> None:
-            extra = {} if self.structures is None else {"structures": self.structures.astype(str)}
+            extra = {name: values.astype(str)
+                     for name, values in (("structures", self.structures), ("cases", self.cases))
+                     if values is not None}
             with open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
                 np.savez(fh, features=self.features, names=np.array(FEATURES), true=self.true,
                          plain=self.plain, patients=self.patients.astype(str),
@@ -76,7 +80,8 @@ class LabelTable:
             table = cls(saved["features"].astype(np.float64), saved["true"].astype(np.float64),
                         saved["plain"].astype(np.float64), saved["patients"].astype(object),
                         saved["sources"].astype(object),
-                        saved["structures"].astype(object) if "structures" in saved else None)
+                        saved["structures"].astype(object) if "structures" in saved else None,
+                        saved["cases"].astype(object) if "cases" in saved else None)
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"not a calibration table ({exc})") from None
         if names != list(FEATURES):
@@ -103,7 +108,7 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         probes_of = {}
         for g, v in zip(samples.probe_groups.tolist(), probe_pred.tolist(), strict=True):
             probes_of.setdefault(int(g), []).append(v)
-    feats, true, plain, patients, sources, structures = [], [], [], [], [], []
+    feats, true, plain, patients, sources, structures, cases = [], [], [], [], [], [], []
     order = np.argsort(samples.groups, kind="stable")
     bounds = np.flatnonzero(np.diff(samples.groups[order])) + 1
     for part in np.split(order, bounds):
@@ -125,11 +130,12 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         patients.append(str(g["patient_id"]))
         sources.append(str(g.get("source", "")))
         structures.append(str(g.get("structure", "")))
+        cases.append(str(g.get("case_id", "")))
     f = len(FEATURES)
     return LabelTable(np.asarray(feats, dtype=np.float64).reshape(-1, f),
                       np.asarray(true, dtype=np.float64), np.asarray(plain, dtype=np.float64),
                       np.asarray(patients, dtype=object), np.asarray(sources, dtype=object),
-                      np.asarray(structures, dtype=object))
+                      np.asarray(structures, dtype=object), np.asarray(cases, dtype=object))
 
 
 def isotonic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None

@@ -112,6 +112,16 @@ def test_label_table_reads_each_groups_probe_scores():
         label_table(samples, np.full(9, 0.8), np.array([0.3]))
 
 
+def test_label_table_keeps_each_labels_case_through_a_save(tmp_path):
+    from qsaudit.training.calibration import LabelTable, label_table
+
+    table = label_table(_samples_with_probes(3, [2, 0, 1]), np.full(9, 0.8))
+    assert table.cases.tolist() == ["c0", "c1", "c2"]  # resolution copies are told apart so
+    again = LabelTable.load(table.save(tmp_path / "t.npz"))
+    assert again.cases.tolist() == ["c0", "c1", "c2"]
+    np.testing.assert_array_equal(again.features, table.features)
+
+
 def test_training_and_scan_build_the_same_probes(tiny_dataset):
     from qsaudit.datasets import list_cases
     from qsaudit.inference.prepare import PrepareSpec, prepare_case
