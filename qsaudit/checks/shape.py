@@ -6,13 +6,8 @@ far from the organ, a boundary that no longer follows an edge of the CT. These n
 exactly that, scale-free, so that the label calibration (``qsaudit.inference.aggregate``) can
 weigh them beside the slice scores. They are ratios, comparable across organ sizes; given the
 voxel size they are also comparable across pixel sizes and slice spacings, since the mask's box
-is then first read on a grid of :data:`CANONICAL_MM`: along an axis whose voxels are finer than
-3 mm by the nearest voxel (thin structures keep their samples), along one whose voxels are coarser
-by linear interpolation (the mask as the 0.5 level of its interpolated indicator, the CT linearly),
-which reads the smooth shape the blocks stand for, not their staircase, so a 4 mm label and its finer copy describe one shape alike (nearest
-reading, which the descriptors used before, copied the staircase onto the grid: a 4 mm label's
-``closing_gain`` sat two label-to-label spreads above its 2 mm copy's). numpy/scipy only; the work
-is done on the mask's box.
+is then first sampled onto a grid of :data:`CANONICAL_MM` (nearest voxel), so a 0.7 mm CT and its
+3 mm copy describe one shape alike. numpy/scipy only; the work is done on the mask's box.
 """
 
 from __future__ import annotations
@@ -99,14 +94,13 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
 
 def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tuple[float, ...],
                         structure: Any, largest_share: float | None) -> np.ndarray:
-    """:func:`shape_features` read on the :data:`CANONICAL_MM` grid (linearly, see the module
-    docstring)."""
-    axes = [_grid_axis(b0, b1, n, float(sp), canon)
-            for (b0, b1), n, sp, canon in zip(bbox, mask.shape, spacing[:3], CANONICAL_MM,
+    """:func:`shape_features` read on the :data:`CANONICAL_MM` grid (nearest voxel)."""
+    index = [_grid_index(b0, b1, n, float(sp), canon)
+             for (b0, b1), n, sp, canon in zip(bbox, mask.shape, spacing[:3], CANONICAL_MM,
                                                strict=True)]
-    needed = np.ix_(*(used for used, _, _, _ in axes))
-    sub = _interpolate(np.asarray(mask[needed], dtype=np.float32), axes) >= 0.5
-    hu = _interpolate(np.clip(np.asarray(ct[needed], dtype=np.float32), *HU_CLIP), axes)
+    grid = np.ix_(*index)
+    sub = np.asarray(mask[grid], dtype=bool)
+    hu = np.clip(np.asarray(ct[grid], dtype=np.float32), *HU_CLIP)
     areas = sub.sum(axis=(0, 1), dtype=np.int64)
     if not areas.any():  # a sliver thinner than the grid: describe it voxel by voxel
         return shape_features(mask, ct, structure=structure, bbox=bbox,
@@ -116,50 +110,17 @@ def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tu
     return _describe(sub, hu, areas, structure, largest_share)
 
 
-def _grid_axis(b0: int, b1: int, n: int, spacing: float, canon: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One axis of the reading grid: points every ``canon`` mm, centred on the box ``[b0, b1)``
-    and reaching :data:`PAD` grid steps beyond it, inside ``[0, n - 1]`` (voxel coordinates).
-
-    Where the voxels are finer than the grid, a point takes its nearest voxel: linear
-    interpolation would then read nearly the same (a point's value passes 0.5 where its nearest
-    voxel is inside) from up to eight times the voxels. Where they are coarser, a point lies
-    between two voxels and is interpolated: that is what smooths a coarse label's staircase.
-
-    Returns ``(used, lower, upper, weight)``: the voxel indices the points need (sorted), and per
-    point the positions in ``used`` of the voxels below and above it and the upper one's weight.
-    """
+def _grid_index(b0: int, b1: int, n: int, spacing: float, canon: float) -> np.ndarray:
+    """Voxel indices (nearest) of grid points every ``canon`` mm, centred on the box
+    ``[b0, b1)`` and reaching :data:`PAD` grid steps beyond it, inside ``[0, n)``."""
     # spacings read from float32 headers (1.2000000477) must sample as the exact ones (1.2)
     spacing = round(spacing, 4)
     step = canon / spacing if spacing > 0 else 1.0
     centre = 0.5 * (b0 + b1 - 1)
     half = math.ceil(0.5 * (b1 - b0) / step) + PAD
-    pos = centre + np.arange(-half, half + 1) * step
-    pos = pos[(pos >= 0) & (pos <= n - 1)]
-    if pos.size == 0:  # a box narrower than one step on a tiny axis: its centre
-        pos = np.array([min(max(centre, 0.0), n - 1.0)])
-    if step >= 1.0:  # a grid no finer than the voxels: the nearest voxel (see the docstring)
-        low = np.rint(pos).astype(np.int64)
-        weight = np.zeros(pos.size, np.float32)
-        high = low
-    else:  # voxels coarser than the grid: between the two around each point
-        low = np.floor(pos).astype(np.int64)
-        weight = (pos - low).astype(np.float32)
-        high = np.minimum(low + 1, n - 1)
-    used = np.unique(np.concatenate([low, high]))
-    return used, np.searchsorted(used, low), np.searchsorted(used, high), weight
-
-
-def _interpolate(block: np.ndarray, axes: list[tuple[np.ndarray, ...]]) -> np.ndarray:
-    """``block`` (the voxels ``used`` per axis) linearly interpolated at the grid points of
-    ``axes`` (:func:`_grid_axis`), one axis at a time."""
-    for axis, (_used, lower, upper, weight) in enumerate(axes):
-        shape = [1, 1, 1]
-        shape[axis] = weight.size
-        w = weight.reshape(shape)
-        block = (np.take(block, lower, axis=axis) * (1.0 - w)
-                 + np.take(block, upper, axis=axis) * w)
-    return block
+    pos = np.rint(centre + np.arange(-half, half + 1) * step).astype(np.int64)
+    pos = pos[(pos >= 0) & (pos < n)]
+    return np.unique(pos)
 
 
 def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any,
