@@ -43,9 +43,10 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     restricts the ``--data`` cases further (e.g. half of the validation patients, so that the
     other half stays untouched for a benchmark); they are recorded as
     ``meta["calibration_patients"]``. ``resolution_copies``: add that many copies of every real
-    case resampled in-plane to a drawn pixel size (:func:`~qsaudit.training.cases.resolution_copies`;
-    same patient, so patient weights and folds are unchanged). ``table_out``: also save the per-label table (features,
-    their names, true Dice, patient, candidate source) as ``.npz``, to study other calibrations.
+    case resampled in-plane to a drawn pixel size
+    (:func:`~qsaudit.training.cases.resolution_copies`; same patient, so patient weights and
+    folds are unchanged). ``table_out``: also save the per-label table (features, their names,
+    true Dice, patient, candidate source, case) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
     from qsaudit.model.checkpoint import load_checkpoint

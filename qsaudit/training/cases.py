@@ -122,8 +122,9 @@ def resolution_copies(specs: list[CaseSpec], copies: int, *, seed: int) -> list[
     """``copies`` resolution copies of every dataset case of ``specs`` (phantoms are already
     drawn at every pixel size): the same patient, an in-plane pixel size drawn log-uniformly in
     ``qsaudit.training.resample.PIXEL_MM`` per copy (seeded by ``seed`` and the case id), case
-    ids ``<case>@<pixel>mm``. Real CT at the fine pixels our users scan, with its real texture,
-    for a calibration whose only real CT is coarse."""
+    ids ``<case>@<drawn pixel>mm`` (``resample_inplane`` caps the grid at ``MAX_MATRIX``, so a
+    very fine draw of a wide CT comes out coarser than its name). Real CT at the fine pixels our
+    users scan, with its real texture, for a calibration whose only real CT is coarse."""
     import zlib
 
     from qsaudit.training.resample import draw_pixel_size
@@ -132,7 +133,8 @@ def resolution_copies(specs: list[CaseSpec], copies: int, *, seed: int) -> list[
     for spec in specs:
         if spec.kind != "dataset":
             continue
-        rng = np.random.default_rng([RESOLUTION_COPY_STREAM, seed, zlib.crc32(spec.case_id.encode())])
+        rng = np.random.default_rng([RESOLUTION_COPY_STREAM, seed,
+                                     zlib.crc32(spec.case_id.encode())])
         for _ in range(copies):
             pixel = round(draw_pixel_size(rng), 2)
             out.append(replace(spec, case_id=f"{spec.case_id}@{pixel:.2f}mm", pixel_mm=pixel))

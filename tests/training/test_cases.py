@@ -79,7 +79,8 @@ def test_phantom_seeds_differ_between_streams():
     assert len({s.case_id for s in train}) == 3
 
 
-def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_path):
+def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_path,
+                                                                           tiny_model_config):
     from qsaudit.datasets import list_cases
     from qsaudit.training.build import Unit, build_unit, unit_key
     from qsaudit.training.cases import resolution_copies
@@ -100,9 +101,7 @@ def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_
     assert resolution_copies(specs, 2, seed=1) != copies
 
     # built as validation (scan-like) samples, the copy is the case at its pixel size
-    from qsaudit.model.config import ModelConfig
-
-    config = ModelConfig(backbone="resnet10", width=8, input_size=32, margin=4, hidden=16)
+    config = tiny_model_config
     samples = SampleConfig(snapshot_steps=(), degraded_per_label=1, wrong_per_label=0)
     copy = replace(copies[0], pixel_mm=1.0)
     original, resampled = (build_unit(Unit((s,), (0,), True), config, samples)
