@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from qsaudit.inference.aggregate import FEATURES
-
 from qsaudit.inference.error_model import (
     CLASSIFIER_FEATURES,
     ErrorClassifier,
