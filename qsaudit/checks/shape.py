@@ -6,8 +6,13 @@ far from the organ, a boundary that no longer follows an edge of the CT. These n
 exactly that, scale-free, so that the label calibration (``qsaudit.inference.aggregate``) can
 weigh them beside the slice scores. They are ratios, comparable across organ sizes; given the
 voxel size they are also comparable across pixel sizes and slice spacings, since the mask's box
-is then first sampled onto a grid of :data:`CANONICAL_MM` (nearest voxel), so a 0.7 mm CT and its
-3 mm copy describe one shape alike. numpy/scipy only; the work is done on the mask's box.
+is then first read on a grid of :data:`CANONICAL_MM`: along an axis whose voxels are finer than
+3 mm by the nearest voxel (interpolating would read nearly the same from many more voxels), along
+one whose voxels are coarser by linear interpolation (the mask as the 0.5 level of its
+interpolated indicator, the CT linearly), which reads the smooth shape the blocks stand for, not
+their staircase, so a 4 mm label and its finer copy describe one shape alike (nearest reading, which the descriptors used before, copied
+the staircase onto the grid: a 4 mm label's ``closing_gain`` sat two label-to-label spreads above
+its 2 mm copy's). numpy/scipy only; the work is done on the mask's box.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ HU_OUTSIDE_MARGIN = 100.0    # a voxel is implausible this far outside the struc
 PAD = 2                      # voxels of context around the bounding box (shells, closing)
 MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
 CANONICAL_MM = (3.0, 3.0, 3.0)  # the grid the descriptors are read on, when the spacing is known
+MAX_GRID_SPACING_MM = 20.0   # coarser (or non-finite) voxels: described voxel by voxel instead
+SHAPE_READING = 2  # raised whenever the descriptors' values change (cached training units key on it)
 
 
 def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = None,
@@ -45,7 +52,9 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         largest_share: the share of voxels in the largest 26-connected component if known
             (``LabelChecks.largest_share``; the scan's checks have labelled the components).
         spacing: voxel size in mm (X, Y, Z). Given, the box is read on the
-            :data:`CANONICAL_MM` grid (resolution-free descriptors); without it, voxel by voxel.
+            :data:`CANONICAL_MM` grid (resolution-free descriptors); without it, or with a
+            spacing that is not finite or not in (0, :data:`MAX_GRID_SPACING_MM`] (a corrupt
+            header), voxel by voxel.
 
     Returns (len(SHAPE_FEATURES),) float64:
 
@@ -72,7 +81,8 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         bbox = mask_stats(mask).bbox
     if bbox is None:
         raise ValueError("shape_features: empty mask")
-    if spacing is not None:
+    if spacing is not None and all(math.isfinite(float(sp)) and 0 < float(sp)
+                                   <= MAX_GRID_SPACING_MM for sp in tuple(spacing)[:3]):
         return _canonical_features(mask, ct, bbox, spacing, structure, largest_share)
     lo = [max(0, b[0] - PAD) for b in bbox]  # lists: widened in-plane below when subsampled
     hi = [min(n, b[1] + PAD) for b, n in zip(bbox, mask.shape, strict=True)]
@@ -94,13 +104,14 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
 
 def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tuple[float, ...],
                         structure: Any, largest_share: float | None) -> np.ndarray:
-    """:func:`shape_features` read on the :data:`CANONICAL_MM` grid (nearest voxel)."""
-    index = [_grid_index(b0, b1, n, float(sp), canon)
-             for (b0, b1), n, sp, canon in zip(bbox, mask.shape, spacing[:3], CANONICAL_MM,
-                                               strict=True)]
-    grid = np.ix_(*index)
-    sub = np.asarray(mask[grid], dtype=bool)
-    hu = np.clip(np.asarray(ct[grid], dtype=np.float32), *HU_CLIP)
+    """:func:`shape_features` read on the :data:`CANONICAL_MM` grid (linearly, see the module
+    docstring)."""
+    axes = [_grid_axis(b0, b1, n, float(sp), canon)
+            for (b0, b1), n, sp, canon in zip(bbox, mask.shape, spacing[:3], CANONICAL_MM,
+                                              strict=True)]
+    needed = np.ix_(*(used for used, _, _, _ in axes))
+    sub = _interpolate(np.asarray(mask[needed], dtype=np.float32), axes) >= 0.5
+    hu = _interpolate(np.clip(np.asarray(ct[needed], dtype=np.float32), *HU_CLIP), axes)
     areas = sub.sum(axis=(0, 1), dtype=np.int64)
     if not areas.any():  # a sliver thinner than the grid: describe it voxel by voxel
         return shape_features(mask, ct, structure=structure, bbox=bbox,
@@ -110,17 +121,52 @@ def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tu
     return _describe(sub, hu, areas, structure, largest_share)
 
 
-def _grid_index(b0: int, b1: int, n: int, spacing: float, canon: float) -> np.ndarray:
-    """Voxel indices (nearest) of grid points every ``canon`` mm, centred on the box
-    ``[b0, b1)`` and reaching :data:`PAD` grid steps beyond it, inside ``[0, n)``."""
+def _grid_axis(b0: int, b1: int, n: int, spacing: float, canon: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One axis of the reading grid: points every ``canon`` mm, centred on the box ``[b0, b1)``
+    and reaching :data:`PAD` grid steps beyond it, inside ``[0, n - 1]`` (voxel coordinates).
+
+    Where the voxels are finer than the grid, a point takes its nearest voxel: linear
+    interpolation would then read nearly the same (a point's value passes 0.5 where its nearest
+    voxel is inside) from up to eight times the voxels. Where they are coarser, a point lies
+    between two voxels and is interpolated: that is what smooths a coarse label's staircase.
+
+    Returns ``(used, lower, upper, weight)``: the voxel indices the points need (sorted), and per
+    point the positions in ``used`` of the voxels below and above it and the upper one's weight.
+    """
     # spacings read from float32 headers (1.2000000477) must sample as the exact ones (1.2)
     spacing = round(spacing, 4)
     step = canon / spacing if spacing > 0 else 1.0
     centre = 0.5 * (b0 + b1 - 1)
     half = math.ceil(0.5 * (b1 - b0) / step) + PAD
-    pos = np.rint(centre + np.arange(-half, half + 1) * step).astype(np.int64)
-    pos = pos[(pos >= 0) & (pos < n)]
-    return np.unique(pos)
+    pos = centre + np.arange(-half, half + 1) * step
+    pos = pos[(pos >= 0) & (pos <= n - 1)]  # never empty: the box's centre is a grid point
+    if step >= 1.0:  # a grid no finer than the voxels: the nearest voxel (see the docstring)
+        low = np.rint(pos).astype(np.int64)
+        weight = np.zeros(pos.size, np.float32)
+        high = low
+    else:  # voxels coarser than the grid: between the two around each point
+        low = np.floor(pos).astype(np.int64)
+        weight = (pos - low).astype(np.float32)
+        high = np.minimum(low + 1, n - 1)
+    used = np.unique(np.concatenate([low, high]))
+    return used, np.searchsorted(used, low), np.searchsorted(used, high), weight
+
+
+def _interpolate(block: np.ndarray, axes: list[tuple[np.ndarray, ...]]) -> np.ndarray:
+    """``block`` (the voxels ``used`` per axis) linearly interpolated at the grid points of
+    ``axes`` (:func:`_grid_axis`), one axis at a time; an axis read by nearest voxel (all
+    weights 0) is only indexed (the blend would give the same values at twice the work)."""
+    for axis, (_used, lower, upper, weight) in enumerate(axes):
+        if not weight.any():
+            block = np.take(block, lower, axis=axis)
+            continue
+        shape = [1, 1, 1]
+        shape[axis] = weight.size
+        w = weight.reshape(shape)
+        block = (np.take(block, lower, axis=axis) * (1.0 - w)
+                 + np.take(block, upper, axis=axis) * w)
+    return block
 
 
 def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any,

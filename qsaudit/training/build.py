@@ -161,9 +161,12 @@ def _worker_init() -> None:
 
 def unit_key(unit: Unit, model_config, sample_config: SampleConfig) -> str:
     """A digest of everything that decides a unit's samples: its cases, seed and split, the
-    model's crop settings and the sample settings (a cached unit is reused only for its key)."""
+    model's crop settings, the sample settings and the shape descriptors' reading
+    (:data:`qsaudit.checks.shape.SHAPE_READING`; a cached unit is reused only for its key)."""
     import hashlib
     import json
+
+    from qsaudit.checks.shape import SHAPE_READING
 
     cases = [{"kind": s.kind, "case_id": s.case_id, "patient_id": s.patient_id,
               "seed": list(s.seed), "shape": s.shape, "region": s.region,
@@ -171,7 +174,8 @@ def unit_key(unit: Unit, model_config, sample_config: SampleConfig) -> str:
              | ({"pixel_mm": s.pixel_mm} if s.pixel_mm is not None else {})
              for s in unit.specs]
     blob = json.dumps({"cases": cases, "seed": list(unit.seed), "validation": unit.validation,
-                       "model": model_config.to_dict(), "samples": asdict(sample_config)},
+                       "model": model_config.to_dict(), "samples": asdict(sample_config),
+                       "shape_reading": SHAPE_READING},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

@@ -118,6 +118,23 @@ def dataset_specs(root: str | Path) -> list[CaseSpec]:
     return specs
 
 
+COPY_MARK = "@"  # a resolution copy's case id: ``<case>@<pixel>mm``
+
+
+def copy_case_id(case_id: str, pixel_mm: float) -> str:
+    """The case id of ``case_id``'s resolution copy at ``pixel_mm``: ``<case>@<pixel>mm``,
+    the pixel with two decimals (what :func:`is_resolution_copy` recognises)."""
+    return f"{case_id}{COPY_MARK}{pixel_mm:.2f}mm"
+
+
+def is_resolution_copy(case_id: str) -> bool:
+    """Whether ``case_id`` names a resolution copy (:func:`copy_case_id`): it ends in
+    ``@<pixel with two decimals>mm`` (a dataset's own case id may hold an ``@`` elsewhere)."""
+    import re
+
+    return re.search(rf"{re.escape(COPY_MARK)}\d+\.\d\dmm$", str(case_id)) is not None
+
+
 def resolution_copies(specs: list[CaseSpec], copies: int, *, seed: int) -> list[CaseSpec]:
     """``copies`` resolution copies of every dataset case of ``specs`` (phantoms are already
     drawn at every pixel size): the same patient, an in-plane pixel size drawn log-uniformly in
@@ -137,7 +154,7 @@ def resolution_copies(specs: list[CaseSpec], copies: int, *, seed: int) -> list[
                                      zlib.crc32(spec.case_id.encode())])
         for _ in range(copies):
             pixel = round(draw_pixel_size(rng), 2)
-            out.append(replace(spec, case_id=f"{spec.case_id}@{pixel:.2f}mm", pixel_mm=pixel))
+            out.append(replace(spec, case_id=copy_case_id(spec.case_id, pixel), pixel_mm=pixel))
     return out
 
 

@@ -133,3 +133,54 @@ def test_missing_slices_still_show_on_a_fine_grid():
     gap[:, :, mid - 6:mid + 6] = False  # ~10 mm of slices missing
     clean = shape_features(mask, ct, spacing=sp)[I["area_jump"]]
     assert shape_features(gap, ct, spacing=sp)[I["area_jump"]] > clean + 0.5
+
+
+def test_a_coarse_label_and_its_finer_copy_describe_one_shape():
+    # a 4 mm label and its copy resampled 2x finer in-plane (the 0.5 level of its interpolation,
+    # as a finer scan of the same anatomy would draw it): reading the coarse blocks' staircase
+    # onto the 3 mm grid would make the coarse one look rougher (12-14% more boundary)
+    from qsaudit.training.resample import zoom_volume
+
+    for radius in ((30.0, 24.0, 36.0), (18.0, 26.0, 30.0), (22.0, 30.0, 26.0)):
+        sp = (4.0, 4.0, 3.0)
+        mask, ct = _ellipsoid_mm(sp, radius_mm=radius)
+        fine = zoom_volume(mask, (2.0, 2.0, 1.0), mask=True)
+        fine_ct = zoom_volume(ct, (2.0, 2.0, 1.0), mask=False)
+        c = shape_features(mask, ct, structure=lookup("liver"), spacing=sp)
+        f = shape_features(fine, fine_ct, structure=lookup("liver"), spacing=(2.0, 2.0, 3.0))
+        assert abs(f[I["surface_ratio"]] - c[I["surface_ratio"]]) < 0.06 * c[I["surface_ratio"]]
+
+
+def test_the_grid_takes_the_nearest_voxel_on_fine_axes_and_interpolates_on_coarse_ones():
+    from qsaudit.checks.shape import _grid_axis
+
+    # 0.8 mm voxels, 3 mm grid: whole voxels (weight 0), one every 3.75 voxels
+    used, lower, upper, weight = _grid_axis(20, 40, 80, 0.8, 3.0)
+    assert np.all(weight == 0) and np.array_equal(lower, upper)
+    assert np.allclose(np.diff(used[lower]), 3.75, atol=1)
+    # 4 mm voxels: points between two voxels, weighted by their distance
+    used, lower, upper, weight = _grid_axis(10, 20, 40, 4.0, 3.0)
+    pos = used[lower] + weight
+    assert np.allclose(np.diff(pos), 0.75)  # a point every 3 mm
+    assert np.any((weight > 0) & (weight < 1)) and np.all(used[upper] - used[lower] <= 1)
+
+
+def test_a_corrupt_spacing_is_described_voxel_by_voxel():
+    mask = np.zeros((30, 30, 20), bool)
+    mask[10:20, 10:20, 5:15] = True
+    ct = _ct(mask)
+    plain = shape_features(mask, ct)
+    for bad in ((1.0, 1.0, float("inf")), (1.0, float("nan"), 1.0), (1.0, 1.0, 1000.0),
+                (0.0, 1.0, 1.0)):
+        assert np.array_equal(shape_features(mask, ct, spacing=bad), plain, equal_nan=True)
+
+
+def test_a_thin_structure_on_a_fine_grid_is_described():
+    # a rib-like rod 2 voxels (1.6 mm) across: read on the 3 mm grid it must not vanish
+    sp = (0.8, 0.8, 0.8)
+    mask = np.zeros((80, 80, 60), bool)
+    mask[39:41, 10:70, 20:40] = True
+    ct = _ct(mask)
+    f = shape_features(mask, ct, spacing=sp)
+    assert np.all(np.isfinite(f))
+    assert f[I["end_area"]] > 0.5  # a rod is flat-ended, and every grid slice has its samples

@@ -195,6 +195,39 @@ def test_calibrate_table_sizes_target_volume_bands_from_the_structure_names():
     assert bands.for_structure("parotid left") is bands.default
 
 
+@pytest.mark.slow  # cross-validates the boosted trees on 630 labels (~20 s)
+def test_resolution_copies_teach_the_trees_but_do_not_size_the_intervals():
+    """A resolution copy is a real label resampled, not a new patient's label: counted in the
+    bands, copies predicted closely would narrow them below their level on real scans."""
+    from qsaudit.training.calibration import LabelTable, calibrate_table
+
+    rng = np.random.default_rng(8)
+    n = 210
+    true = rng.uniform(0.2, 1.0, n)
+    plain = np.clip(true + rng.normal(0, 0.12, n), 0, 1)
+    patients = np.array([f"pt{i % 7}" for i in range(n)], dtype=object)
+    cases = np.array([f"case{i % 7}" for i in range(n)], dtype=object)
+    # each label twice more, from copies whose slice scores hit the truth closely
+    copy_plain = np.clip(np.concatenate([true, true]) + rng.normal(0, 0.01, 2 * n), 0, 1)
+    all_plain = np.concatenate([plain, copy_plain])
+    features = np.zeros((3 * n, len(FEATURES)))
+    features[:, FEATURES.index("area_mean")] = all_plain
+    table = LabelTable(features, np.tile(true, 3), all_plain, np.tile(patients, 3),
+                       np.array(["blur"] * (3 * n), dtype=object),
+                       np.array(["Parotid_L"] * (3 * n), dtype=object),
+                       np.concatenate([cases, [f"{c}@0.80mm" for c in cases],
+                                       [f"{c}@2.10mm" for c in cases]]))
+    assert table.copies().sum() == 2 * n
+    _, with_copies = calibrate_table(table, method="ridge", errors=False)
+    unmarked = LabelTable(*(getattr(table, f) for f in
+                            ("features", "true", "plain", "patients", "sources", "structures")),
+                          np.array(["case"] * (3 * n), dtype=object))
+    _, counted = calibrate_table(unmarked, method="ridge", errors=False)
+    # the originals' errors (~0.12) size the bands, not the copies' (~0.01)
+    assert with_copies["interval_mean_width"] > 1.25 * counted["interval_mean_width"]
+    assert with_copies["interval_mean_width"] > 0.3
+
+
 def test_novelty_reference_is_the_real_ct_labels_when_there_are_enough():
     from qsaudit.inference.novelty import FeatureRanges
     from qsaudit.training.calibration import (

@@ -83,7 +83,7 @@ def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_
                                                                            tiny_model_config):
     from qsaudit.datasets import list_cases
     from qsaudit.training.build import Unit, build_unit, unit_key
-    from qsaudit.training.cases import resolution_copies
+    from qsaudit.training.cases import is_resolution_copy, resolution_copies
     from qsaudit.training.config import SampleConfig
     from qsaudit.training.resample import PIXEL_MM
     from tests.training.conftest import write_dataset
@@ -98,6 +98,10 @@ def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_
     assert {c.patient_id for c in copies} == {s.patient_id for s in real}  # one patient
     assert len({c.case_id for c in copies} | {s.case_id for s in real}) == 6
     assert all(PIXEL_MM[0] <= c.pixel_mm <= PIXEL_MM[1] for c in copies)
+    # tables tell copies from originals by their case ids (the interval bands leave copies out)
+    assert all(is_resolution_copy(c.case_id) for c in copies)
+    assert not any(is_resolution_copy(s.case_id) for s in specs)
+    assert not is_resolution_copy("patient@site_3")  # an "@" of a dataset's own case id
     assert resolution_copies(specs, 2, seed=1) != copies
 
     # built as validation (scan-like) samples, the copy is the case at its pixel size
@@ -112,3 +116,16 @@ def test_resolution_copies_are_seeded_finer_or_coarser_copies_of_real_cases(tmp_
     assert 3.0 < ratio < 5.0
     assert unit_key(Unit((copy,), (0,), True), config, samples) != unit_key(
         Unit((real[0],), (0,), True), config, samples)
+
+
+def test_cached_units_are_not_reused_across_shape_readings(monkeypatch, tiny_model_config):
+    """A unit cached before the shape descriptors' reading changed holds old descriptors: a
+    new reading must key (and so build) it afresh."""
+    from qsaudit.checks import shape
+    from qsaudit.training.build import Unit, unit_key
+    from qsaudit.training.config import SampleConfig
+
+    unit = Unit(tuple(phantom_specs(1, seed=0)), (0,), False)
+    before = unit_key(unit, tiny_model_config, SampleConfig())
+    monkeypatch.setattr(shape, "SHAPE_READING", shape.SHAPE_READING + 1)
+    assert unit_key(unit, tiny_model_config, SampleConfig()) != before
