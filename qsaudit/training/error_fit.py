@@ -14,8 +14,10 @@ accuracy over bad labels (true Dice < :data:`BAD_DSC`) is kept.
 On the fit's cross-validated probabilities two more things are fitted: a calibration (a power
 and a bias per kind, by maximum likelihood) that makes ``likely_error_p`` a real probability,
 and the none rule: the smallest factor on p(none) under which :data:`NONE_TARGET` of the
-perfect labels (every patient counting once) are called ``none``. Both are measured nested:
-the labels of each fold are decided by a rule fitted on the other folds.
+perfect labels (every patient counting once) are called ``none``, and at least
+:data:`DOMAIN_NONE_FLOOR` of those of real CT and of phantoms apart (real CT's resolution
+copies count as real CT: they are real anatomy at the pixel sizes users scan). Both are
+measured nested: the labels of each fold are decided by a rule fitted on the other folds.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ METHODS = ("auto", "boosted", "trees", "softmax")
 AUTO_METHODS = ("boosted", "softmax")  # what "auto" compares (one-vs-rest trees lost to both)
 MIN_PER_KIND = 5  # a kind with fewer training labels than this is not offered
 NONE_TARGET = 0.9  # the none rule calls at least this share of perfect labels `none`
+DOMAIN_NONE_FLOOR = 0.85  # ... and at least this share of each domain's (real CT, phantoms)
 MAX_NONE_FACTOR = 5.0  # the none rule never weighs p(none) more than this
 MAX_NONE_FACTOR_TARGETS = 20.0  # nor that of a target volume (whose kind it rarely knows)
 MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
@@ -227,14 +230,21 @@ def none_factor_for(p: np.ndarray, perfect_w: np.ndarray, *, target: float = NON
 def _group_factor(calibrated: np.ndarray, w: np.ndarray, domains: np.ndarray | None, *,
                   cap: float) -> float:
     """The none factor of one group of perfect labels (calibrated probabilities (N, K),
-    weights (N,)): the largest of the factors that each domain with at least
-    :data:`MIN_DOMAIN_PERFECT` of them needs (all labels together without ``domains``)."""
+    weights (N,)): the smallest that calls :data:`NONE_TARGET` of them all ``none`` and at
+    least :data:`DOMAIN_NONE_FLOOR` of the labels of each domain with at least
+    :data:`MIN_DOMAIN_PERFECT` of them (all labels together without ``domains``).
+
+    The floor sits below the target: bounding every domain at the full target made the
+    domain that needs the largest factor (real CT, a few dozen perfect labels) set it for all,
+    and the factor then reached its cap and called a tenth of the phantoms' bad labels
+    ``none`` (session 12, shape descriptors read resolution-free; model card)."""
     factor = none_factor_for(calibrated, w, cap=cap)
     if domains is not None:
         for domain in sorted(set(domains.tolist()), key=str):
             part = domains == domain
             if int(part.sum()) >= MIN_DOMAIN_PERFECT:
-                factor = max(factor, none_factor_for(calibrated[part], w[part], cap=cap))
+                factor = max(factor, none_factor_for(calibrated[part], w[part], cap=cap,
+                                                     target=DOMAIN_NONE_FLOOR))
     return factor
 
 
@@ -250,9 +260,10 @@ def _decision_rule(p: np.ndarray, kinds: np.ndarray, perfect: np.ndarray, w: np.
     :data:`MAX_NONE_FACTOR_TARGETS` (a correct PTV looks unlike a correct organ: its edge is a
     margin, not an edge of the CT, and the classifier names a bad PTV's kind only half the
     time), and the anatomical structures' factor is fitted without them; else None and one
-    factor for all. ``domains`` (N,) (e.g. real CT / phantoms): each factor must reach the
-    target on every domain's perfect labels, not only on all together (perfect real labels
-    look less right to the classifier than perfect phantom labels, and users scan real CT).
+    factor for all. ``domains`` (N,) (e.g. real CT / phantoms): each factor must also reach
+    :data:`DOMAIN_NONE_FLOOR` on every domain's perfect labels, not only the target on all
+    together (perfect real labels look less right to the classifier than perfect phantom
+    labels, and users scan real CT).
     """
     known = np.array([k is not None for k in kinds])
     y = np.array([ERROR_KINDS.index(k) for k in kinds[known]], dtype=np.int64)
@@ -352,8 +363,8 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     known kind, ``errors_p_gap_raw`` before calibration), ``errors_none_factors`` (per fold)
     and ``errors_confusion`` over bad labels). None when fewer than two kinds have enough
     labels or there is only one patient. Radiotherapy target volumes get their own none
-    factor when there are enough perfect ones, and each factor reaches its target on real CT
-    and on phantoms apart (:func:`_decision_rule`).
+    factor when there are enough perfect ones, and each factor reaches its target on all
+    perfect labels and its floor on real CT and on phantoms apart (:func:`_decision_rule`).
     """
     from qsaudit.training.calibration import patient_weights
 
