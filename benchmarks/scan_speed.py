@@ -192,7 +192,9 @@ def timed_scan(dataset: Path, out: Path, model: Path, *, workers: int, device: s
         "print(json.dumps({'seconds': dt, 'labels': s.labels, 'main_mib': me, "
         "'reader_mib': kids, 'precision': used}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the checkout first, then whatever the caller put on the path (gpu_figures.sh: wheels)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env=env, check=False)
     if proc.returncode != 0:
@@ -212,6 +214,12 @@ def wall_share(breakdown: dict) -> float:
     return beyond / max(main + readers, 1e-9)
 
 
+def gpu_memory(timings: dict) -> str:
+    """``scan.json`` timings' GPU memory figures in words."""
+    return (f"peak {timings['gpu_peak_mib']:.0f} MiB allocated by torch in the scan's loop, "
+            f"{timings.get('gpu_peak_reserved_mib', float('nan')):.0f} MiB held by its allocator")
+
+
 def print_breakdown(timings: dict, what: str) -> None:
     """Print ``scan.json``'s time breakdown and the share beyond decoding and the network."""
     b = timings["breakdown"]
@@ -228,6 +236,8 @@ def print_breakdown(timings: dict, what: str) -> None:
           f"and idle {max(0.0, cpu_readers - b['readers_cpu']):.1f})")
     print(f"   beyond decoding and the network: {b['beyond_decoding_and_network']:.1%} of the "
           f"scan's CPU seconds (target <= 25%; older wall-time reading {wall_share(b):.1%})")
+    if "gpu_peak_mib" in timings:
+        print(f"   GPU memory: {gpu_memory(timings)}")
 
 
 def print_profile(path: Path, top: int = 25) -> None:
@@ -308,6 +318,9 @@ def main() -> None:
                       f"{fast['labels']} labels in {fast['seconds']:.1f} s = {fast_rate:.2f} "
                       f"labels/s ({args.r50_cases} cases, {args.workers} readers); speed-up "
                       f"{fast_rate / base_rate:.1f}x (target >= 10x)")
+                r50_timings = json.loads((work / "out-r50" / "scan.json").read_text())["timings"]
+                if "gpu_peak_mib" in r50_timings:
+                    print(f"   GPU memory: {gpu_memory(r50_timings)}")
 
         print(f"\n2. default model vs the I/O floor, {args.workers} processes, device "
               f"{args.device}")

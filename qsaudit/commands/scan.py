@@ -106,12 +106,18 @@ def print_summary(summary) -> None:
     console.print(f"Cases: {summary.cases}  Labels: {summary.labels} ({statuses})")
     if summary.resumed_cases:
         console.print(f"Resumed: {summary.resumed_cases} case(s) were already done")
-    console.print(f"Mean predicted Dice: {summary.mean_dsc:.3f}  "
-                  f"Labels with model-free flags: {summary.flagged}")
+    if summary.labels == 0:
+        console.print(f"No labels: the {summary.scanned_cases} case(s) read have an image but no "
+                      "mask (NIfTI: files under segmentations/ or a label map; DICOM: a SEG or "
+                      "RTSTRUCT series that references the CT)", markup=False)
+    else:
+        console.print(f"Mean predicted Dice: {summary.mean_dsc:.3f}  "
+                      f"Labels with model-free flags: {summary.flagged}")
     console.print(f"Results: {summary.results_csv}")
     if summary.report is not None:
         console.print(f"Report:  {summary.report}")
     else:
         error_line(f"report not written: {summary.report_error}")
-    console.print("Next: qsaudit budget --fraction 0.1 --results "
-                  f"{shlex.quote(str(summary.out_dir))}", markup=False)
+    if summary.labels:  # nothing to budget without labels
+        console.print("Next: qsaudit budget --fraction 0.1 --results "
+                      f"{shlex.quote(str(summary.out_dir))}", markup=False)

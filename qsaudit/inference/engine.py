@@ -115,6 +115,7 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
 
     loop_start = time.perf_counter()
     timings["setup_seconds"] = loop_start - started
+    _reset_gpu_peak(predictor)
     governor = ModelThreads(predictor, settings.n_workers)
     timings["wait_seconds"] = 0.0
     forward_before = getattr(predictor, "forward_seconds", None)
@@ -154,7 +155,39 @@ def scan_dataset(dataset: str | Path, out_dir: str | Path, *,
         timings["network_cpu_seconds"] = predictor.forward_cpu_seconds - forward_cpu_before
     if settings.n_workers > 0:  # the readers have exited and been reaped (iter_prepared)
         timings["reader_process_cpu_seconds"] = cpu_now()[1] - children_started
+    peak = _gpu_peak_mib(predictor)
+    if peak is not None:
+        timings["gpu_peak_mib"], timings["gpu_peak_reserved_mib"] = peak
     return finish_scan(scan)
+
+
+def _cuda_device(predictor: SlicePredictor) -> str | None:
+    """The CUDA device ``predictor`` runs on (e.g. ``"cuda:0"``), None off the GPU."""
+    device = str(getattr(predictor, "device", "cpu"))
+    return device if device.startswith("cuda") else None
+
+
+def _reset_gpu_peak(predictor: SlicePredictor) -> None:
+    """Start counting the GPU's peak memory afresh (only on a CUDA predictor)."""
+    device = _cuda_device(predictor)
+    if device is not None:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _gpu_peak_mib(predictor: SlicePredictor) -> tuple[float, float] | None:
+    """Peak GPU memory (MiB) of the scan's loop on a CUDA predictor: what torch allocated
+    (``scan.json`` → ``timings.gpu_peak_mib``) and what its caching allocator held
+    (``gpu_peak_reserved_mib``; nvidia-smi shows this plus the CUDA context); None off the
+    GPU."""
+    device = _cuda_device(predictor)
+    if device is None:
+        return None
+    import torch
+
+    return (round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+            round(torch.cuda.max_memory_reserved(device) / 2**20, 1))
 
 
 @dataclass

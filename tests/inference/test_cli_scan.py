@@ -53,6 +53,17 @@ def test_suggested_next_command_runs_as_printed(make_dataset, tiny_model, tmp_pa
     assert (out / "correction_list.csv").is_file()
 
 
+def test_a_dataset_of_images_without_masks_says_so(make_dataset, tiny_model, tmp_path):
+    dataset = make_dataset(cases=2)
+    for mask in dataset.glob("*/segmentations/*"):
+        mask.unlink()
+    result = _scan(dataset, "--out", tmp_path / "out", "--model", tiny_model)
+    assert result.exit_code == 0, result.output
+    assert "Labels: 0" in result.output
+    assert "No labels: the 2 case(s) read have an image but no mask" in result.output
+    assert "nan" not in result.output and "Next:" not in result.output
+
+
 def test_out_inside_the_dataset_is_refused(make_dataset, tiny_model):
     dataset = make_dataset(cases=2)
     before = sorted(p for p in dataset.rglob("*"))

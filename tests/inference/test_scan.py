@@ -212,6 +212,20 @@ def test_scan_json_says_where_the_time_went(tiny_dataset, tiny_model, tmp_path, 
     assert 0 < parts["cpu_readers_decoding"] <= parts["cpu_readers"]
     assert parts["cpu_readers"] >= parts["readers_cpu"] - 1e-3  # start-up comes on top
     assert 0 < parts["beyond_decoding_and_network"] < 1
+    assert "gpu_peak_mib" not in timings  # only a scan on the GPU reports its memory
     explicit = tmp_path / "explicit"
     scan_dataset(tiny_dataset, explicit, settings=_settings(tiny_model, slices=2))
     assert json.loads((explicit / "scan.json").read_text())["timings"]["batch_size"] == 16
+
+
+@pytest.mark.gpu
+def test_a_scan_on_the_gpu_reports_its_peak_gpu_memory(tiny_dataset, tiny_model, tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    out = tmp_path / "out"
+    scan_dataset(tiny_dataset, out, settings=ScanSettings(model=tiny_model, workers=0,
+                                                          device="cuda", slices=2))
+    timings = json.loads((out / "scan.json").read_text())["timings"]
+    total = torch.cuda.get_device_properties(0).total_memory / 2**20
+    assert 0 < timings["gpu_peak_mib"] <= timings["gpu_peak_reserved_mib"] < total
