@@ -10,9 +10,10 @@ is then first read on a grid of :data:`CANONICAL_MM`: along an axis whose voxels
 3 mm by the nearest voxel (interpolating would read nearly the same from many more voxels), along
 one whose voxels are coarser by linear interpolation (the mask as the 0.5 level of its
 interpolated indicator, the CT linearly), which reads the smooth shape the blocks stand for, not
-their staircase, so a 4 mm label and its finer copy describe one shape alike (nearest reading, which the descriptors used before, copied
-the staircase onto the grid: a 4 mm label's ``closing_gain`` sat two label-to-label spreads above
-its 2 mm copy's). numpy/scipy only; the work is done on the mask's box.
+their staircase, so a 4 mm label and its finer copy describe one shape alike (nearest reading,
+which the descriptors used before, copied the staircase onto the grid: a 4 mm label's
+``closing_gain`` sat two label-to-label spreads above its 2 mm copy's). numpy/scipy only; the
+work is done on the mask's box.
 """
 
 from __future__ import annotations
