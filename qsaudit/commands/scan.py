@@ -103,7 +103,8 @@ def print_summary(summary) -> None:
 
     console = stdout_console()
     statuses = ", ".join(f"{k} {v}" for k, v in summary.status_counts.items())
-    console.print(f"Cases: {summary.cases}  Labels: {summary.labels} ({statuses})")
+    console.print(f"Cases: {summary.cases}  Labels: {summary.labels}"
+                  + (f" ({statuses})" if statuses else ""))
     if summary.resumed_cases:
         console.print(f"Resumed: {summary.resumed_cases} case(s) were already done")
     if summary.labels == 0:
