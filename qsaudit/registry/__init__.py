@@ -21,6 +21,7 @@ from qsaudit.registry.lookup import (
     is_target_volume,
     lookup,
     preset_labels,
+    series_key,
     structure_family,
     vocabulary,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "lookup",
     "normalize_name",
     "preset_labels",
+    "series_key",
     "structure_family",
     "vocabulary",
 ]

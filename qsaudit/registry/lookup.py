@@ -107,6 +107,24 @@ def is_target_volume(name: str) -> bool:
     return _TARGET_NAME.match(name.strip()) is not None
 
 
+_LEVEL = re.compile(r"(?:_[CTLS]?|(?<=ptv))\d+$")
+
+
+def series_key(name: str) -> str | None:
+    """The series a numbered structure belongs to, its level left out: ``"rib_left"`` for
+    every left rib, ``"vertebrae"`` for C1..S1, ``"ptv"`` for PTV56/63/70; None for a
+    structure with no level (or one the registry does not know).
+
+    Members of a series look alike on a single axial slice (a slice of rib 5 is a slice of a
+    rib, whichever its number): which one a mask shows is a question of counting in 3D, not of
+    whether the mask follows the image."""
+    structure = lookup(name)
+    if structure is None:
+        return None
+    stem, n = _LEVEL.subn("", structure.key)
+    return stem if n else None
+
+
 FAMILIES = ("organs", "bones", "vessels", "muscles", "bowel", "lungs", "targets", "other")
 """Structure families the accuracy is reported by (:func:`structure_family`)."""
 

@@ -84,15 +84,26 @@ def wrong_structure_candidates(case: TrustedCase, rng: np.random.Generator, *,
     alike: the hardest case for the network), the other half any other structure of the case.
     The candidate's Dice against the label is usually 0 (some neighbours overlap a little).
     Source ``"wrong_structure"``, severity 1.
+
+    Another member of the label's own series (:func:`qsaudit.registry.series_key`: rib 6 for
+    rib 5, vertebra C6 for C5, PTV63 for PTV70) is never drawn: on one axial slice it looks
+    exactly like a correct mask of the label, so it would teach the network to doubt every
+    correct rib and vertebra (a slice cannot count ribs).
     """
+    from qsaudit.registry import series_key
+
     names = sorted(case.masks)
     if len(names) < 2:
         return []
     sp = np.asarray(case.spacing, dtype=np.float64)
     centres = {n: np.argwhere(case.masks[n]).mean(axis=0) * sp for n in names}
+    series = {n: series_key(n) for n in names}
     out: list[Candidate] = []
     for name in names:
-        others = [n for n in names if n != name]
+        others = [n for n in names if n != name
+                  and (series[name] is None or series[n] != series[name])]
+        if not others:
+            continue
         dist = np.array([np.linalg.norm(centres[n] - centres[name]) for n in others])
         for _ in range(per_label):
             if rng.random() < 0.5:

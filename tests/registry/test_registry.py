@@ -210,3 +210,13 @@ def test_structure_families_for_accuracy_reports():
     assert structure_family("PTV70") == "targets"
     assert structure_family("GTVp") == "targets"
     assert structure_family("my_tumour") == "other"
+
+
+def test_series_key_groups_numbered_structures_by_their_series() -> None:
+    from qsaudit.registry import series_key
+
+    assert series_key("vertebrae_C5") == series_key("L1") == series_key("vertebra T12")
+    assert series_key("rib_left_5") == series_key("left rib 12") != series_key("rib_right_5")
+    assert series_key("PTV70") == series_key("PTV56")
+    for name in ("liver", "sacrum", "kidney_left", "my_tumour_3"):
+        assert series_key(name) is None

@@ -46,3 +46,25 @@ def test_wrong_structure_candidates_carry_another_structures_mask(trusted_cases)
         assert cand.true_dsc < 0.5
     both = degraded_candidates(case, np.random.default_rng(0), per_label=1, wrong_per_label=1)
     assert sum(c.source == "wrong_structure" for c in both) == len(case.masks)
+
+
+def test_wrong_structure_never_draws_another_member_of_the_labels_series(trusted_cases):
+    from dataclasses import replace
+
+    case = trusted_cases[0]
+    shape = next(iter(case.masks.values())).shape
+    ribs = {}
+    for k, name in enumerate(("left rib 4", "left rib 5", "left rib 6")):
+        m = np.zeros(shape, bool)
+        m[2 + 3 * k:4 + 3 * k, 2:6, 1:4] = True
+        ribs[name] = m
+    liver = np.zeros(shape, bool)
+    liver[-8:-2, -8:-2, -5:-1] = True
+    case = replace(case, masks={**ribs, "liver": liver})
+    cands = wrong_structure_candidates(case, np.random.default_rng(0), per_label=40)
+    for cand in cands:
+        if "rib" in cand.structure:  # only the liver is left to stand in for a rib
+            assert np.array_equal(cand.mask, liver)
+    # a series with nothing else in the case gives no candidate rather than a rib
+    only_ribs = replace(case, masks=ribs)
+    assert wrong_structure_candidates(only_ribs, np.random.default_rng(0)) == []
