@@ -36,7 +36,8 @@ def train(
     workers: Annotated[int, typer.Option(
         "--workers", help="Processes that build samples (0 = all cores).")] = 0,
     max_minutes: Annotated[float | None, typer.Option(
-        "--max-minutes", help="Stop after this many minutes and keep the best model.")] = None,
+        "--max-minutes", help="Stop training once the run (sample building included) has "
+        "taken this many minutes, and keep the best model.")] = None,
     exclude_cases: Annotated[Path | None, typer.Option(
         "--exclude-cases", help="File of case/patient ids never to use (e.g. a benchmark's "
         "test patients), one per line.")] = None,

@@ -62,8 +62,8 @@ class SampleConfig:
 class TrainConfig:
     """Optimisation settings of ``qsaudit train``.
 
-    ``max_minutes``: stop gracefully after this wall time (None = no limit) and keep the best
-    checkpoint. ``holdout_fraction``: fraction of patients held out for validation.
+    ``max_minutes``: stop training gracefully once the whole run (building samples included)
+    has taken this wall time (None = no limit) and keep the best checkpoint. ``holdout_fraction``: fraction of patients held out for validation.
     ``workers``: processes that build samples (0 = all cores). ``validate_every``: epochs
     between validations (the last epoch is always validated). ``augment``: random CT
     intensity scale/offset/noise and small shifts/zooms of each training batch (no flips).

@@ -135,6 +135,16 @@ def validation_calibration(model: Any, val: SampleSet, embeddings: dict[str, np.
     return calibrate(val, pred, seed=config.seed, probe_pred=probe_pred)
 
 
+def _left_for_training(config: TrainConfig, build_seconds: float) -> TrainConfig:
+    """``config`` with ``max_minutes`` cut by the time building samples took: the limit is
+    the whole run's wall time (a lent GPU's lease ends at a fixed time, whatever the build
+    cost). At least a few seconds are left, so that one step runs and a model is written."""
+    if config.max_minutes is None:
+        return config
+    return config.with_overrides(
+        max_minutes=max(config.max_minutes - build_seconds / 60.0, 0.05))
+
+
 def _split(patients: list[str], config: TrainConfig, init: str | Path | None) -> set[str]:
     """The validation patients. A fine-tune keeps its ``init`` model's split for every patient
     that model knew (its held-out patients must never reach training); new patients (e.g. new
@@ -256,7 +266,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                 log_fh.flush()
 
             result = (cluster.fit if cluster is not None else fit)(
-                model, train, val, config=config, embeddings=embeddings,
+                model, train, val, config=_left_for_training(config, build_seconds),
+                embeddings=embeddings,
                 state_path=paths["state"], resume=resume, on_step=on_step,
                 on_epoch=on_epoch, fingerprint=fingerprint)
     finally:

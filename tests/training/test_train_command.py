@@ -87,3 +87,29 @@ def test_train_can_start_from_a_model_file(tmp_path):
     other = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "w.pt"), "--init",
                                      str(first), "--width", "16"])
     assert other.exit_code == 2 and "another architecture" in other.output
+
+
+def test_max_minutes_counts_the_sample_build(tmp_path, monkeypatch):
+    import types
+
+    import qsaudit.training.run as run_mod
+    import qsaudit.training.trainer as trainer_mod
+
+    seen = {}
+    real_fit = trainer_mod.fit
+    readings = iter([0.0])  # the run's clock: 0 at its start, 90 s from then on
+
+    def fit(*args, config, **kwargs):
+        seen["max_minutes"] = config.max_minutes
+        return real_fit(*args, config=config, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "fit", fit)
+    monkeypatch.setattr(run_mod, "time",
+                        types.SimpleNamespace(monotonic=lambda: next(readings, 90.0)))
+    data = write_dataset(tmp_path / "ds", [41, 42, 43])
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "1",
+            "--holdout-fraction", "0.34", "--max-minutes", "10", *TINY]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    # building the samples took 90 s of the run's clock: 8.5 of the 10 minutes are left
+    assert seen["max_minutes"] == pytest.approx(8.5)
