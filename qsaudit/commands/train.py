@@ -74,6 +74,10 @@ def train(
         "--sample-draw", help="Draw fresh training candidates and slices (N >= 1; 0 = the "
         "original draw) while the patient split and validation samples stay the same, e.g. "
         "to fine-tune with --init on new samples.")] = None,
+    derived: Annotated[str | None, typer.Option(
+        "--derived", help="Structures read off a dataset's CT itself and trained on as extra "
+        "labels, comma-separated: lungs, vertebrae (around a labelled spinal cord); "
+        "default lungs; empty: none.")] = None,
     embeddings: Annotated[Path | None, typer.Option(
         "--embeddings", help="Precomputed name embeddings (python -m "
         "qsaudit.training.embeddings FILE) for machines without the text encoder.")] = None,
@@ -124,6 +128,16 @@ def train(
             raise UsageError(f"--snapshot-steps {snapshot_steps!r}: give whole numbers "
                              "separated by commas") from None
         config = config.with_overrides(snapshot_steps=steps)
+    if derived is not None:
+        from qsaudit.training.derived import SOURCES
+
+        sources = tuple(v for v in derived.replace(" ", "").split(",") if v)
+        unknown = [v for v in sources if v not in SOURCES]
+        if unknown:
+            raise UsageError(f"--derived {derived!r}: unknown source {unknown[0]!r}; choose "
+                             f"from {', '.join(SOURCES)}")
+        config = config.with_overrides(derived=bool(sources),
+                                       derived_sources=sources or ("lungs",))
     from qsaudit.commands._common import writable_folder
 
     writable_folder(Path(out).resolve().parent, what="folder of --out")

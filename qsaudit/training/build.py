@@ -48,7 +48,8 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     for spec in unit.specs:
         case = load_case(spec, min_inside_fraction=sample_config.min_inside_fraction,
                          min_label_voxels=sample_config.min_label_voxels,
-                         derived=sample_config.derived)
+                         derived=sample_config.derived,
+                         derived_sources=tuple(sample_config.derived_sources))
         if spec.pixel_mm is not None:  # a resolution copy
             case = resample_inplane(case, spec.pixel_mm, rng)
         elif not unit.validation and rng.random() < sample_config.resample_fraction:

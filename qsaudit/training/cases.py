@@ -173,12 +173,14 @@ def phantom_specs(count: int, *, seed: int, stream: int = PHANTOM_TRAIN_STREAM,
 
 
 def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
-              min_label_voxels: int = 20, derived: bool = False) -> TrustedCase:
+              min_label_voxels: int = 20, derived: bool = False,
+              derived_sources: tuple[str, ...] = ("lungs",)) -> TrustedCase:
     """Load (or generate) the case of ``spec`` and clean it with :func:`prepare_case`.
 
     Labels that cannot be read are dropped (their names land in ``dropped``). ``derived``:
     add to a dataset case the structures its CT defines by itself
-    (:func:`qsaudit.training.derived.derived_structures`), where it lacks them.
+    (:func:`qsaudit.training.derived.derived_structures`: ``derived_sources`` of them), where
+    it lacks them.
     """
     if spec.kind == "phantom":
         from qsaudit.phantoms import make_phantom
@@ -213,7 +215,8 @@ def load_case(spec: CaseSpec, *, min_inside_fraction: float = 0.5,
     if derived:
         from qsaudit.training.derived import derived_structures
 
-        found = derived_structures(case.ct, case.spacing, existing=set(case.masks))
+        found = derived_structures(case.ct, case.spacing, existing=set(case.masks),
+                                   masks=case.masks, sources=tuple(derived_sources))
         case.masks.update({k: v for k, v in found.items() if int(v.sum()) >= min_label_voxels})
     return case
 

@@ -32,8 +32,8 @@ class SampleConfig:
     the validation samples stay exactly as they were.
     ``wrong_per_label``: candidates per label that are another structure's mask under its name
     (``qsaudit.training.candidates.wrong_structure_candidates``). ``derived``: add the
-    structures a real CT defines by itself (``qsaudit.training.derived``: the lungs) to dataset
-    cases. ``resample_fraction``: share of training cases shown at another in-plane pixel size
+    structures a real CT defines by itself (``qsaudit.training.derived``) to dataset cases:
+    ``derived_sources`` of them (``lungs``, ``vertebrae``). ``resample_fraction``: share of training cases shown at another in-plane pixel size
     (``qsaudit.training.resample``). ``phantom_region``: ``"abdomen"`` (the demo's phantoms) or
     ``"trunk"`` (chest to pelvis, the whole TotalSegmentator skeleton and fine pixels).
     """
@@ -54,6 +54,7 @@ class SampleConfig:
     draw: int = 0
     wrong_per_label: int = 1
     derived: bool = True
+    derived_sources: tuple[str, ...] = ("lungs",)
     resample_fraction: float = 0.3
     phantom_region: str = "abdomen"
 

@@ -2,11 +2,23 @@
 
 Clinical datasets label only what their task needs (OpenKBP: organs at risk of the head and
 neck), yet their CT shows more. Some structures can be read off the CT with no annotator: the
-lungs are the large air-filled regions inside the body, one on each side. Masks made this way
-follow real edges on real texture, which the phantoms cannot give, and extend the real-CT
-vocabulary towards the trunk. They are made only where they are unambiguous (a component that
-lies wholly on one side of the midline, large enough to be a lung, not touching the volume's
-in-plane border); anything else is left out.
+lungs are the large air-filled regions inside the body, one on each side; the vertebrae are
+the bone around a labelled spinal cord. Masks made this way follow real edges on real texture,
+which the phantoms cannot give, and extend the real-CT vocabulary towards the trunk. They are
+made only where they are unambiguous; anything else is left out:
+
+* ``lungs``: a component that lies wholly on one side of the midline, large enough to be a
+  lung, not touching the volume's in-plane border;
+* ``vertebrae``: on each slice of the spinal cord's label, the bone (above :data:`BONE_HU`,
+  holes filled, the canal left out) whose components come within :data:`NEAR_CORD_MM` of the
+  cord, where it all stays within :data:`VERTEBRA_REACH_MM` of the cord's centre (a slice
+  where it reaches further holds the skull base or a rib joined on, and is skipped) and the
+  slice shows the patient around the cord. The longest run of such slices is cut into
+  vertebrae at the slices of least vertebral-body bone (the discs, where the grid resolves
+  them) about one vertebra's height apart, and they are named by level from the top, the first
+  as C2. The levels are approximate (the run may start below C2), which does not matter for training: two
+  vertebrae are never each other's wrong-structure candidate
+  (:func:`qsaudit.registry.series_key`), and a slice of one is a slice of a vertebra.
 """
 
 from __future__ import annotations
@@ -18,23 +30,51 @@ BODY_HU = -500.0        # above this: the patient (and the table)
 MIN_LUNG_ML = 15.0      # smaller air regions are airway, sinuses or bowel gas
 MIN_SIDE_SHARE = 0.97   # a lung lies (almost) wholly on its own side of the midline
 MIN_OFFSET_MM = 25.0    # its centroid sits at least this far from the midline
+BONE_HU = 150.0         # above this: bone (cortex and the denser cancellous bone)
+NEAR_CORD_MM = 8.0      # a vertebra's bone comes this close to the cord
+VERTEBRA_REACH_MM = 50.0  # and stays this close to the cord's centre
+VERTEBRA_MM = (12.0, 24.0)  # a cut between two vertebrae falls this far below the last
+MIN_TISSUE_SHARE = 0.6  # of the disc within 25 mm of the cord, at least this much is patient
+SOURCES = ("lungs", "vertebrae")
+"""What :func:`derived_structures` can make."""
+CORD = "spinal cord"
+VERTEBRA_LEVELS = (*(f"C{i}" for i in range(2, 8)), *(f"T{i}" for i in range(1, 13)),
+                   *(f"L{i}" for i in range(1, 6)))
 
 
 def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
-                       existing: set[str] | frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+                       existing: set[str] | frozenset[str] = frozenset(),
+                       masks: dict[str, np.ndarray] | None = None,
+                       sources: tuple[str, ...] = ("lungs",)) -> dict[str, np.ndarray]:
     """Masks of structures found from HU and connectivity alone, keyed by registry name.
 
     Args:
         ct: CT in HU, (X, Y, Z) in RAS (x increases towards the patient's right).
         spacing: voxel size in mm.
         existing: structures the case already has; those are never replaced.
+        masks: the case's labels by registry name (``vertebrae`` needs its spinal cord).
+        sources: which of :data:`SOURCES` to make.
 
-    Returns ``{"lung_left": mask, "lung_right": mask}`` (bool, the CT's shape) for each lung
-    that is found unambiguously; an empty dict when none is.
+    Returns e.g. ``{"lung_left": mask, "lung_right": mask, "vertebra C3": mask}`` (bool, the
+    CT's shape) for each structure found unambiguously; an empty dict when none is.
     """
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown derived source(s) {sorted(unknown)}; known: {SOURCES}")
+    out: dict[str, np.ndarray] = {}
+    if "lungs" in sources:
+        out.update(_lungs(np.asarray(ct), spacing, existing))
+    if "vertebrae" in sources and masks is not None and CORD in masks:
+        out.update({k: v for k, v in _vertebrae(np.asarray(ct), spacing, masks[CORD]).items()
+                    if k not in existing})
+    return out
+
+
+def _lungs(ct: np.ndarray, spacing: tuple[float, float, float],
+           existing: set[str] | frozenset[str]) -> dict[str, np.ndarray]:
+    """The lungs of :func:`derived_structures`."""
     from scipy import ndimage as ndi
 
-    ct = np.asarray(ct)
     body = _body(ct)
     if not body.any():
         return {}
@@ -103,3 +143,99 @@ def _midline(body: np.ndarray) -> float:
     """x index of the body's left-right centre (mean of the body voxels' x)."""
     per_x = body.sum(axis=(1, 2), dtype=np.int64).astype(np.float64)
     return float((per_x * np.arange(per_x.size)).sum() / per_x.sum())
+
+
+def _disk(radius_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
+    """An in-plane disc of ``radius_mm`` as a structuring element on a grid of ``spacing``."""
+    rx, ry = (max(1, int(np.ceil(radius_mm / float(d)))) for d in spacing[:2])
+    xx, yy = np.meshgrid(np.arange(-rx, rx + 1) * float(spacing[0]),
+                         np.arange(-ry, ry + 1) * float(spacing[1]), indexing="ij")
+    return xx ** 2 + yy ** 2 <= radius_mm ** 2
+
+
+def _column(ct: np.ndarray, spacing: tuple[float, float, float],
+            cord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vertebral column around ``cord``, slice by slice, and its vertebral-body area (mm²)
+    per slice (0 where the slice is skipped)."""
+    from scipy import ndimage as ndi
+
+    sx, sy = float(spacing[0]), float(spacing[1])
+    column = np.zeros(ct.shape, dtype=bool)
+    body_area = np.zeros(ct.shape[2])
+    near = _disk(NEAR_CORD_MM, spacing)
+    xx, yy = np.meshgrid(np.arange(ct.shape[0]) * sx, np.arange(ct.shape[1]) * sy,
+                         indexing="ij")
+    for z in np.flatnonzero(cord.any(axis=(0, 1))):
+        c = cord[:, :, z]
+        cx, cy = (np.argwhere(c) * (sx, sy)).mean(axis=0)
+        radius = np.hypot(xx - cx, yy - cy)
+        around = radius <= 25.0
+        if (ct[:, :, z][around] > BODY_HU).mean() < MIN_TISSUE_SHARE:
+            continue  # only a margin of CT around the cord: no anatomy to follow
+        labels, _ = ndi.label(ct[:, :, z] > BONE_HU, structure=np.ones((3, 3)))
+        ids = np.unique(labels[ndi.binary_dilation(c, near) & (labels > 0)])
+        if ids.size == 0:
+            continue
+        bone = np.isin(labels, ids)
+        if radius[bone].max() > VERTEBRA_REACH_MM:
+            continue  # the skull base, or a rib joined on: not a vertebra alone
+        canal = ndi.binary_fill_holes(c)
+        mask = ndi.binary_fill_holes(bone) & ~_canal(bone, canal)
+        column[:, :, z] = mask
+        cord_radius = np.sqrt(c.sum() * sx * sy / np.pi)
+        body_area[z] = (mask & (yy > cy + cord_radius + 2.0)).sum() * sx * sy
+    return column, body_area
+
+
+def _canal(bone: np.ndarray, cord: np.ndarray) -> np.ndarray:
+    """The spinal canal on one slice: the hole of the bone ring the cord lies in (the cord
+    itself where the ring is open)."""
+    from scipy import ndimage as ndi
+
+    holes = ndi.binary_fill_holes(bone) & ~bone
+    labels, _ = ndi.label(holes)
+    ids = np.unique(labels[cord & (labels > 0)])
+    return np.isin(labels, ids[ids > 0]) | cord
+
+
+def _vertebrae(ct: np.ndarray, spacing: tuple[float, float, float],
+               cord: np.ndarray) -> dict[str, np.ndarray]:
+    """The vertebrae of :func:`derived_structures`, on the longest run of slices where the
+    column is clear (an empty dict when that holds fewer than two vertebrae, or more levels
+    than the names)."""
+    column, body_area = _column(ct, spacing, np.asarray(cord, dtype=bool))
+    run = _longest_run(column.any(axis=(0, 1)))
+    if run is None:
+        return {}
+    bottom, top = run
+    dz = float(spacing[2])
+    lo, hi = (max(1, round(mm / dz)) for mm in VERTEBRA_MM)
+    cuts = [top + 1]
+    while cuts[-1] - lo > bottom:
+        window = np.arange(max(cuts[-1] - hi, bottom), cuts[-1] - lo + 1)
+        cuts.append(int(window[np.argmin(body_area[window])]))
+    if cuts[-1] - bottom < lo:  # a last piece shorter than a vertebra: joined to the one above
+        cuts.pop()
+    cuts.append(bottom)
+    pieces = [(cuts[i + 1], cuts[i]) for i in range(len(cuts) - 1)]
+    if len(pieces) < 2 or len(pieces) > len(VERTEBRA_LEVELS):
+        return {}
+    out = {}
+    for level, (z0, z1) in zip(VERTEBRA_LEVELS, pieces, strict=False):
+        mask = np.zeros_like(column)
+        mask[:, :, z0:z1] = column[:, :, z0:z1]
+        out[f"vertebra {level}"] = mask
+    return out
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
+    """(first, last) index of the longest run of True in ``flags``; None when there is none."""
+    best, start = None, None
+    for i, flag in enumerate([*flags.tolist(), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if best is None or i - start > best[1] - best[0] + 1:
+                best = (start, i - 1)
+            start = None
+    return best

@@ -42,3 +42,65 @@ def test_ambiguous_or_existing_lungs_are_left_out():
     assert set(derived_structures(ct, spacing, existing={"lung_left"})) == {"lung_right"}
     # no body, no air inside it: nothing
     assert derived_structures(np.full((20, 20, 5), -1000.0, np.float32), spacing) == {}
+
+
+def _neck(spacing=(1.0, 1.0, 2.5), levels=5, height_mm=17.5, disc_mm=5.0):
+    """A neck: soft tissue, a spinal cord, and a column of vertebrae (a body in front of the
+    cord, an arch around it) separated by discs; the skull's base above the top one."""
+    nz = round(levels * (height_mm + disc_mm) / spacing[2]) + 8
+    shape = (90, 90, nz)
+    x, y = np.meshgrid(np.arange(90) * spacing[0], np.arange(90) * spacing[1], indexing="ij")
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[((x - 45) / 44) ** 2 + ((y - 45) / 44) ** 2 <= 1] = 40.0
+    cord = np.zeros(shape, bool)
+    cord_2d = (x - 45) ** 2 + (y - 35) ** 2 <= 4 ** 2
+    ring = ((x - 45) ** 2 + (y - 35) ** 2 <= 9 ** 2) & ~((x - 45) ** 2 + (y - 35) ** 2 <= 6 ** 2)
+    body = (x - 45) ** 2 + (y - 52) ** 2 <= 8 ** 2
+    truth = np.zeros(shape, bool)
+    period = height_mm + disc_mm
+    top = levels * period
+    for k in range(nz):
+        zmm = k * spacing[2]
+        cord[:, :, k] = cord_2d
+        if zmm >= top:  # the skull's base: bone far from the cord
+            ct[:, :, k][((x - 45) / 43) ** 2 + ((y - 45) / 43) ** 2 <= 1] = 700.0
+            ct[:, :, k][cord_2d] = 20.0
+        elif zmm % period >= disc_mm:
+            ct[:, :, k][ring | body] = 500.0
+            truth[:, :, k] = ring | body
+        else:
+            ct[:, :, k][ring] = 500.0  # the arch goes on past the disc
+            truth[:, :, k] = ring
+        ct[:, :, k][cord_2d] = 20.0
+    return ct, cord, truth, spacing, levels
+
+
+def test_vertebrae_are_read_around_the_spinal_cord_and_split_at_the_discs():
+    ct, cord, truth, spacing, levels = _neck()
+    found = derived_structures(ct, spacing, masks={"spinal cord": cord},
+                               sources=("vertebrae",))
+    names = [f"vertebra C{i}" for i in range(2, 2 + levels)]
+    assert sorted(found) == sorted(names)
+    union = np.zeros_like(cord)
+    for name in names:
+        assert not (union & found[name]).any()  # each voxel in one vertebra
+        union |= found[name]
+    assert (union & truth).sum() / truth.sum() > 0.97  # the bone, not the skull or the canal
+    assert not (union & cord).any() and (union & ~truth).sum() == 0
+    # each vertebra holds one body: the cuts fall in the discs
+    for name in names:
+        z_body = np.flatnonzero(found[name][45, 52, :])
+        assert z_body.size and np.all(np.diff(z_body) == 1)
+    # C2 is the top one, below the skull's base
+    assert np.flatnonzero(found["vertebra C2"].any(axis=(0, 1))).max() > \
+        np.flatnonzero(found["vertebra C3"].any(axis=(0, 1))).max()
+
+
+def test_no_vertebrae_without_a_spinal_cord_or_when_not_asked():
+    ct, cord, _, spacing, _ = _neck()
+    assert derived_structures(ct, spacing, masks={}, sources=("vertebrae",)) == {}
+    assert derived_structures(ct, spacing, masks={"spinal cord": cord}) == {}  # lungs only
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown derived source"):
+        derived_structures(ct, spacing, sources=("ribs",))
