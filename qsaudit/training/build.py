@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from qsaudit.cpu import single_threaded_children, usable_cores
-from qsaudit.training.cases import CaseSpec, load_case
+from qsaudit.training.cases import TRAIN_PHANTOM_VOXELS, CaseSpec, load_case
 from qsaudit.training.config import SampleConfig
 from qsaudit.training.samples import SampleSet, candidate_samples, rebalance, scorable_slices
 
@@ -154,6 +154,20 @@ def make_units(specs: list[CaseSpec], validation_patients: set[str], *, group: i
     return units
 
 
+def unit_cost(unit: Unit) -> float:
+    """A rough cost of building ``unit``: its cases' voxels (a trunk phantom is generated at up
+    to :data:`TRAIN_PHANTOM_VOXELS` on a fine grid; a dataset case counts as 128³)."""
+    cost = 0.0
+    for spec in unit.specs:
+        if spec.kind == "phantom" and spec.region != "abdomen":
+            cost += TRAIN_PHANTOM_VOXELS
+        elif spec.kind == "phantom" and spec.shape is not None:
+            cost += float(np.prod(spec.shape))
+        else:
+            cost += 128.0 ** 3
+    return cost
+
+
 def _worker_init() -> None:
     import torch
 
@@ -226,10 +240,12 @@ def build_samples(specs: list[CaseSpec], validation_patients: set[str], *, model
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                  initializer=_worker_init) as pool:
+            # the heaviest units first, so that the last ones to finish are short
+            order = sorted(range(len(units)), key=lambda i: -unit_cost(units[i]))
             with single_threaded_children():  # workers start at these submits
-                futures = {pool.submit(_cached_unit, u, model_config, sample_config,
+                futures = {pool.submit(_cached_unit, units[i], model_config, sample_config,
                                        unit_cache): i
-                           for i, u in enumerate(units)}
+                           for i in order}
             for done, fut in enumerate(as_completed(futures), start=1):
                 results[futures[fut]] = fut.result()
                 if on_unit:

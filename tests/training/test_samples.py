@@ -76,3 +76,14 @@ def test_sample_set_concat_and_round_trip(tmp_path):
     back = SampleSet.load(tmp_path / "s.npz")
     assert np.array_equal(back.targets, joined.targets)
     assert back.group_table == joined.group_table and back.names.tolist() == ["liver"] * 5
+
+
+def test_heaviest_units_are_built_first():
+    from qsaudit.training.build import make_units, unit_cost
+    from qsaudit.training.cases import phantom_specs
+
+    specs = [*phantom_specs(2, seed=0, shape=(24, 24, 12)), *phantom_specs(2, seed=0,
+                                                                           region="trunk")]
+    units = make_units(specs, set(), group=1, seed=0)
+    costs = {u.specs[0].region: unit_cost(u) for u in units}
+    assert costs["trunk"] > 100 * costs["abdomen"]
