@@ -90,6 +90,10 @@ def train(
     ray_workers: Annotated[int | None, typer.Option(
         "--ray-workers", min=1, help="With --engine ray: training workers (default: one per "
         "GPU, else 2 CPU workers).")] = None,
+    no_calibrate: Annotated[bool, typer.Option(
+        "--no-calibrate", help="Write the network without the label calibration on the "
+        "validation labels (fit it afterwards with python -m qsaudit.training.calibrate, "
+        "e.g. on another machine); a scan then reports the mean slice prediction.")] = False,
     quiet: bool = QuietOption,
 ) -> None:
     """Train the model that predicts a mask's Dice from trusted labels: candidates are made by
@@ -156,7 +160,7 @@ def train(
                              trunk_phantoms=trunk_phantoms,
                              model_config=model_config, exclude_cases=excluded, resume=resume,
                              embeddings_file=embeddings, command=command, init=init,
-                             cluster=cluster)
+                             cluster=cluster, calibrate=not no_calibrate)
     m = report.best_metrics
     typer.echo(f"wrote {report.checkpoint} (best epoch {report.best_epoch} of "
                f"{report.epochs_done}{', stopped early' if report.stopped_early else ''})")

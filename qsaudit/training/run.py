@@ -185,7 +185,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                 exclude_cases: set[str] | None = None, resume: bool = False,
                 encoder: str = "minilm", embeddings_file: str | Path | None = None,
                 command: str | None = None, init: str | Path | None = None,
-                trunk_phantoms: int = 0, cluster: Any = None) -> TrainReport:
+                trunk_phantoms: int = 0, cluster: Any = None,
+                calibrate: bool = True) -> TrainReport:
     """Build samples, train a QualityNet and write the model file ``out`` (see module doc).
 
     ``model_config`` defaults to the model preset named by ``config.preset`` with the text
@@ -196,7 +197,9 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     resumed run's state file supplies them. ``trunk_phantoms``: chest-to-pelvis phantoms
     beside the ``phantoms`` abdominal ones. ``cluster``: a
     :class:`qsaudit.training.ray_train.RayTraining` builds the samples and trains on Ray
-    (None: on this machine). Raises :class:`UsageError` for unusable inputs.
+    (None: on this machine). ``calibrate=False`` writes the network without the label
+    calibration on the validation labels (fitted later by :mod:`qsaudit.training.calibrate`).
+    Raises :class:`UsageError` for unusable inputs.
     """
     import torch
 
@@ -273,8 +276,9 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     finally:
         log_fh.close()
     model.load_state_dict(result.best_state)
-    calibration, calibration_metrics = validation_calibration(model, val, embeddings,
-                                                              config=config)
+    calibration, calibration_metrics = (validation_calibration(model, val, embeddings,
+                                                               config=config)
+                                        if calibrate else (None, {}))
     train_patients = sorted(set(patients) - val_patients)
     meta = {
         "trained_with": "qsaudit train",

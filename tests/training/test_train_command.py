@@ -90,7 +90,7 @@ def test_train_can_start_from_a_model_file(tmp_path):
     assert other.exit_code == 2 and "another architecture" in other.output
 
 
-def test_max_minutes_counts_the_sample_build(tmp_path, monkeypatch):
+def test_max_minutes_counts_the_sample_build_and_calibration_can_wait(tmp_path, monkeypatch):
     import types
 
     import qsaudit.training.run as run_mod
@@ -104,13 +104,19 @@ def test_max_minutes_counts_the_sample_build(tmp_path, monkeypatch):
         seen["max_minutes"] = config.max_minutes
         return real_fit(*args, config=config, **kwargs)
 
+    def calibrate(*args, **kwargs):
+        seen["calibrated"] = True
+        return None, {}
+
     monkeypatch.setattr(trainer_mod, "fit", fit)
+    monkeypatch.setattr(run_mod, "validation_calibration", calibrate)
     monkeypatch.setattr(run_mod, "time",
                         types.SimpleNamespace(monotonic=lambda: next(readings, 90.0)))
     data = write_dataset(tmp_path / "ds", [41, 42, 43])
     args = ["train", "--data", str(data), "--out", str(tmp_path / "m.pt"), "--epochs", "1",
-            "--holdout-fraction", "0.34", "--max-minutes", "10", *TINY]
+            "--holdout-fraction", "0.34", "--max-minutes", "10", "--no-calibrate", *TINY]
     run = CliRunner().invoke(app, args)
     assert run.exit_code == 0, run.output
+    assert "calibrated" not in seen  # --no-calibrate: no label calibration is fitted
     # building the samples took 90 s of the run's clock: 8.5 of the 10 minutes are left
     assert seen["max_minutes"] == pytest.approx(8.5)
