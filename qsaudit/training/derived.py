@@ -16,7 +16,8 @@ made only where they are unambiguous; anything else is left out:
   slice shows the patient around the cord. The longest run of such slices is cut into
   vertebrae at the slices of least vertebral-body bone (the discs, where the grid resolves
   them) about one vertebra's height apart, and they are named by level from the top, the first
-  as C2. The levels are approximate (the run may start below C2), which does not matter for training: two
+  as C2; every second one is kept (C2, C4, C6, ...), so that the vertebrae do not outnumber
+  the dataset's own labels. The levels are approximate (the run may start below C2), which does not matter for training: two
   vertebrae are never each other's wrong-structure candidate
   (:func:`qsaudit.registry.series_key`), and a slice of one is a slice of a vertebra.
 """
@@ -221,7 +222,9 @@ def _vertebrae(ct: np.ndarray, spacing: tuple[float, float, float],
     if len(pieces) < 2 or len(pieces) > len(VERTEBRA_LEVELS):
         return {}
     out = {}
-    for level, (z0, z1) in zip(VERTEBRA_LEVELS, pieces, strict=False):
+    for k, (level, (z0, z1)) in enumerate(zip(VERTEBRA_LEVELS, pieces, strict=False)):
+        if k % 2:
+            continue  # every second level: the vertebrae stay a share of the labels, not most
         mask = np.zeros_like(column)
         mask[:, :, z0:z1] = column[:, :, z0:z1]
         out[f"vertebra {level}"] = mask
