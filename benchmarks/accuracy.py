@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="as qsaudit scan --precision")
+    parser.add_argument("--derived", default=None,
+                        help="HU-derived structures added to the OpenKBP test labels, e.g. "
+                        "lungs,vertebrae (default: the model's training setting), so that two "
+                        "models are scored on the same labels.")
     args = parser.parse_args(argv)
 
     from qsaudit.inference.aggregate import model_calibration
@@ -181,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     meta = predictor.meta
     sample_kw = dict(meta.get("train_config", {}).get("samples", {}))
     sample_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in sample_kw.items()}
+    if args.derived is not None:
+        sources = tuple(v for v in args.derived.split(",") if v)
+        sample_kw.update(derived=bool(sources), derived_sources=sources or ("lungs",))
     sample_config = SampleConfig(**sample_kw)
     print(f"model {args.model} (trained {meta.get('command') or '?'}), {predictor.device} "
           f"{predictor.precision}, calibration: {type(model_calibration(meta)).__name__}")
