@@ -17,9 +17,10 @@ made only where they are unambiguous; anything else is left out:
   vertebrae at the slices of least vertebral-body bone (the discs, where the grid resolves
   them) about one vertebra's height apart, and they are named by level from the top, the first
   as C2; every second one is kept (C2, C4, C6, ...), so that the vertebrae do not outnumber
-  the dataset's own labels. The levels are approximate (the run may start below C2), which does not matter for training: two
-  vertebrae are never each other's wrong-structure candidate
-  (:func:`qsaudit.registry.series_key`), and a slice of one is a slice of a vertebra.
+  the dataset's own labels. The levels are approximate (the run may start below C2), which
+  does not matter for training: two vertebrae are never each other's wrong-structure
+  candidate (:func:`qsaudit.registry.series_key`), and a slice of one is a slice of a
+  vertebra.
 """
 
 from __future__ import annotations
