@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     sample_kw = dict(meta.get("train_config", {}).get("samples", {}))
     sample_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in sample_kw.items()}
     if args.derived is not None:
-        sources = tuple(v for v in args.derived.split(",") if v)
-        sample_kw.update(derived=bool(sources), derived_sources=sources or ("lungs",))
+        from qsaudit.training.derived import derived_overrides
+
+        sample_kw.update(derived_overrides(args.derived))
     sample_config = SampleConfig(**sample_kw)
     print(f"model {args.model} (trained {meta.get('command') or '?'}), {predictor.device} "
           f"{predictor.precision}, calibration: {type(model_calibration(meta)).__name__}")

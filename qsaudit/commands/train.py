@@ -133,15 +133,9 @@ def train(
                              "separated by commas") from None
         config = config.with_overrides(snapshot_steps=steps)
     if derived is not None:
-        from qsaudit.training.derived import SOURCES
+        from qsaudit.training.derived import derived_overrides
 
-        sources = tuple(v for v in derived.replace(" ", "").split(",") if v)
-        unknown = [v for v in sources if v not in SOURCES]
-        if unknown:
-            raise UsageError(f"--derived {derived!r}: unknown source {unknown[0]!r}; choose "
-                             f"from {', '.join(SOURCES)}")
-        config = config.with_overrides(derived=bool(sources),
-                                       derived_sources=sources or ("lungs",))
+        config = config.with_overrides(**derived_overrides(derived))
     from qsaudit.commands._common import writable_folder
 
     writable_folder(Path(out).resolve().parent, what="folder of --out")

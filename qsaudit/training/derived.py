@@ -44,6 +44,20 @@ VERTEBRA_LEVELS = (*(f"C{i}" for i in range(2, 8)), *(f"T{i}" for i in range(1, 
                    *(f"L{i}" for i in range(1, 6)))
 
 
+def derived_overrides(text: str) -> dict[str, object]:
+    """The sample settings (``derived``, ``derived_sources``) that a ``--derived`` value asks
+    for: sources comma-separated (``"lungs,vertebrae"``), an empty value for none. Raises
+    :class:`UsageError` naming the first unknown source."""
+    from qsaudit.errors import UsageError
+
+    sources = tuple(v for v in text.replace(" ", "").split(",") if v)
+    unknown = [v for v in sources if v not in SOURCES]
+    if unknown:
+        raise UsageError(f"--derived {text!r}: unknown source {unknown[0]!r}; choose from "
+                         f"{', '.join(SOURCES)}")
+    return {"derived": bool(sources), "derived_sources": sources or ("lungs",)}
+
+
 def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
                        existing: set[str] | frozenset[str] = frozenset(),
                        masks: dict[str, np.ndarray] | None = None,
@@ -63,11 +77,12 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown derived source(s) {sorted(unknown)}; known: {SOURCES}")
+    ct = np.asarray(ct)
     out: dict[str, np.ndarray] = {}
     if "lungs" in sources:
-        out.update(_lungs(np.asarray(ct), spacing, existing))
+        out.update(_lungs(ct, spacing, existing))
     if "vertebrae" in sources and masks is not None and CORD in masks:
-        out.update({k: v for k, v in _vertebrae(np.asarray(ct), spacing, masks[CORD]).items()
+        out.update({k: v for k, v in _vertebrae(ct, spacing, masks[CORD]).items()
                     if k not in existing})
     return out
 
@@ -147,14 +162,6 @@ def _midline(body: np.ndarray) -> float:
     return float((per_x * np.arange(per_x.size)).sum() / per_x.sum())
 
 
-def _disk(radius_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
-    """An in-plane disc of ``radius_mm`` as a structuring element on a grid of ``spacing``."""
-    rx, ry = (max(1, int(np.ceil(radius_mm / float(d)))) for d in spacing[:2])
-    xx, yy = np.meshgrid(np.arange(-rx, rx + 1) * float(spacing[0]),
-                         np.arange(-ry, ry + 1) * float(spacing[1]), indexing="ij")
-    return xx ** 2 + yy ** 2 <= radius_mm ** 2
-
-
 def _column(ct: np.ndarray, spacing: tuple[float, float, float],
             cord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The vertebral column around ``cord``, slice by slice, and its vertebral-body area (mm²)
@@ -164,7 +171,6 @@ def _column(ct: np.ndarray, spacing: tuple[float, float, float],
     sx, sy = float(spacing[0]), float(spacing[1])
     column = np.zeros(ct.shape, dtype=bool)
     body_area = np.zeros(ct.shape[2])
-    near = _disk(NEAR_CORD_MM, spacing)
     xx, yy = np.meshgrid(np.arange(ct.shape[0]) * sx, np.arange(ct.shape[1]) * sy,
                          indexing="ij")
     for z in np.flatnonzero(cord.any(axis=(0, 1))):
@@ -175,27 +181,27 @@ def _column(ct: np.ndarray, spacing: tuple[float, float, float],
         if (ct[:, :, z][around] > BODY_HU).mean() < MIN_TISSUE_SHARE:
             continue  # only a margin of CT around the cord: no anatomy to follow
         labels, _ = ndi.label(ct[:, :, z] > BONE_HU, structure=np.ones((3, 3)))
-        ids = np.unique(labels[ndi.binary_dilation(c, near) & (labels > 0)])
+        near = ndi.distance_transform_edt(~c, sampling=(sx, sy)) <= NEAR_CORD_MM
+        ids = np.unique(labels[near & (labels > 0)])
         if ids.size == 0:
             continue
         bone = np.isin(labels, ids)
         if radius[bone].max() > VERTEBRA_REACH_MM:
             continue  # the skull base, or a rib joined on: not a vertebra alone
-        canal = ndi.binary_fill_holes(c)
-        mask = ndi.binary_fill_holes(bone) & ~_canal(bone, canal)
+        filled = ndi.binary_fill_holes(bone)
+        mask = filled & ~_canal(bone, filled, ndi.binary_fill_holes(c))
         column[:, :, z] = mask
         cord_radius = np.sqrt(c.sum() * sx * sy / np.pi)
         body_area[z] = (mask & (yy > cy + cord_radius + 2.0)).sum() * sx * sy
     return column, body_area
 
 
-def _canal(bone: np.ndarray, cord: np.ndarray) -> np.ndarray:
-    """The spinal canal on one slice: the hole of the bone ring the cord lies in (the cord
-    itself where the ring is open)."""
+def _canal(bone: np.ndarray, filled: np.ndarray, cord: np.ndarray) -> np.ndarray:
+    """The spinal canal on one slice: the hole of the bone ring (``filled``: ``bone`` with its
+    holes filled) that the cord lies in (the cord itself where the ring is open)."""
     from scipy import ndimage as ndi
 
-    holes = ndi.binary_fill_holes(bone) & ~bone
-    labels, _ = ndi.label(holes)
+    labels, _ = ndi.label(filled & ~bone)
     ids = np.unique(labels[cord & (labels > 0)])
     return np.isin(labels, ids[ids > 0]) | cord
 
@@ -233,13 +239,13 @@ def _vertebrae(ct: np.ndarray, spacing: tuple[float, float, float],
 
 
 def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
-    """(first, last) index of the longest run of True in ``flags``; None when there is none."""
-    best, start = None, None
-    for i, flag in enumerate([*flags.tolist(), False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            if best is None or i - start > best[1] - best[0] + 1:
-                best = (start, i - 1)
-            start = None
-    return best
+    """(first, last) index of the longest run of True in ``flags`` (the first of equally long
+    ones); None when there is none."""
+    from scipy import ndimage as ndi
+
+    labels, n = ndi.label(flags)
+    if n == 0:
+        return None
+    longest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    where = np.flatnonzero(labels == longest)
+    return int(where[0]), int(where[-1])
