@@ -33,7 +33,7 @@ STRUCTURES: tuple[str, ...] = (
     "lung_upper_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right", "trachea",
     "esophagus", "superior_vena_cava", "pulmonary_vein", "spinal_cord",
     "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left",
-    "gluteus_medius_right",
+    "gluteus_medius_right", "portal_vein_and_splenic_vein",
 )
 assert len(STRUCTURES) < 256  # struct maps are uint8
 SID = {name: i for i, name in enumerate(STRUCTURES)}
@@ -85,28 +85,31 @@ class Canvas:
 
     def paint_tube(self, points: np.ndarray, radii: np.ndarray, *, struct: str | int,
                    tissue: int, step: float | None = None,
-                   where: Callable[[tuple[slice, ...]], np.ndarray] | None = None) -> np.ndarray:
+                   where: Callable[[tuple[slice, ...]], np.ndarray] | None = None,
+                   z_scale: float = 1.0) -> np.ndarray:
         """Paint a tube through ``points`` (N, 3 mm) with radii (N,) as a chain of spheres.
 
-        Returns the full-volume bool mask of what was painted.
+        ``z_scale`` > 1 stretches each sphere along z into a spheroid ``z_scale`` times as tall:
+        a flat band standing on edge, such as a rib. Returns the full-volume bool mask of what
+        was painted.
         """
         radii = np.asarray(radii, float)
         step = step or max(1.0, 0.35 * float(radii.min()))  # ridges under 2% of the radius
         pts, rad = resample_path(np.asarray(points, float), radii, step)
         painted = np.zeros(self.shape, dtype=bool)
         # work inside the bounding box of the whole tube: fine grids are large
-        outer = self.box(tuple((pts - rad[:, None]).min(axis=0)),
-                         tuple((pts + rad[:, None]).max(axis=0)))
+        half = rad[:, None] * np.array([1.0, 1.0, float(z_scale)])
+        outer = self.box(tuple((pts - half).min(axis=0)), tuple((pts + half).max(axis=0)))
         if outer is None:
             return painted
         local = painted[outer]
         start = [s.start for s in outer]
-        for p, r in zip(pts, rad, strict=True):
-            box = self.box(tuple(p - r), tuple(p + r))
+        for p, r, h in zip(pts, rad, half, strict=True):
+            box = self.box(tuple(p - h), tuple(p + h))
             if box is None:
                 continue
             X, Y, Z = self.coords(box)
-            ball = (X - p[0]) ** 2 + (Y - p[1]) ** 2 + (Z - p[2]) ** 2 <= r * r
+            ball = (X - p[0]) ** 2 + (Y - p[1]) ** 2 + ((Z - p[2]) / z_scale) ** 2 <= r * r
             local[tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, start, strict=True))
                   ] |= ball
         if where is not None:

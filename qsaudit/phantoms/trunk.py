@@ -63,6 +63,7 @@ class TrunkAnatomy(Anatomy):
         self.bladder()
         self.mediastinum()
         self.vessels()
+        self.portal_splenic()
         self.muscles()
         self.gluteals()
         self.spine()
@@ -143,6 +144,31 @@ class TrunkAnatomy(Anatomy):
             sub = heart[box]
             wall = sub & (self._depth_mm(sub) <= 9.0)
             c.tissue[box][wall] = T["myocardium"]
+
+    def portal_splenic(self) -> None:
+        """Splenic vein along the back of the pancreas from the splenic hilum to the confluence
+        behind the pancreatic neck, and the portal vein from there up and right into the liver
+        hilum, where it divides into a right and a left branch (TotalSegmentator's
+        ``portal_vein_and_splenic_vein``). Painted over the pancreas and the liver."""
+        b, c = self.b, self.c
+        y0, z1 = b.y_vb, level_z(b, "L1")
+        hilum = np.array([35.0, y0 + 45, diaphragm_top(b) - 110])
+        conf = np.array([14.0, y0 + 46, z1 - 6]) + self._jit(3)
+        splenic = np.array([(-92, y0 + 2, z1 + 28), (-72, y0 + 12, z1 + 18),
+                            (-30, y0 + 44, z1 + 4), (-5, y0 + 48, z1 - 2), tuple(conf)], float)
+        splenic[:-1] += self.rng.normal(0, 2.5, (len(splenic) - 1, 3))
+        r_p = self.rng.uniform(6.0, 8.0)
+        portal = np.array([conf, 0.5 * (conf + hilum) + (4, 0, 0), hilum], float)
+        right = np.array([hilum, hilum + (28, -6, 8), hilum + (55, -10, 12)], float)
+        left = np.array([hilum, hilum + (-22, 10, 10), hilum + (-45, 18, 12)], float)
+        vein = T["hepatic_vessel"]
+        name = "portal_vein_and_splenic_vein"
+        c.paint_tube(splenic, np.full(len(splenic), 0.65 * r_p), struct=name, tissue=vein,
+                     where=self.abdomen)
+        c.paint_tube(portal, np.full(3, r_p), struct=name, tissue=vein, where=self.abdomen)
+        for branch in (right, left):
+            c.paint_tube(branch, np.array([0.75, 0.6, 0.45]) * r_p, struct=name, tissue=vein,
+                         where=self.abdomen)
 
     def mediastinum(self) -> None:
         """Trachea with its air column, esophagus, aortic arch, SVC, pulmonary trunk and veins."""
@@ -243,20 +269,28 @@ class TrunkAnatomy(Anatomy):
         shell = sub & (self._depth_mm(sub) <= max(cortex_mm, pixel))
         c.tissue[box][shell] = T["cortical_bone"]
 
-    def _tube_bone(self, points, radius, name: str, marrow: str = "marrow") -> None:
+    def _tube_bone(self, points, radius, name: str, marrow: str = "marrow",
+                   z_scale: float = 1.0) -> None:
         painted = self.c.paint_tube(np.asarray(points, float),
                                     np.broadcast_to(np.asarray(radius, float), (len(points),)),
-                                    struct=name, tissue=T[marrow])
+                                    struct=name, tissue=T[marrow], z_scale=z_scale)
         self._bone(name, painted)
 
     def rib_path(self, k: int, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Centre line of rib ``k`` (1-12) on side ``s`` (+1 right), and of its cartilage."""
+        """Centre line of rib ``k`` (1-12) on side ``s`` (+1 right), and of its cartilage.
+
+        A rib leaves its vertebra almost level and falls steeply round the side of the chest:
+        its front end lies two to three vertebral levels below its head (more for the lower
+        ribs), so that an axial slice cuts it into a short oblique segment (about 1-2 cm), as on
+        real CT, not a long band. The cartilages of the true ribs (1-7) run level or climb
+        towards the sternum; those of ribs 8-10 climb to the cartilage above.
+        """
         b = self.b
         zk = level_z(b, f"T{k}")
         rx, ry = self.vertebra_size(f"T{k}")
         sc = float(self.cage_scale(zk))
         phi_end = (2.55, 2.55, 2.55, 2.5, 2.45, 2.4, 2.35, 2.25, 2.15, 2.05, 1.75, 1.35)[k - 1]
-        drop = b.level * (0.9 + 0.12 * k)
+        drop = b.level * (2.3 + 0.2 * min(k, 10))
         phi = np.linspace(0.75, np.pi - 0.14, 40)
         theta = np.arctan2(-np.cos(phi), s * np.sin(phi))
         r = sc * (skin_radius(b, theta) - self.inner) + 1.0
@@ -265,7 +299,10 @@ class TrunkAnatomy(Anatomy):
         head = np.array([(s * (rx + 3), b.y_vb - 0.5 * ry, zk),
                          (s * (rx + 22), b.y_vb - ry - 12, zk - 2)])
         bony = np.concatenate([head, arc[phi <= phi_end]])
-        cart = arc[phi >= phi_end - 0.05]
+        cart = arc[phi >= phi_end - 0.05].copy()
+        if k <= 7:  # true ribs: the cartilage runs level, the lower ones climb to the sternum
+            t = np.linspace(0, 1, len(cart))
+            cart[:, 2] = cart[0, 2] + t * max(0.0, 0.3 * (k - 3)) * b.level
         if k in (8, 9, 10):  # false ribs: the cartilage climbs to the one above
             cart = arc[(phi >= phi_end - 0.05) & (phi <= phi_end + 0.5)].copy()
             t = np.linspace(0, 1, len(cart))
@@ -280,8 +317,9 @@ class TrunkAnatomy(Anatomy):
         for k in range(1, 13):
             for side, s in (("left", -1), ("right", 1)):
                 bony, cart = self.rib_path(k, s)
-                radius = 3.8 + 0.12 * min(k, 8)
-                self._tube_bone(bony, radius, f"rib_{side}_{k}")
+                # a flat band on edge: about 7 mm thick, 12-14 mm tall
+                radius = 3.2 + 0.05 * min(k, 8)
+                self._tube_bone(bony, radius, f"rib_{side}_{k}", z_scale=1.9)
                 if len(cart) >= 2:
                     cart_pts.append((cart, radius * 0.9))
         for cart, radius in cart_pts:

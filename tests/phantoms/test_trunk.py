@@ -24,7 +24,7 @@ LUNGS = ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right"
          "lung_middle_lobe_right", "lung_lower_lobe_right")
 SOFT = ("trachea", "esophagus", "heart", "aorta", "costal_cartilages", "gluteus_maximus_left",
         "gluteus_maximus_right", "gluteus_medius_left", "gluteus_medius_right", "iliopsoas_left",
-        "autochthon_right", "spinal_cord", "superior_vena_cava")
+        "autochthon_right", "spinal_cord", "superior_vena_cava", "portal_vein_and_splenic_vein")
 
 
 def _digest(ph) -> str:
@@ -118,6 +118,35 @@ def test_ribs_are_thin_with_a_bright_cortex_at_fine_pixels():
     marrow = mask & (depth > 2.5)
     assert marrow.sum() > 100
     assert ph.ct[cortex].mean() > ph.ct[marrow].mean() + 50  # cortex brighter than marrow
+
+
+def test_ribs_fall_steeply_so_an_axial_slice_cuts_them_short(trunk):
+    # on real CT an axial slice through the lower chest cuts each rib into a short oblique
+    # segment (1-2 cm), not a long band: the ribs fall two to three vertebral levels from head
+    # to front, and are flat bands standing on edge
+    sp = trunk.spacing
+    for k in (5, 6, 7, 8, 9):
+        mask = trunk.masks[f"rib_right_{k}"]
+        zs = np.flatnonzero(mask.any(axis=(0, 1)))
+        assert (zs[-1] - zs[0] + 1) * sp[2] > 60, k  # spans more than 6 cm of z
+        # lateral half of the rib (away from the spine): median in-plane area per slice
+        lateral = mask & (np.arange(mask.shape[1])[None, :, None]
+                          > np.argwhere(mask)[:, 1].mean())
+        areas = lateral.sum(axis=(0, 1))[lateral.any(axis=(0, 1))] * sp[0] * sp[1]
+        assert np.median(areas) < 350, (k, np.median(areas))
+
+
+def test_portal_and_splenic_vein_run_from_the_spleen_side_into_the_liver(trunk):
+    m = trunk.masks
+    vein = m["portal_vein_and_splenic_vein"]
+    xs = np.argwhere(vein)[:, 0]
+    # from the splenic hilum (patient's left, low x) to the liver hilum (right, high x)
+    assert xs.min() < np.argwhere(m["spleen"])[:, 0].max()
+    assert xs.max() > np.argwhere(m["pancreas"])[:, 0].max()
+    # it touches the liver and the pancreas, and enhances like blood
+    grown = ndi.binary_dilation(vein, iterations=2)
+    assert (grown & m["liver"]).any() and (grown & m["pancreas"]).any()
+    assert np.median(trunk.ct[vein]) > 60
 
 
 def test_fine_pixels_are_drawn_and_grids_stay_bounded():
