@@ -96,3 +96,19 @@ def test_body_size_depends_on_sex_and_age():
     old = [draw_body(rng, sex="F", age=85) for _ in range(200)]
     assert np.mean([b.a - b.fat for b in men]) > np.mean([b.a - b.fat for b in women]) + 5
     assert np.mean([b.fat for b in old]) > np.mean([b.fat for b in women]) + 4
+
+
+def test_a_tube_stretched_along_z_is_a_flat_band_on_edge():
+    from qsaudit.phantoms.canvas import SID, Canvas
+    from qsaudit.phantoms.tissue import T
+
+    axis = np.arange(-20.0, 20.5, 0.5)
+    canvas = Canvas(axis, axis, axis)
+    line = np.array([(-15.0, 0.0, 0.0), (15.0, 0.0, 0.0)])
+    painted = canvas.paint_tube(line, np.array([3.0, 3.0]), struct="liver", tissue=T["liver"],
+                                z_scale=2.0)
+    ys, zs = np.flatnonzero(painted.any(axis=(0, 2))), np.flatnonzero(painted.any(axis=(0, 1)))
+    # 6 mm across in-plane, 12 mm tall, and labelled as asked
+    assert (ys[-1] - ys[0]) * 0.5 == pytest.approx(6.0, abs=0.6)
+    assert (zs[-1] - zs[0]) * 0.5 == pytest.approx(12.0, abs=0.6)
+    assert (canvas.struct[painted] == SID["liver"]).all()
