@@ -2,9 +2,10 @@
 
 :class:`TrunkAnatomy` extends :class:`~qsaudit.phantoms.anatomy.Anatomy` (same template mm,
 same painting rules) with what a chest/abdomen/pelvis CT shows: five lung lobes, trachea,
-esophagus, heart, aortic arch, superior vena cava, pulmonary veins, every vertebra from C7, the spinal cord,
-24 ribs with their costal cartilages, sternum, clavicles, scapulae, humeri (arms down), femurs
-and gluteal muscles. Bones get a cortex brighter than their marrow, about 1.2 mm thick.
+esophagus, heart, aortic arch, superior vena cava, pulmonary veins, portal and splenic vein,
+every vertebra from C7, the spinal cord, 24 ribs (flat bands that fall steeply round the chest)
+with their costal cartilages, sternum, clavicles, scapulae, humeri (arms down), femurs and
+gluteal muscles. Bones get a cortex brighter than their marrow, about 1.2 mm thick.
 """
 
 from __future__ import annotations
