@@ -4,7 +4,8 @@ Reads a per-structure dataset (default: ``../shared/data/ts_example_dicom/nifti`
 0.98 mm upper-abdomen CT with TotalSegmentator's 31 labels, which are mostly good). VALIDATION
 ONLY: nothing here trains or calibrates. Two scans, both with ``qsaudit scan``'s own code:
 
-1. the labels as they are: the mean predicted Dice (target >= 0.85), per structure family;
+1. the labels as they are: the mean predicted Dice (target >= 0.85), per structure family,
+   beside the network's own uncalibrated score (``raw_score``);
 2. ``--draws`` copies of the case in which every label is degraded by our degradation library
    (error kind and severity drawn at random, as training draws them), plus the labels as they
    are, taking the original labels as the truth: Pearson r (target >= 0.85), MAE, AUROC
@@ -119,9 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"labels as they are ({len(ok)}): mean predicted {ok.predicted_dsc.mean():.3f}, "
               f"median {ok.predicted_dsc.median():.3f}, share >= 0.8 "
               f"{(ok.predicted_dsc >= 0.8).mean():.2f} (target: mean >= 0.85)")
+        # raw: the network alone (uncalibrated mean of the slice scores), so that a change of
+        # the network can be told from a change of the calibration
+        print(f"  network alone (raw_score): mean {ok.raw_score.mean():.3f}")
         for fam, part in sorted(ok.groupby("family")):
             print(f"  {fam:<10}{len(part):>4} labels  mean {part.predicted_dsc.mean():.3f}  "
-                  f"min {part.predicted_dsc.min():.3f}")
+                  f"min {part.predicted_dsc.min():.3f}  raw {part.raw_score.mean():.3f}")
         if "novelty" in ok:
             print(f"  marked novel: {(ok.novelty.fillna('') != '').sum()} of {len(ok)}")
         truth = pd.DataFrame(write_degraded(args.data, work / "degraded", draws=args.draws,
