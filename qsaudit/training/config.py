@@ -34,8 +34,9 @@ class SampleConfig:
     (``qsaudit.training.candidates.wrong_structure_candidates``). ``derived``: add the
     structures a real CT defines by itself (``qsaudit.training.derived``) to dataset cases:
     ``derived_sources`` of them (``lungs``, ``vertebrae``). ``resample_fraction``: share of
-    training cases shown at another in-plane pixel size (``qsaudit.training.resample``). ``phantom_region``: ``"abdomen"`` (the demo's phantoms) or
-    ``"trunk"`` (chest to pelvis, the whole TotalSegmentator skeleton and fine pixels).
+    training cases shown at another in-plane pixel size (``qsaudit.training.resample``).
+    ``phantom_region``: ``"abdomen"`` (the demo's phantoms) or ``"trunk"`` (chest to pelvis,
+    the whole TotalSegmentator skeleton and fine pixels).
     """
 
     degraded_per_label: int = 4
@@ -64,7 +65,8 @@ class TrainConfig:
     """Optimisation settings of ``qsaudit train``.
 
     ``max_minutes``: stop training gracefully once the whole run (building samples included)
-    has taken this wall time (None = no limit) and keep the best checkpoint. ``holdout_fraction``: fraction of patients held out for validation.
+    has taken this wall time (None = no limit) and keep the best checkpoint.
+    ``holdout_fraction``: fraction of patients held out for validation.
     ``workers``: processes that build samples (0 = all cores). ``validate_every``: epochs
     between validations (the last epoch is always validated). ``augment``: random CT
     intensity scale/offset/noise and small shifts/zooms of each training batch (no flips).
