@@ -348,28 +348,40 @@ class Anatomy:
                          struct=f"iliac_vena_{side}", tissue=T["iliac_vein"])
 
     def muscles(self) -> None:
+        """The back muscles (autochthon) and iliopsoas of each side."""
+        for side, s in (("left", -1), ("right", 1)):
+            self.autochthon(side, s)
+            self.iliopsoas(side, s)
+
+    def autochthon(self, side: str, s: int) -> None:
+        """The deep back muscles of one side (``s`` +1 right): an ellipse beside the spine."""
         b, c = self.b, self.c
         y0 = b.y_vb
         back = -b.b + self.inner
         sacrum_top = level_z(b, "L5") - 0.5 * b.level
+        yc = (back + y0 - 30) / 2
+
+        def erector(X, Y, Z):
+            return (((X - s * 36) / 28) ** 2 + ((Y - yc) / 24) ** 2 <= 1) & (Z > sacrum_top)
+
+        c.paint(erector, (-80, -b.b, c.z[0]), (80, y0, c.z[-1]), struct=f"autochthon_{side}",
+                tissue=T["muscle"], where=lambda box: self._2d(self.depth, box) > b.fat)
+
+    def iliopsoas(self, side: str, s: int) -> None:
+        """Psoas of one side: from L1 down beside the spine, widening into the pelvis."""
+        b, c = self.b, self.c
+        y0 = b.y_vb
         z1 = level_z(b, "L1")
-        for side, s in (("left", -1), ("right", 1)):
-            yc = (back + y0 - 30) / 2
 
-            def erector(X, Y, Z, s=s, yc=yc):
-                return (((X - s * 36) / 28) ** 2 + ((Y - yc) / 24) ** 2 <= 1) & (Z > sacrum_top)
+        def psoas(X, Y, Z):
+            t = np.clip(z1 - Z, 0, None)
+            r = np.clip(5 + 0.16 * t, 5, 26)
+            cx = s * (26 + 0.13 * t)
+            cy = y0 - 4 + 0.12 * t
+            return ((X - cx) ** 2 + (Y - cy) ** 2 <= r * r) & (Z < z1 + 10)
 
-            c.paint(erector, (-80, -b.b, c.z[0]), (80, y0, c.z[-1]), struct=f"autochthon_{side}",
-                    tissue=T["muscle"], where=lambda box: self._2d(self.depth, box) > b.fat)
-            def psoas(X, Y, Z, s=s):
-                t = np.clip(z1 - Z, 0, None)
-                r = np.clip(5 + 0.16 * t, 5, 26)
-                cx = s * (26 + 0.13 * t)
-                cy = y0 - 4 + 0.12 * t
-                return ((X - cx) ** 2 + (Y - cy) ** 2 <= r * r) & (Z < z1 + 10)
-
-            c.paint(psoas, (-120, y0 - 40, c.z[0]), (120, y0 + 70, z1 + 10),
-                    struct=f"iliopsoas_{side}", tissue=T["muscle"], where=self.cavity)
+        c.paint(psoas, (-120, y0 - 40, c.z[0]), (120, y0 + 70, z1 + 10),
+                struct=f"iliopsoas_{side}", tissue=T["muscle"], where=self.cavity)
 
     spine_levels: tuple[str, ...] = LEVELS
     hollow_canal = False  # leave the spinal canal out of the vertebrae (trunk phantoms)

@@ -5,7 +5,8 @@ same painting rules) with what a chest/abdomen/pelvis CT shows: five lung lobes,
 esophagus, heart, aortic arch, superior vena cava, pulmonary veins, portal and splenic vein,
 every vertebra from C7, the spinal cord, 24 ribs (flat bands that fall steeply round the chest)
 with their costal cartilages, sternum, clavicles, scapulae, humeri (arms down), femurs and
-gluteal muscles. Bones get a cortex brighter than their marrow, about 1.2 mm thick.
+gluteal muscles, and the deep back muscles in their gutters beside the spine (the lungs stay in
+front of them). Bones get a cortex brighter than their marrow, about 1.2 mm thick.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class TrunkAnatomy(Anatomy):
         self.r_skin = self.depth + np.hypot(*np.meshgrid(canvas.x, canvas.y, indexing="ij"))
         self.z_apex = level_z(body, "T1") + 0.4 * body.level  # lung apices
         self.arm = (body.a + 6.0 + 38.0 + 0.4 * body.fat, 38.0 + 0.4 * body.fat)  # x, radius
+        # muscle over the deep back muscles (trapezius, latissimus: mm, chest and lumbar level)
+        # and the fat plane of the thoracolumbar fascia behind them, often invisible
+        self.back_cover = (float(rng.uniform(2.0, 7.0)), float(rng.uniform(0.0, 2.5)))
+        self.fascia = float(rng.choice([0.0, rng.uniform(0.6, 2.0)]))
+        # how far the deep back muscles bulge back beside the spinous processes (mm)
+        self.bulge = float(rng.uniform(0.15, 0.6) * body.fat)
 
     def cage_scale(self, z) -> np.ndarray:
         """The rib cage narrows towards the apex: 1 below T4, about 0.6 at T1."""
@@ -93,13 +100,24 @@ class TrunkAnatomy(Anatomy):
                         tissue=T[tissue])
 
     def chest(self, box, *, margin: float = 4.0) -> np.ndarray:
-        """Inside the rib cage above the diaphragm, ``margin`` mm inside the ribs."""
+        """Inside the rib cage above the diaphragm, ``margin`` mm inside the ribs, in front of
+        the back muscles' gutters."""
         X, Y, Z = self.c.coords(box)
         # in-plane ratio to the cage radius (2-D), compared with the cage's taper along z
         ratio = (np.hypot(X, Y) + margin) / np.maximum(self._2d(self.r_skin, box) - self.inner,
                                                        1.0)
         scale = self.cage_scale(Z).astype(np.float32)
-        return (ratio <= scale) & (Z > self._2d(self.zd, box) + 4.0) & (Z < self.z_apex)
+        return ((ratio <= scale) & (Z > self._2d(self.zd, box) + 4.0) & (Z < self.z_apex)
+                & ~self.gutters(box, margin=margin))
+
+    def thorax(self, box) -> np.ndarray:
+        """Body cavity above the diaphragm muscle, in front of the back muscles' gutters."""
+        return super().thorax(box) & ~self.gutters(box, margin=4.0)
+
+    def gutters(self, box, *, margin: float = 0.0) -> np.ndarray:
+        """Voxels of ``box`` in either side's :meth:`gutter`, grown by ``margin`` mm."""
+        X, Y, Z = self.c.coords(box)
+        return self.gutter(X, Y, Z, 1, margin=margin) | self.gutter(X, Y, Z, -1, margin=margin)
 
     def thoracic(self) -> None:
         """Diaphragm, five lung lobes split by oblique and horizontal fissures, heart."""
@@ -238,6 +256,75 @@ class TrunkAnatomy(Anatomy):
 
             c.paint(maximus, (-b.a, -b.b, c.z[0]), (b.a, b.b, l5 - 60),
                     struct=f"gluteus_maximus_{side}", tissue=T["muscle"], where=body)
+
+    def gutter(self, X, Y, Z, s: int, *, margin: float = 0.0) -> np.ndarray:
+        """The deep back muscles' space on side ``s`` (+1 right), grown by ``margin`` mm.
+
+        Beside the spine, from the spinous processes out to about 4-6 cm, from the laminae and
+        transverse processes back to the body wall: thickest beside the spine, with a rounded
+        lateral edge, wider in the lumbar region than in the chest. The lungs stay in front of
+        it (:meth:`chest`).
+        """
+        b = self.b
+        canal = b.y_vb - 24.0  # centre of the spinal canal
+        t = np.clip((level_z(b, "T12") - Z) / (level_z(b, "T12") - level_z(b, "L2")), 0.0, 1.0)
+        half = (40.0 + 16.0 * t) * b.a / 150.0 + margin  # lateral reach from the midline
+        u = np.clip((s * X - 2.0) / half, 0.0, None)
+        back = -b.b + b.fat  # the posterior border (the fascia) at the midline
+        # in front: on the laminae behind the canal, beside it on the transverse processes
+        front = np.where(s * X < 15.0 - margin, canal - 12.0, canal + 5.0) + margin
+        y_front = back + (front - back) * np.sqrt(np.clip(1.0 - u ** 2.5, 0.0, None))
+        return (s * X > 2.0 - margin) & (u <= 1.0) & (Y <= y_front)
+
+    def autochthon(self, side: str, s: int) -> None:
+        """The deep back muscles of one side (``s`` +1 right) in the gutter beside the spine.
+
+        Medially they lie against the spinous processes and laminae, in front on the transverse
+        processes and the necks of the ribs (the bones, painted later, carve their shapes out of
+        the muscle), behind under the thoracolumbar fascia and the thin back-wall muscles. Not an
+        ellipse floating in fat: the edges a curator's label follows are bone, muscle against
+        muscle and a thin fat plane.
+        """
+        b, c = self.b, self.c
+        z_top, z_low = level_z(b, "T12"), level_z(b, "L2")
+        sacrum_top = level_z(b, "L5") - 0.5 * b.level
+        (cover_chest, cover_lumbar), fascia = self.back_cover, self.fascia
+        width = b.a / 150.0
+
+        def lumbar(Z):
+            return np.clip((z_top - Z) / (z_top - z_low), 0.0, 1.0)
+
+        def region(X, Y, Z):
+            return self.gutter(X, Y, Z, s) & (Z > sacrum_top)
+
+        def cover(box):  # depth (mm) where the muscle's fascia starts, per voxel of ``box``
+            X, _, Z = c.coords(box)
+            t = lumbar(Z)
+            # the muscles bulge back beside the spine, deepening the midline furrow
+            u = np.clip((s * X - 2.0) / ((40.0 + 16.0 * t) * width), 0.0, 1.0)
+            return (b.fat + cover_chest + (cover_lumbar - cover_chest) * t
+                    - self.bulge * np.clip(np.sin(np.pi * u), 0.0, None) ** 0.8)
+
+        def under_cover(box):
+            depth = self._2d(self.depth, box)
+            return (depth >= cover(box) + fascia) & (c.struct[box] == 0)
+
+        lo, hi = sorted((s * 2.0, s * 95.0 * width)), (-b.b, b.y_vb - 10.0)
+        c.paint(region, (lo[0], hi[0], sacrum_top), (lo[1], hi[1], c.z[-1]),
+                struct=f"autochthon_{side}", tissue=T["muscle"], where=under_cover)
+        if fascia > 0:  # the fat plane just behind the muscle
+            sid = SID[f"autochthon_{side}"]
+
+            def plane(box):
+                grown = ndi.binary_dilation(c.struct[box] == sid, iterations=2)
+                depth = self._2d(self.depth, box)
+                start = cover(box)
+                return grown & (c.struct[box] == 0) & (depth >= start) & (
+                    depth < start + fascia)
+
+            c.paint(lambda X, Y, Z: np.True_, (lo[0] - 5, hi[0], sacrum_top),
+                    (lo[1] + 5, hi[1], c.z[-1]), struct=0, tissue=T["subcutaneous_fat"],
+                    where=plane)
 
     def spinal_cord(self) -> None:
         b, c = self.b, self.c

@@ -147,7 +147,31 @@ def test_portal_and_splenic_vein_run_from_the_spleen_side_into_the_liver(trunk):
     # it touches the liver and the pancreas, and enhances like blood
     grown = ndi.binary_dilation(vein, iterations=2)
     assert (grown & m["liver"]).any() and (grown & m["pancreas"]).any()
-    assert np.median(trunk.ct[vein]) > 60
+    # blood, not fat; bright once the contrast has reached the portal system
+    assert np.median(trunk.ct[vein]) > (60 if trunk.phase == "portal_venous" else 30)
+
+
+def test_back_muscles_fill_the_gutter_beside_the_spine(trunk):
+    # the autochthon lies against the spinous processes and laminae, between the spine and the
+    # back wall, kept apart from the lungs; not an ellipse floating in fat a centimetre away
+    m, sp = trunk.masks, trunk.spacing
+    midline = np.argwhere(m["spinal_cord"])[:, 0].mean()
+    spine = np.any([v for k, v in m.items() if k.startswith("vertebrae_")], axis=0)
+    lungs = np.any([m[k] for k in LUNGS], axis=0)
+    for side in ("left", "right"):
+        muscle = m[f"autochthon_{side}"]
+        zs = np.flatnonzero(muscle.any(axis=(0, 1)))
+        gaps, depths = [], []
+        for z in zs:
+            xy = np.argwhere(muscle[:, :, z])
+            gaps.append(np.abs(xy[:, 0] - midline).min() * sp[0])
+            depths.append((xy[:, 1].max() - xy[:, 1].min() + 1) * sp[1])
+        assert np.median(gaps) <= 5.0, side  # medially at the spinous process
+        assert np.median(depths) >= 20.0, side  # 2-4 cm deep, not a thin band
+        assert (ndi.binary_dilation(muscle, iterations=1) & spine).sum() > 50, side
+        surface = muscle & ~ndi.binary_erosion(muscle)
+        touching = surface & ndi.binary_dilation(lungs, iterations=1)
+        assert touching.sum() < 0.01 * surface.sum(), side  # the lungs stay in front
 
 
 def test_fine_pixels_are_drawn_and_grids_stay_bounded():
