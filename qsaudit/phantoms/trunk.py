@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 from qsaudit.degrade.fields import bbox
 from qsaudit.phantoms.anatomy import LEVELS, UPPER_LEVELS, Anatomy, diaphragm_top, level_z
 from qsaudit.phantoms.canvas import SID, Canvas
+from qsaudit.phantoms.muscles import TrunkMuscles
 from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import T
 
@@ -30,7 +31,7 @@ def skin_radius(body: Body, theta: np.ndarray) -> np.ndarray:
                    + np.abs(np.sin(theta) / body.b) ** p) ** (1 / p))
 
 
-class TrunkAnatomy(Anatomy):
+class TrunkAnatomy(TrunkMuscles, Anatomy):
     """Paints chest, abdomen and pelvis; ``arms_down`` puts the arms beside the chest."""
 
     spine_levels = UPPER_LEVELS + LEVELS
@@ -43,12 +44,7 @@ class TrunkAnatomy(Anatomy):
         self.r_skin = self.depth + np.hypot(*np.meshgrid(canvas.x, canvas.y, indexing="ij"))
         self.z_apex = level_z(body, "T1") + 0.4 * body.level  # lung apices
         self.arm = (body.a + 6.0 + 38.0 + 0.4 * body.fat, 38.0 + 0.4 * body.fat)  # x, radius
-        # muscle over the deep back muscles (trapezius, latissimus: mm, chest and lumbar level)
-        # and the fat plane of the thoracolumbar fascia behind them, often invisible
-        self.back_cover = (float(rng.uniform(2.0, 7.0)), float(rng.uniform(0.0, 2.5)))
-        self.fascia = float(rng.choice([0.0, rng.uniform(0.6, 2.0)]))
-        # how far the deep back muscles bulge back beside the spinous processes (mm)
-        self.bulge = float(rng.uniform(0.15, 0.6) * body.fat)
+        self.draw_back(rng)
 
     def cage_scale(self, z) -> np.ndarray:
         """The rib cage narrows towards the apex: 1 below T4, about 0.6 at T1."""
@@ -113,11 +109,6 @@ class TrunkAnatomy(Anatomy):
     def thorax(self, box) -> np.ndarray:
         """Body cavity above the diaphragm muscle, in front of the back muscles' gutters."""
         return super().thorax(box) & ~self.gutters(box, margin=4.0)
-
-    def gutters(self, box, *, margin: float = 0.0) -> np.ndarray:
-        """Voxels of ``box`` in either side's :meth:`gutter`, grown by ``margin`` mm."""
-        X, Y, Z = self.c.coords(box)
-        return self.gutter(X, Y, Z, 1, margin=margin) | self.gutter(X, Y, Z, -1, margin=margin)
 
     def thoracic(self) -> None:
         """Diaphragm, five lung lobes split by oblique and horizontal fissures, heart."""
@@ -234,97 +225,6 @@ class TrunkAnatomy(Anatomy):
     def vessel_tops(self) -> tuple[float, float]:
         # the abdominal aorta continues the descending aorta; the IVC ends in the heart
         return level_z(self.b, "T5"), diaphragm_top(self.b) + 15
-
-    def gluteals(self) -> None:
-        """Gluteus medius beside the iliac wings, gluteus maximus behind the pelvis."""
-        b, c = self.b, self.c
-        y0 = b.y_vb
-        l5 = level_z(b, "L5")
-        body = lambda box: (self._2d(self.depth, box) > b.fat) & (c.struct[box] == 0)
-        for side, s in (("left", -1), ("right", 1)):
-            def medius(X, Y, Z, s=s):
-                t = np.clip((l5 - 30 - Z) / 120, 0, 1)
-                return ((s * X > 40 + 0.45 * b.a + 10 * t) & (Y < y0 + 40 - 30 * t) & (Y > y0 - 55)
-                        & (Z < l5 - 30) & (Z > l5 - 150))
-
-            c.paint(medius, (-b.a, -b.b, l5 - 150), (b.a, b.b, l5 - 30),
-                    struct=f"gluteus_medius_{side}", tissue=T["muscle"], where=body)
-
-            def maximus(X, Y, Z, s=s):
-                t = np.clip((l5 - 60 - Z) / 150, 0, 1)
-                return ((s * X > 12) & (Y < y0 - 45 + 40 * t) & (Z < l5 - 60))
-
-            c.paint(maximus, (-b.a, -b.b, c.z[0]), (b.a, b.b, l5 - 60),
-                    struct=f"gluteus_maximus_{side}", tissue=T["muscle"], where=body)
-
-    def gutter(self, X, Y, Z, s: int, *, margin: float = 0.0) -> np.ndarray:
-        """The deep back muscles' space on side ``s`` (+1 right), grown by ``margin`` mm.
-
-        Beside the spine, from the spinous processes out to about 4-6 cm, from the laminae and
-        transverse processes back to the body wall: thickest beside the spine, with a rounded
-        lateral edge, wider in the lumbar region than in the chest. The lungs stay in front of
-        it (:meth:`chest`).
-        """
-        b = self.b
-        canal = b.y_vb - 24.0  # centre of the spinal canal
-        t = np.clip((level_z(b, "T12") - Z) / (level_z(b, "T12") - level_z(b, "L2")), 0.0, 1.0)
-        half = (40.0 + 16.0 * t) * b.a / 150.0 + margin  # lateral reach from the midline
-        u = np.clip((s * X - 2.0) / half, 0.0, None)
-        back = -b.b + b.fat  # the posterior border (the fascia) at the midline
-        # in front: on the laminae behind the canal, beside it on the transverse processes
-        front = np.where(s * X < 15.0 - margin, canal - 12.0, canal + 5.0) + margin
-        y_front = back + (front - back) * np.sqrt(np.clip(1.0 - u ** 2.5, 0.0, None))
-        return (s * X > 2.0 - margin) & (u <= 1.0) & (Y <= y_front)
-
-    def autochthon(self, side: str, s: int) -> None:
-        """The deep back muscles of one side (``s`` +1 right) in the gutter beside the spine.
-
-        Medially they lie against the spinous processes and laminae, in front on the transverse
-        processes and the necks of the ribs (the bones, painted later, carve their shapes out of
-        the muscle), behind under the thoracolumbar fascia and the thin back-wall muscles. Not an
-        ellipse floating in fat: the edges a curator's label follows are bone, muscle against
-        muscle and a thin fat plane.
-        """
-        b, c = self.b, self.c
-        z_top, z_low = level_z(b, "T12"), level_z(b, "L2")
-        sacrum_top = level_z(b, "L5") - 0.5 * b.level
-        (cover_chest, cover_lumbar), fascia = self.back_cover, self.fascia
-        width = b.a / 150.0
-
-        def lumbar(Z):
-            return np.clip((z_top - Z) / (z_top - z_low), 0.0, 1.0)
-
-        def region(X, Y, Z):
-            return self.gutter(X, Y, Z, s) & (Z > sacrum_top)
-
-        def cover(box):  # depth (mm) where the muscle's fascia starts, per voxel of ``box``
-            X, _, Z = c.coords(box)
-            t = lumbar(Z)
-            # the muscles bulge back beside the spine, deepening the midline furrow
-            u = np.clip((s * X - 2.0) / ((40.0 + 16.0 * t) * width), 0.0, 1.0)
-            return (b.fat + cover_chest + (cover_lumbar - cover_chest) * t
-                    - self.bulge * np.clip(np.sin(np.pi * u), 0.0, None) ** 0.8)
-
-        def under_cover(box):
-            depth = self._2d(self.depth, box)
-            return (depth >= cover(box) + fascia) & (c.struct[box] == 0)
-
-        lo, hi = sorted((s * 2.0, s * 95.0 * width)), (-b.b, b.y_vb - 10.0)
-        c.paint(region, (lo[0], hi[0], sacrum_top), (lo[1], hi[1], c.z[-1]),
-                struct=f"autochthon_{side}", tissue=T["muscle"], where=under_cover)
-        if fascia > 0:  # the fat plane just behind the muscle
-            sid = SID[f"autochthon_{side}"]
-
-            def plane(box):
-                grown = ndi.binary_dilation(c.struct[box] == sid, iterations=2)
-                depth = self._2d(self.depth, box)
-                start = cover(box)
-                return grown & (c.struct[box] == 0) & (depth >= start) & (
-                    depth < start + fascia)
-
-            c.paint(lambda X, Y, Z: np.True_, (lo[0] - 5, hi[0], sacrum_top),
-                    (lo[1] + 5, hi[1], c.z[-1]), struct=0, tissue=T["subcutaneous_fat"],
-                    where=plane)
 
     def spinal_cord(self) -> None:
         b, c = self.b, self.c
