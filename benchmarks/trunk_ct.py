@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {fam:<10}{len(part):>4} labels  mean {part.predicted_dsc.mean():.3f}  "
                   f"min {part.predicted_dsc.min():.3f}  raw {part.raw_score.mean():.3f}")
         if "novelty" in ok:
-            print(f"  marked novel: {(ok.novelty.fillna('') != '').sum()} of {len(ok)}")
+            print(f"  marked novel: {(ok.novelty.notna() & (ok.novelty != '')).sum()} of {len(ok)}")
         truth = pd.DataFrame(write_degraded(args.data, work / "degraded", draws=args.draws,
                                             seed=args.seed))
         deg = scan(work / "degraded", work / "scan-degraded", args.model, args.workers)
