@@ -22,6 +22,9 @@ LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 UPPER_LEVELS = ("C7", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9")  # trunk phantoms
 
 
+CANAL_DEPTH = 26.0  # mm from a vertebral body's centre back to the spinal canal's centre
+
+
 def level_height(body: Body, name: str) -> float:
     """Height (mm) of one vertebral level: ``body.level`` from T10 down, smaller above."""
     if name not in UPPER_LEVELS:
@@ -397,7 +400,7 @@ class Anatomy:
         b, c = self.b, self.c
         y0 = b.y_vb
         bone = np.zeros(c.shape, dtype=bool)
-        yc0, hollow = y0 - 17 - 9, self.hollow_canal
+        yc0, hollow = y0 - CANAL_DEPTH, self.hollow_canal
         for name in self.spine_levels:
             zc, h = level_z(b, name), level_height(b, name)
             lumbar = name.startswith("L")

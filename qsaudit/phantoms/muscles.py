@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from qsaudit.phantoms.anatomy import level_z
+from qsaudit.phantoms.anatomy import CANAL_DEPTH, level_z
 from qsaudit.phantoms.canvas import SID, Canvas
 from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import T
@@ -49,6 +49,11 @@ class TrunkMuscles:
         """Lateral reach (mm from the midline) of the deep back muscles at height ``Z``."""
         return (40.0 + 16.0 * self.lumbar(Z)) * (self.b.a / 150.0)
 
+    def across(self, X, Z, s: int, *, margin: float = 0.0) -> np.ndarray:
+        """Position across the gutter on side ``s``: 0 at the spinous processes (2 mm from the
+        midline), 1 at its lateral edge (grown by ``margin`` mm)."""
+        return (s * X - 2.0) / (self.gutter_reach(Z) + margin)
+
     def gutter(self, X, Y, Z, s: int, *, margin: float = 0.0) -> np.ndarray:
         """The deep back muscles' space on side ``s`` (+1 right), grown by ``margin`` mm.
 
@@ -58,8 +63,8 @@ class TrunkMuscles:
         it (``chest``, ``thorax``).
         """
         b = self.b
-        canal = b.y_vb - 24.0  # 2 mm in front of the spinal canal's centre (y_vb - 26)
-        u = np.clip((s * X - 2.0) / (self.gutter_reach(Z) + margin), 0.0, None)
+        canal = b.y_vb - CANAL_DEPTH + 2.0  # 2 mm in front of the spinal canal's centre
+        u = np.clip(self.across(X, Z, s, margin=margin), 0.0, None)
         back = -b.b + b.fat  # the posterior border (the fascia) at the midline
         # in front: on the laminae behind the canal, beside it on the transverse processes
         front = np.where(s * X < 15.0 - margin, canal - 12.0, canal + 5.0) + margin
@@ -88,7 +93,7 @@ class TrunkMuscles:
             X, _, Z = c.coords(box)
             t = self.lumbar(Z)
             # the muscles bulge back beside the spine, deepening the midline furrow
-            u = np.clip((s * X - 2.0) / self.gutter_reach(Z), 0.0, 1.0)
+            u = np.clip(self.across(X, Z, s), 0.0, 1.0)
             return (b.fat + cover_chest + (cover_lumbar - cover_chest) * t
                     - self.bulge * np.clip(np.sin(np.pi * u), 0.0, None) ** 0.8)
 

@@ -15,7 +15,14 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from qsaudit.degrade.fields import bbox
-from qsaudit.phantoms.anatomy import LEVELS, UPPER_LEVELS, Anatomy, diaphragm_top, level_z
+from qsaudit.phantoms.anatomy import (
+    CANAL_DEPTH,
+    LEVELS,
+    UPPER_LEVELS,
+    Anatomy,
+    diaphragm_top,
+    level_z,
+)
 from qsaudit.phantoms.canvas import SID, Canvas
 from qsaudit.phantoms.muscles import TrunkMuscles
 from qsaudit.phantoms.patient import Body
@@ -228,7 +235,7 @@ class TrunkAnatomy(TrunkMuscles, Anatomy):
 
     def spinal_cord(self) -> None:
         b, c = self.b, self.c
-        yc = b.y_vb - 26
+        yc = b.y_vb - CANAL_DEPTH
         c.paint(lambda X, Y, Z: ((X / 5.0) ** 2 + ((Y - yc) / 4.0) ** 2) <= 1,
                 (-6, yc - 5, level_z(b, "L1")), (6, yc + 5, c.z[-1]), struct="spinal_cord",
                 tissue=T["spinal_cord"])
