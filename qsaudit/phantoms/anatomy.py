@@ -337,10 +337,9 @@ class Anatomy:
                           (-12, ya, bif)], float)
         c.paint_tube(aorta, np.array([ra + 1, ra, ra - 1]), struct="aorta", tissue=T["aorta"])
         conf = level_z(b, "L5") + 0.2 * b.level
-        ivc = np.array([(28, y0 + 60, top_ivc), (28, y0 + 40, diaphragm_top(b) - 40),
-                        (24, y0 + 32, level_z(b, "L2")), (18, y0 + 30, conf)], float)
-        c.paint_tube(ivc, np.array([14.0, 13.0, 11.0, 11.0]), struct="inferior_vena_cava",
-                     tissue=T["ivc"])
+        self.ivc(np.array([(28, y0 + 60, top_ivc), (28, y0 + 40, diaphragm_top(b) - 40),
+                           (24, y0 + 32, level_z(b, "L2")), (18, y0 + 30, conf)], float),
+                 np.array([14.0, 13.0, 11.0, 11.0]))
         low = level_z(b, "L5") - 120
         for side, s in (("left", -1), ("right", 1)):
             c.paint_tube(np.array([(-12, ya, bif), (s * 35, y0 + 42, bif - 60),
@@ -349,6 +348,10 @@ class Anatomy:
             c.paint_tube(np.array([(18, y0 + 30, conf), (s * 35, y0 + 24, conf - 50),
                                    (s * 60, y0 + 38, low)], float), np.array([9.0, 8.5, 8.0]),
                          struct=f"iliac_vena_{side}", tissue=T["iliac_vein"])
+
+    def ivc(self, path: np.ndarray, radii: np.ndarray) -> None:
+        """The inferior vena cava along ``path`` (N, 3 mm, from the top down): a round tube."""
+        self.c.paint_tube(path, radii, struct="inferior_vena_cava", tissue=T["ivc"])
 
     def muscles(self) -> None:
         """The back muscles (autochthon) and iliopsoas of each side."""

@@ -2,7 +2,8 @@
 
 :class:`TrunkAnatomy` extends :class:`~qsaudit.phantoms.anatomy.Anatomy` (same template mm,
 same painting rules) with what a chest/abdomen/pelvis CT shows: five lung lobes, trachea,
-esophagus, heart, aortic arch, superior vena cava, pulmonary veins, portal and splenic vein,
+esophagus, heart, aortic arch, superior vena cava, pulmonary veins, a flattened IVC in the
+liver's groove and the portal and splenic vein (:mod:`~qsaudit.phantoms.veins`),
 every vertebra from C7, the spinal cord, 24 ribs (flat bands that fall steeply round the chest)
 with their costal cartilages, sternum, clavicles, scapulae, humeri (arms down), femurs and
 gluteal muscles, and the deep back muscles in their gutters beside the spine (the lungs stay in
@@ -27,6 +28,7 @@ from qsaudit.phantoms.canvas import SID, Canvas
 from qsaudit.phantoms.muscles import TrunkMuscles
 from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import T
+from qsaudit.phantoms.veins import TrunkVeins
 
 CORTEX_MM = 1.2
 
@@ -38,7 +40,7 @@ def skin_radius(body: Body, theta: np.ndarray) -> np.ndarray:
                    + np.abs(np.sin(theta) / body.b) ** p) ** (1 / p))
 
 
-class TrunkAnatomy(TrunkMuscles, Anatomy):
+class TrunkAnatomy(TrunkMuscles, TrunkVeins, Anatomy):
     """Paints chest, abdomen and pelvis; ``arms_down`` puts the arms beside the chest."""
 
     spine_levels = UPPER_LEVELS + LEVELS
@@ -52,6 +54,7 @@ class TrunkAnatomy(TrunkMuscles, Anatomy):
         self.z_apex = level_z(body, "T1") + 0.4 * body.level  # lung apices
         self.arm = (body.a + 6.0 + 38.0 + 0.4 * body.fat, 38.0 + 0.4 * body.fat)  # x, radius
         self.draw_back(rng)
+        self.draw_veins(rng)
 
     def cage_scale(self, z) -> np.ndarray:
         """The rib cage narrows towards the apex: 1 below T4, about 0.6 at T1."""
@@ -161,31 +164,6 @@ class TrunkAnatomy(TrunkMuscles, Anatomy):
             sub = heart[box]
             wall = sub & (self._depth_mm(sub) <= 9.0)
             c.tissue[box][wall] = T["myocardium"]
-
-    def portal_splenic(self) -> None:
-        """Splenic vein along the back of the pancreas from the splenic hilum to the confluence
-        behind the pancreatic neck, and the portal vein from there up and right into the liver
-        hilum, where it divides into a right and a left branch (TotalSegmentator's
-        ``portal_vein_and_splenic_vein``). Painted over the pancreas and the liver."""
-        b, c = self.b, self.c
-        y0, z1 = b.y_vb, level_z(b, "L1")
-        hilum = np.array([35.0, y0 + 45, diaphragm_top(b) - 110])
-        conf = np.array([14.0, y0 + 46, z1 - 6]) + self._jit(3)
-        splenic = np.array([(-92, y0 + 2, z1 + 28), (-72, y0 + 12, z1 + 18),
-                            (-30, y0 + 44, z1 + 4), (-5, y0 + 48, z1 - 2), tuple(conf)], float)
-        splenic[:-1] += self.rng.normal(0, 2.5, (len(splenic) - 1, 3))
-        r_p = self.rng.uniform(6.0, 8.0)
-        portal = np.array([conf, 0.5 * (conf + hilum) + (4, 0, 0), hilum], float)
-        right = np.array([hilum, hilum + (28, -6, 8), hilum + (55, -10, 12)], float)
-        left = np.array([hilum, hilum + (-22, 10, 10), hilum + (-45, 18, 12)], float)
-        vein = T["hepatic_vessel"]
-        name = "portal_vein_and_splenic_vein"
-        c.paint_tube(splenic, np.full(len(splenic), 0.65 * r_p), struct=name, tissue=vein,
-                     where=self.abdomen)
-        c.paint_tube(portal, np.full(3, r_p), struct=name, tissue=vein, where=self.abdomen)
-        for branch in (right, left):
-            c.paint_tube(branch, np.array([0.75, 0.6, 0.45]) * r_p, struct=name, tissue=vein,
-                         where=self.abdomen)
 
     def mediastinum(self) -> None:
         """Trachea with its air column, esophagus, aortic arch, SVC, pulmonary trunk and veins."""

@@ -151,6 +151,33 @@ def test_portal_and_splenic_vein_run_from_the_spleen_side_into_the_liver(trunk):
     assert np.median(trunk.ct[vein]) > (60 if trunk.phase == "portal_venous" else 30)
 
 
+def test_ivc_is_a_flattened_oval_in_the_groove_of_the_liver():
+    # on contrast CT the IVC behind the liver is an oval wrapped by liver (caudate lobe in
+    # front), nearly isodense with it; a round tube floating in fat is not what labels follow
+    flat = []
+    for seed in (2, 3, 4):
+        ph = make_phantom(np.random.default_rng(seed), sex="F", age=50, region="trunk",
+                          fov="abdomen", spacing=(1.5, 1.5, 3.0))
+        m, sp = ph.masks, ph.spacing
+        ivc, liver = m["inferior_vena_cava"], m["liver"]
+        wrapped = []
+        for z in np.flatnonzero(ivc.any(axis=(0, 1)) & liver.any(axis=(0, 1))):
+            xy = np.argwhere(ivc[:, :, z])
+            wide = (np.ptp(xy[:, 0]) + 1) * sp[0]
+            deep = (np.ptp(xy[:, 1]) + 1) * sp[1]
+            flat.append(deep / wide)
+            ring = ndi.binary_dilation(ivc[:, :, z], iterations=2) & ~ivc[:, :, z]
+            wrapped.append(liver[:, :, z][ring].mean())
+        assert np.max(wrapped) > 0.5, seed  # at its liver levels, mostly liver around it
+        vein = m["portal_vein_and_splenic_vein"]
+        hilum = vein.copy()  # the portal vein right of the IVC: its hilum and right branch
+        hilum[: int(np.argwhere(ivc)[:, 0].mean())] = False
+        ring = ndi.binary_dilation(hilum, iterations=2) & ~vein
+        assert liver[ring].mean() > 0.6, seed  # it runs in the liver hilum
+        assert not (ndi.binary_dilation(vein, iterations=1) & ivc).any(), seed  # in front of it
+    assert np.median(flat) < 0.9 and min(flat) < 0.75  # flatter front to back than across
+
+
 def test_back_muscles_fill_the_gutter_beside_the_spine(trunk):
     # the autochthon lies against the spinous processes and laminae, between the spine and the
     # back wall, kept apart from the lungs; not an ellipse floating in fat a centimetre away
