@@ -310,7 +310,8 @@ class Predictor:
         return np.clip(raw, 0.0, 1.0), raw
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (a model file's fingerprint)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -340,7 +341,7 @@ def load_checkpoint(path: str | Path, *, device: str = "auto",
     vocabulary = {n: matrix[i] for i, n in enumerate(names)}
     return Predictor(model, config, encoder_spec=str(payload["encoder_spec"]),
                      vocabulary=vocabulary, meta=meta, device=dev, path=path,
-                     fingerprint=_file_sha256(path), precision=precision)
+                     fingerprint=file_sha256(path), precision=precision)
 
 
 def read_network(path: str | Path) -> tuple[QualityNet, ModelConfig, dict[str, Any]]:

@@ -11,24 +11,30 @@ The inputs must be one architecture with one vocabulary, trained on one patient 
 result's held-out patients would not be held out). Batch-norm running statistics are averaged
 like the weights. The result carries no label calibration (the averaged network scores
 differently from each parent): calibrate it before use, with ``python -m
-qsaudit.training.calibrate OUT.pt --data ...``. Its meta records each input's file name,
-SHA-256, weight and training command.
+qsaudit.training.calibrate OUT.pt --data ...``. Its meta records each input's
+path, SHA-256, weight and training run (command, init, validation figures); of the inputs' meta
+only what holds for the average is kept (the patient split, the name encoder, the sample
+settings).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from qsaudit.errors import ModelError, UsageError
 
-# meta keys that describe a calibration fitted to one network; they do not hold for an average
-CALIBRATION_KEYS = ("calibration", "calibration_metrics", "calibration_patients")
 # meta keys that must agree between the inputs (the patient split: no training patient of one
 # input may be a held-out patient of the result)
 SPLIT_KEYS = ("validation_patients", "excluded_cases")
+# meta keys of the first input that also hold for the average (the split, the name encoder, the
+# sample settings a calibration reuses); the rest describe one training run, kept per input
+KEPT_KEYS = (*SPLIT_KEYS, "encoder", "train_config", "phantom_seed_stream")
+# each input's own record in ``averaged_from``
+RUN_KEYS = ("command", "init", "validation", "best_epoch", "epochs_done", "n_train_samples")
 
 
 def average_checkpoints(models: list[str | Path], out: str | Path, *,
@@ -49,7 +55,7 @@ def average_checkpoints(models: list[str | Path], out: str | Path, *,
     import torch
 
     from qsaudit.atomic import write_with
-    from qsaudit.model.checkpoint import _file_sha256, read_network
+    from qsaudit.model.checkpoint import file_sha256, read_network
 
     paths = [Path(m) for m in models]
     if len(paths) < 2:
@@ -67,13 +73,21 @@ def average_checkpoints(models: list[str | Path], out: str | Path, *,
             state[key] = total.to(tensor.dtype)
         else:  # counters (num_batches_tracked): the first input's
             state[key] = tensor.clone()
-    meta = {k: v for k, v in metas[0].items() if k not in CALIBRATION_KEYS}
+    meta: dict[str, Any] = {k: metas[0][k] for k in KEPT_KEYS if k in metas[0]}
+    meta["trained_with"] = "qsaudit train, averaged by qsaudit.training.soup"
+    held = {str(p) for p in meta.get("validation_patients") or ()}
+    for path, m in zip(paths, metas):
+        leaked = held & {str(p) for p in m.get("train_patients") or ()}
+        if leaked:
+            raise ModelError(f'"{path}": trained on {min(leaked)}, a held-out patient of the '
+                             "others: their average would not hold it out")
+    meta["train_patients"] = sorted({str(p) for m in metas for p in m.get("train_patients") or ()})
     meta["averaged_from"] = [
-        {"file": p.name, "sha256": _file_sha256(p), "weight": w,
-         "command": m.get("command"), "init": m.get("init")}
+        {"file": str(p), "sha256": file_sha256(p), "weight": w,
+         **{k: m[k] for k in RUN_KEYS if k in m}}
         for p, w, m in zip(paths, share, metas)]
     meta["command"] = "python -m qsaudit.training.soup " + " ".join(
-        [Path(out).name] + [p.name for p in paths]
+        [str(out)] + [str(p) for p in paths]
         + ([] if weights is None else ["--weights", ",".join(f"{w:g}" for w in weights)]))
     payload = {**first, "state_dict": state, "meta_json": json.dumps(meta, default=str)}
     write_with(Path(out), lambda tmp: torch.save(payload, tmp))
@@ -86,10 +100,11 @@ def _normalised(weights: list[float] | None, n: int) -> list[float]:
         return [1.0 / n] * n
     if len(weights) != n:
         raise UsageError(f"soup: {len(weights)} weights for {n} model files")
-    if any(not w >= 0 for w in weights) or sum(weights) <= 0:
-        raise UsageError("soup: weights must be non-negative numbers with a positive sum")
-    total = float(sum(weights))
-    return [float(w) / total for w in weights]
+    top = max((float(w) for w in weights), default=0.0)
+    if any(not (math.isfinite(w) and w >= 0) for w in weights) or top <= 0:
+        raise UsageError("soup: weights must be finite, non-negative and not all zero")
+    scaled = [float(w) / top for w in weights]  # no overflow in the sum
+    return [w / sum(scaled) for w in scaled]
 
 
 def _check_compatible(path: Path, payload: dict[str, Any], meta: dict[str, Any],
@@ -102,6 +117,8 @@ def _check_compatible(path: Path, payload: dict[str, Any], meta: dict[str, Any],
 
     if payload["config"] != ref["config"]:
         fail("a different network configuration")
+    if any(v.dtype != ref["state_dict"][k].dtype for k, v in payload["state_dict"].items()):
+        fail("weights stored in another precision")
     if str(payload.get("encoder_spec")) != str(ref.get("encoder_spec")):
         fail("a different text encoder")
     if list(payload["vocabulary_names"]) != list(ref["vocabulary_names"]) or not torch.allclose(
