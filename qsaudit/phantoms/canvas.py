@@ -83,6 +83,38 @@ class Canvas:
         self.struct[box][sel] = sid
         self.tissue[box][sel] = tissue
 
+    def tube(self, points: np.ndarray, radii: np.ndarray, *, step: float | None = None,
+             z_scale: float = 1.0) -> np.ndarray:
+        """Full-volume bool mask of the tube :meth:`paint_tube` would paint (nothing painted)."""
+        mask = np.zeros(self.shape, dtype=bool)
+        outer, local = self._tube_box(points, radii, step=step, z_scale=z_scale)
+        if outer is not None:
+            mask[outer] = local
+        return mask
+
+    def _tube_box(self, points: np.ndarray, radii: np.ndarray, *, step: float | None,
+                  z_scale: float) -> tuple[tuple[slice, slice, slice] | None, np.ndarray]:
+        """The index box of a tube (None off the grid) and its bool mask within that box."""
+        radii = np.asarray(radii, float)
+        step = step or max(1.0, 0.35 * float(radii.min()))  # ridges under 2% of the radius
+        pts, rad = resample_path(np.asarray(points, float), radii, step)
+        # work inside the bounding box of the whole tube: fine grids are large
+        half = rad[:, None] * np.array([1.0, 1.0, float(z_scale)])
+        outer = self.box(tuple((pts - half).min(axis=0)), tuple((pts + half).max(axis=0)))
+        if outer is None:
+            return None, np.zeros((0, 0, 0), dtype=bool)
+        local = np.zeros(tuple(s.stop - s.start for s in outer), dtype=bool)
+        start = [s.start for s in outer]
+        for p, r, h in zip(pts, rad, half, strict=True):
+            box = self.box(tuple(p - h), tuple(p + h))
+            if box is None:
+                continue
+            X, Y, Z = self.coords(box)
+            ball = (X - p[0]) ** 2 + (Y - p[1]) ** 2 + ((Z - p[2]) / z_scale) ** 2 <= r * r
+            local[tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, start, strict=True))
+                  ] |= ball
+        return outer, local
+
     def paint_tube(self, points: np.ndarray, radii: np.ndarray, *, struct: str | int,
                    tissue: int, step: float | None = None,
                    where: Callable[[tuple[slice, ...]], np.ndarray] | None = None,
@@ -93,30 +125,16 @@ class Canvas:
         a flat band standing on edge, such as a rib. Returns the full-volume bool mask of what
         was painted.
         """
-        radii = np.asarray(radii, float)
-        step = step or max(1.0, 0.35 * float(radii.min()))  # ridges under 2% of the radius
-        pts, rad = resample_path(np.asarray(points, float), radii, step)
         painted = np.zeros(self.shape, dtype=bool)
-        # work inside the bounding box of the whole tube: fine grids are large
-        half = rad[:, None] * np.array([1.0, 1.0, float(z_scale)])
-        outer = self.box(tuple((pts - half).min(axis=0)), tuple((pts + half).max(axis=0)))
+        outer, local = self._tube_box(points, radii, step=step, z_scale=z_scale)
         if outer is None:
             return painted
-        local = painted[outer]
-        start = [s.start for s in outer]
-        for p, r, h in zip(pts, rad, half, strict=True):
-            box = self.box(tuple(p - h), tuple(p + h))
-            if box is None:
-                continue
-            X, Y, Z = self.coords(box)
-            ball = (X - p[0]) ** 2 + (Y - p[1]) ** 2 + ((Z - p[2]) / z_scale) ** 2 <= r * r
-            local[tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, start, strict=True))
-                  ] |= ball
         if where is not None:
             local &= where(outer)
         sid = SID[struct] if isinstance(struct, str) else struct
         self.struct[outer][local] = sid
         self.tissue[outer][local] = tissue
+        painted[outer] = local
         return painted
 
 

@@ -163,11 +163,7 @@ class TrunkVeins:
         radii = np.array([0.6, 1.0, 1.0]) * (r_p + cuff)
         box = c.box(tuple(upper.min(axis=0) - radii.max()), tuple(upper.max(axis=0) + radii.max()))
         if box is not None:  # liver round the porta, where it joins the liver
-            before = c.struct[box].copy(), c.tissue[box].copy()
-            c.paint_tube(upper, radii, struct="liver", tissue=T["liver"], where=free)
-            grown = c.struct[box] != before[0]
-            c.struct[box], c.tissue[box] = before
-            self._grow_liver(box, grown)
+            self._grow_liver(box, c.tube(upper, radii)[box] & free(box))
         c.paint_tube(splenic, np.full(len(splenic), 0.65 * r_p), struct=PORTAL, tissue=vein,
                      where=open_)
         c.paint_tube(portal, np.full(3, r_p), struct=PORTAL, tissue=vein, where=open_)
