@@ -104,7 +104,8 @@ def _normalised(weights: list[float] | None, n: int) -> list[float]:
     if any(not (math.isfinite(w) and w >= 0) for w in weights) or top <= 0:
         raise UsageError("soup: weights must be finite, non-negative and not all zero")
     scaled = [float(w) / top for w in weights]  # no overflow in the sum
-    return [w / sum(scaled) for w in scaled]
+    total = sum(scaled)
+    return [w / total for w in scaled]
 
 
 def _check_compatible(path: Path, payload: dict[str, Any], meta: dict[str, Any],
