@@ -21,6 +21,13 @@ made only where they are unambiguous; anything else is left out:
   does not matter for training: two vertebrae are never each other's wrong-structure
   candidate (:func:`qsaudit.registry.series_key`), and a slice of one is a slice of a
   vertebra.
+* ``trachea``: the airway below a labelled larynx: from the air (below :data:`AIRWAY_HU`)
+  under the centre of the larynx's lowest slice (the largest piece there, at least three times
+  any other), followed slice by slice downwards while it stays one
+  component that overlaps the slice above, keeps its size (a sudden widening is the oesophagus'
+  air or a bronchus joined on) and stays inside the patient (a stoma opens to the outside); it
+  stops where it divides (the carina) or the scan ends. Kept only when it is at least
+  :data:`MIN_TRACHEA_MM` long and never runs into a labelled oesophagus.
 """
 
 from __future__ import annotations
@@ -37,9 +44,16 @@ NEAR_CORD_MM = 8.0      # a vertebra's bone comes this close to the cord
 VERTEBRA_REACH_MM = 50.0  # and stays this close to the cord's centre
 VERTEBRA_MM = (12.0, 24.0)  # a cut between two vertebrae falls this far below the last
 MIN_TISSUE_SHARE = 0.6  # of the disc within 25 mm of the cord, at least this much is patient
-SOURCES = ("lungs", "vertebrae")
+AIRWAY_HU = -500.0      # below this, inside the body: the airway's lumen (partial volume halfway)
+TRACHEA_MM2 = (40.0, 900.0)  # a trachea's cross-section lies in this range (mm²)
+MAX_WIDENING = 2.0      # a slice's airway at most this many times the slice above's
+TRACHEA_START_MM = 25.0  # the first slice's airway lies this close to the larynx's centre
+MIN_TRACHEA_MM = 30.0   # a shorter airway is left out
+SOURCES = ("lungs", "vertebrae", "trachea")
 """What :func:`derived_structures` can make."""
 CORD = "spinal cord"
+LARYNX = "larynx"
+ESOPHAGUS = "esophagus"
 VERTEBRA_LEVELS = (*(f"C{i}" for i in range(2, 8)), *(f"T{i}" for i in range(1, 13)),
                    *(f"L{i}" for i in range(1, 6)))
 
@@ -68,7 +82,8 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
         ct: CT in HU, (X, Y, Z) in RAS (x increases towards the patient's right).
         spacing: voxel size in mm.
         existing: structures the case already has; those are never replaced.
-        masks: the case's labels by registry name (``vertebrae`` needs its spinal cord).
+        masks: the case's labels by registry name (``vertebrae`` needs its spinal cord,
+            ``trachea`` its larynx).
         sources: which of :data:`SOURCES` to make.
 
     Returns e.g. ``{"lung_left": mask, "lung_right": mask, "vertebra C3": mask}`` (bool, the
@@ -84,6 +99,12 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
     if "vertebrae" in sources and masks is not None and CORD in masks:
         out.update({k: v for k, v in _vertebrae(ct, spacing, masks[CORD]).items()
                     if k not in existing})
+    if "trachea" in sources and masks is not None and LARYNX in masks \
+            and "trachea" not in existing:
+        trachea = _trachea(ct, spacing, np.asarray(masks[LARYNX], dtype=bool),
+                           masks.get(ESOPHAGUS))
+        if trachea is not None:
+            out["trachea"] = trachea
     return out
 
 
@@ -249,3 +270,56 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
     longest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
     where = np.flatnonzero(labels == longest)
     return int(where[0]), int(where[-1])
+
+
+def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.ndarray,
+             esophagus: np.ndarray | None) -> np.ndarray | None:
+    """The trachea of :func:`derived_structures`, or None where it is not clear."""
+    from scipy import ndimage as ndi
+
+    levels = np.flatnonzero(larynx.any(axis=(0, 1)))
+    if levels.size == 0 or levels[0] == 0:
+        return None
+    sx, sy, sz = (float(v) for v in spacing)
+    pixel_mm2 = sx * sy
+    body = _body(ct)
+    eso = None if esophagus is None else np.asarray(esophagus, dtype=bool)
+    lowest = int(levels[0])
+    cx, cy = np.argwhere(larynx[:, :, lowest]).mean(axis=0)
+    xx, yy = np.meshgrid(np.arange(ct.shape[0]), np.arange(ct.shape[1]), indexing="ij")
+    out = np.zeros(ct.shape, dtype=bool)
+    above: np.ndarray | None = None
+    for z in range(lowest - 1, -1, -1):
+        air = (ct[:, :, z] < AIRWAY_HU) & body[:, :, z]
+        labels, _ = ndi.label(air)
+        if above is None:  # the first slice: the airway near the larynx's centre
+            dist = np.hypot((xx - cx) * sx, (yy - cy) * sy)
+            ids = np.unique(labels[(labels > 0) & (dist <= TRACHEA_START_MM)])
+            if ids.size == 0:
+                return None
+            counts = np.bincount(labels.ravel())[ids]
+            order = np.argsort(counts)[::-1]
+            if ids.size > 1 and counts[order[1]] * 3 > counts[order[0]]:
+                return None  # two airways of like size (the piriform sinuses): unclear
+            ids = ids[order[:1]]
+        else:
+            near = ndi.binary_dilation(above)
+            ids = np.unique(labels[near & (labels > 0)])
+            if ids.size == 0 and (near & (ct[:, :, z] < AIRWAY_HU)).any():
+                return None  # the airway leaves the patient: a stoma
+            if ids.size != 1:
+                break  # the airway ends or divides (the carina)
+        lumen = ndi.binary_fill_holes(labels == ids[0])
+        if eso is not None and (lumen & eso[:, :, z]).any():
+            return None  # the airway runs into the oesophagus: not a clean trachea
+        area = float(lumen.sum()) * pixel_mm2
+        if not TRACHEA_MM2[0] <= area <= TRACHEA_MM2[1]:
+            break
+        if above is not None and area > MAX_WIDENING * float(above.sum()) * pixel_mm2:
+            break
+        if (ndi.binary_dilation(lumen) & ~body[:, :, z]).any():
+            return None  # open to the outside (a stoma, or the field's border)
+        out[:, :, z] = lumen
+        above = lumen
+    length = float(out.any(axis=(0, 1)).sum()) * sz
+    return out if length >= MIN_TRACHEA_MM else None

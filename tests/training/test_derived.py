@@ -106,3 +106,64 @@ def test_no_vertebrae_without_a_spinal_cord_or_when_not_asked():
 
     with pytest.raises(ValueError, match="unknown derived source"):
         derived_structures(ct, spacing, sources=("ribs",))
+
+
+def _airway(spacing=(2.0, 2.0, 2.5), stoma=False, eso_air=False):
+    """A neck and upper chest: a larynx (labelled) over a trachea (air, 16 mm wide) that divides
+    into two bronchi at the carina, 80 mm below it; an oesophagus (labelled) behind it."""
+    shape = (80, 70, 60)
+    x, y = np.meshgrid(np.arange(80) * spacing[0], np.arange(70) * spacing[1], indexing="ij")
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[((x - 80) / 70) ** 2 + ((y - 70) / 60) ** 2 <= 1] = 40.0
+    larynx = np.zeros(shape, bool)
+    trachea = np.zeros(shape, bool)
+    esophagus = np.zeros(shape, bool)
+    lumen = (x - 80) ** 2 + (y - 90) ** 2 <= 8 ** 2
+    eso = (x - 80) ** 2 + (y - 70) ** 2 <= 6 ** 2
+    top, carina = 44, 12  # the larynx's lowest slice; the trachea's last slice
+    for k in range(shape[2]):
+        esophagus[:, :, k] = eso
+        if k >= top:
+            larynx[:, :, k] = (x - 80) ** 2 + (y - 90) ** 2 <= 14 ** 2
+            ct[:, :, k][lumen] = -900.0
+        elif k >= carina:
+            ct[:, :, k][lumen] = -900.0
+            trachea[:, :, k] = lumen
+        else:  # two bronchi, apart
+            ct[:, :, k][((x - 66) ** 2 + (y - 90) ** 2 <= 5 ** 2)
+                        | ((x - 94) ** 2 + (y - 90) ** 2 <= 5 ** 2)] = -900.0
+    if stoma:  # an opening from the trachea through the skin, in front
+        ct[38:42, 45:, 28:32] = -900.0
+    if eso_air:  # a distended oesophagus full of air, joined to the airway over a few slices
+        wide = (x - 80) ** 2 + (y - 70) ** 2 <= 10 ** 2
+        ct[:, :, 24:30][wide | ((np.abs(x - 80) <= 3) & (y > 70) & (y < 90))] = -900.0
+    return ct, larynx, trachea, esophagus, spacing
+
+
+def test_the_trachea_is_the_airway_from_the_larynx_down_to_the_carina():
+    ct, larynx, trachea, esophagus, spacing = _airway()
+    found = derived_structures(ct, spacing, masks={"larynx": larynx, "esophagus": esophagus},
+                               sources=("trachea",))
+    assert set(found) == {"trachea"}
+    t = found["trachea"]
+    assert (t & trachea).sum() / trachea.sum() > 0.98 and not (t & ~trachea).any()
+    assert not (t & larynx).any() and not (t & esophagus).any()
+    # the other sources leave it out; a case that has one keeps its own
+    assert "trachea" not in derived_structures(ct, spacing, masks={"larynx": larynx})
+    assert derived_structures(ct, spacing, masks={"larynx": larynx}, sources=("trachea",),
+                              existing={"trachea"}) == {}
+
+
+def test_no_trachea_without_a_larynx_through_a_stoma_or_into_the_oesophagus():
+    ct, larynx, _, esophagus, spacing = _airway()
+    assert derived_structures(ct, spacing, masks={}, sources=("trachea",)) == {}
+    ct, larynx, _, esophagus, spacing = _airway(stoma=True)
+    assert derived_structures(ct, spacing, masks={"larynx": larynx}, sources=("trachea",)) == {}
+    ct, larynx, _, esophagus, spacing = _airway(eso_air=True)
+    masks = {"larynx": larynx, "esophagus": esophagus}
+    assert derived_structures(ct, spacing, masks=masks, sources=("trachea",)) == {}
+    # unlabelled, the oesophagus' air widens the airway: the trachea stops above it
+    found = derived_structures(ct, spacing, masks={"larynx": larynx}, sources=("trachea",))
+    assert set(found) == {"trachea"}
+    levels = np.flatnonzero(found["trachea"].any(axis=(0, 1)))
+    assert levels.min() >= 30 and not (found["trachea"] & esophagus).any()
