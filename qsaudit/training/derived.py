@@ -28,6 +28,13 @@ made only where they are unambiguous; anything else is left out:
   air or a bronchus joined on) and stays inside the patient (a stoma opens to the outside); it
   stops where it divides (the carina) or the scan ends. Kept only when it is at least
   :data:`MIN_TRACHEA_MM` long and never runs into a labelled oesophagus.
+* ``clavicles``: a component of bone (above :data:`CLAVICLE_HU`) shaped like a clavicle: of a
+  clavicle's volume (:data:`CLAVICLE_ML`), long from side to side (:data:`CLAVICLE_SPAN_MM`,
+  at least :data:`CLAVICLE_ELONGATION` times its depth and its height, no taller than
+  :data:`CLAVICLE_MAX_HEIGHT_MM`), wholly on one side and well off the midline, in front of
+  the labelled spinal cord by :data:`CLAVICLE_FRONT_MM`, and whole in the field of view. A
+  clavicle joined to the scapula, the sternum or a rib is not one component of that shape and
+  is left out; so is a side with two candidates.
 """
 
 from __future__ import annotations
@@ -49,7 +56,14 @@ TRACHEA_MM2 = (40.0, 900.0)  # a trachea's cross-section lies in this range (mmÂ
 MAX_WIDENING = 2.0      # a slice's airway at most this many times the slice above's
 TRACHEA_START_MM = 25.0  # the first slice's airway lies this close to the larynx's centre
 MIN_TRACHEA_MM = 30.0   # a shorter airway is left out
-SOURCES = ("lungs", "vertebrae", "trachea")
+CLAVICLE_HU = 200.0     # above this: cortical bone (a clavicle's marrow is filled per slice)
+CLAVICLE_ML = (8.0, 40.0)
+CLAVICLE_SPAN_MM = (80.0, 170.0)  # its extent from side to side
+CLAVICLE_ELONGATION = 1.4
+CLAVICLE_MAX_HEIGHT_MM = 65.0
+CLAVICLE_OFFSET_MM = 40.0  # its centroid lies at least this far from the midline
+CLAVICLE_FRONT_MM = 25.0  # and at least this far in front of the spinal cord
+SOURCES = ("lungs", "vertebrae", "trachea", "clavicles")
 """What :func:`derived_structures` can make."""
 CORD = "spinal cord"
 LARYNX = "larynx"
@@ -83,7 +97,7 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
         spacing: voxel size in mm.
         existing: structures the case already has; those are never replaced.
         masks: the case's labels by registry name (``vertebrae`` needs its spinal cord,
-            ``trachea`` its larynx).
+            ``trachea`` its larynx, ``clavicles`` its spinal cord).
         sources: which of :data:`SOURCES` to make.
 
     Returns e.g. ``{"lung_left": mask, "lung_right": mask, "vertebra C3": mask}`` (bool, the
@@ -105,6 +119,9 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
                            masks.get(ESOPHAGUS))
         if trachea is not None:
             out["trachea"] = trachea
+    if "clavicles" in sources and masks is not None and CORD in masks:
+        out.update({k: v for k, v in _clavicles(ct, spacing, masks[CORD]).items()
+                    if k not in existing})
     return out
 
 
@@ -323,3 +340,46 @@ def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.nda
         above = lumen
     length = float(out.any(axis=(0, 1)).sum()) * sz
     return out if length >= MIN_TRACHEA_MM else None
+
+
+def _clavicles(ct: np.ndarray, spacing: tuple[float, float, float],
+               cord: np.ndarray) -> dict[str, np.ndarray]:
+    """The clavicles of :func:`derived_structures` (``left clavicle``, ``right clavicle``)."""
+    from scipy import ndimage as ndi
+
+    cord = np.asarray(cord, dtype=bool)
+    body = _body(ct)
+    if not body.any() or not cord.any():
+        return {}
+    midline = _midline(body)
+    spacing_mm = np.asarray(spacing, dtype=np.float64)
+    labels, n = ndi.label(ct > CLAVICLE_HU)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing_mm)) / 1000.0
+    found: dict[str, list[np.ndarray]] = {"left clavicle": [], "right clavicle": []}
+    for comp, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None or not CLAVICLE_ML[0] <= sizes[comp] <= CLAVICLE_ML[1]:
+            continue
+        if any(b.start == 0 or b.stop == dim for b, dim in zip(box, ct.shape)):
+            continue  # cut by the field of view
+        span, depth, height = ((b.stop - b.start) * d for b, d in zip(box, spacing_mm))
+        if not (CLAVICLE_SPAN_MM[0] <= span <= CLAVICLE_SPAN_MM[1]
+                and span >= CLAVICLE_ELONGATION * max(depth, height)
+                and height <= CLAVICLE_MAX_HEIGHT_MM):
+            continue
+        local = labels[box] == comp
+        where = np.argwhere(local) + [b.start for b in box]
+        cx, cy, _ = where.mean(axis=0)
+        right_share = float((where[:, 0] > midline).mean())
+        if abs(cx - midline) * spacing_mm[0] < CLAVICLE_OFFSET_MM \
+                or MIN_SIDE_SHARE > right_share > 1.0 - MIN_SIDE_SHARE:
+            continue
+        cord_here = cord[:, :, box[2]]
+        if not cord_here.any():
+            continue  # no cord at its levels: nothing to say where the front is
+        if (cy - np.argwhere(cord_here)[:, 1].mean()) * spacing_mm[1] < CLAVICLE_FRONT_MM:
+            continue  # at the cord's depth or behind it: a rib or the scapula
+        mask = np.zeros(ct.shape, dtype=bool)
+        mask[box] = local
+        found["right clavicle" if right_share >= MIN_SIDE_SHARE else "left clavicle"].append(
+            _fill_slices(mask))
+    return {name: masks[0] for name, masks in found.items() if len(masks) == 1}

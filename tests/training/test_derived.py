@@ -167,3 +167,55 @@ def test_no_trachea_without_a_larynx_through_a_stoma_or_into_the_oesophagus():
     assert set(found) == {"trachea"}
     levels = np.flatnonzero(found["trachea"].any(axis=(0, 1)))
     assert levels.min() >= 30 and not (found["trachea"] & esophagus).any()
+
+
+def _shoulders(spacing=(2.0, 2.0, 3.0), joined=False, twin=False):
+    """The base of the neck: a spinal cord, a vertebra round it, a clavicle on each side in
+    front (a bar 110 mm long, rising laterally), a rib on the right at the cord's depth.
+    ``joined``: the left clavicle runs into a scapula; ``twin``: a second clavicle-shaped bone
+    in front on the right."""
+    shape = (160, 110, 40)
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[((x - 160) / 150) ** 2 + ((y - 110) / 100) ** 2 <= 1] = 40.0
+    cord = ((x - 160) ** 2 + (y - 90) ** 2 <= 5 ** 2) & (z > 3) & (z < 114)
+    ct[((x - 160) ** 2 + (y - 100) ** 2 <= 16 ** 2) & ~cord] = 600.0  # the vertebra
+    truth = {}
+    for side, sign in (("right clavicle", 1), ("left clavicle", -1)):
+        lateral = sign * (x - 160)
+        rise = 40 + 0.15 * (lateral - 30)  # the bar rises towards the shoulder
+        bar = (lateral >= 30) & (lateral <= 140) & (np.abs(y - 160) <= 7) \
+            & (np.abs(z - rise) <= 7)
+        ct[bar] = 700.0
+        truth[side] = bar
+    ct[(x - 160 >= 30) & (x - 160 <= 140) & (np.abs(y - 90) <= 7) & (np.abs(z - 70) <= 7)] = 650.0
+    if joined:  # a scapula block behind the left clavicle's lateral end, joined to it
+        ct[(160 - x >= 120) & (160 - x <= 145) & (y >= 80) & (y <= 165) & (z >= 20)
+           & (z <= 100)] = 650.0
+    if twin:
+        ct[(x - 160 >= 30) & (x - 160 <= 140) & (np.abs(y - 185) <= 6) & (np.abs(z - 90) <= 6)] \
+            = 700.0
+    return ct, cord, truth, spacing
+
+
+def test_clavicles_are_the_long_bones_in_front_one_on_each_side():
+    ct, cord, truth, spacing = _shoulders()
+    found = derived_structures(ct, spacing, masks={"spinal cord": cord}, sources=("clavicles",))
+    assert set(found) == {"left clavicle", "right clavicle"}
+    for name, mask in found.items():
+        assert (mask & truth[name]).sum() / truth[name].sum() > 0.97
+        assert not (mask & ~truth[name]).any()  # no vertebra, no rib
+    assert "left clavicle" not in derived_structures(
+        ct, spacing, masks={"spinal cord": cord}, sources=("clavicles",),
+        existing={"left clavicle"})
+    assert derived_structures(ct, spacing, masks={}, sources=("clavicles",)) == {}
+
+
+def test_a_clavicle_joined_to_the_scapula_or_with_a_twin_is_left_out():
+    ct, cord, _, spacing = _shoulders(joined=True)
+    masks = {"spinal cord": cord}
+    assert set(derived_structures(ct, spacing, masks=masks, sources=("clavicles",))) \
+        == {"right clavicle"}
+    ct, cord, _, spacing = _shoulders(twin=True)
+    assert set(derived_structures(ct, spacing, masks=masks, sources=("clavicles",))) \
+        == {"left clavicle"}
