@@ -35,6 +35,12 @@ made only where they are unambiguous; anything else is left out:
   the labelled spinal cord by :data:`CLAVICLE_FRONT_MM`, and whole in the field of view. A
   clavicle joined to the scapula, the sternum or a rib is not one component of that shape and
   is left out; so is a side with two candidates.
+* ``humeri``: the upper arm's bone where a scan of the neck reaches the shoulders: a bone
+  component (above :data:`CLAVICLE_HU`) far out to one side (:data:`HUMERUS_OFFSET_MM` from the
+  midline, beside the chest), a shaft's width (:data:`HUMERUS_WIDTH_MM` each way in-plane) and
+  at least as tall as wide, of :data:`HUMERUS_ML`; it may end at the scan's lower edge (the
+  label then ends with the CT, as a label of that scan would) but not at its in-plane edge. A
+  humerus joined to the scapula is not of that shape and is left out; so is a side with two.
 """
 
 from __future__ import annotations
@@ -63,7 +69,10 @@ CLAVICLE_ELONGATION = 1.4
 CLAVICLE_MAX_HEIGHT_MM = 65.0
 CLAVICLE_OFFSET_MM = 40.0  # its centroid lies at least this far from the midline
 CLAVICLE_FRONT_MM = 25.0  # and at least this far in front of the spinal cord
-SOURCES = ("lungs", "vertebrae", "trachea", "clavicles")
+HUMERUS_ML = (10.0, 120.0)
+HUMERUS_WIDTH_MM = (20.0, 70.0)
+HUMERUS_OFFSET_MM = 140.0
+SOURCES = ("lungs", "vertebrae", "trachea", "clavicles", "humeri")
 """What :func:`derived_structures` can make."""
 CORD = "spinal cord"
 LARYNX = "larynx"
@@ -122,6 +131,8 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
     if "clavicles" in sources and masks is not None and CORD in masks:
         out.update({k: v for k, v in _clavicles(ct, spacing, masks[CORD]).items()
                     if k not in existing})
+    if "humeri" in sources:
+        out.update({k: v for k, v in _humeri(ct, spacing).items() if k not in existing})
     return out
 
 
@@ -381,5 +392,39 @@ def _clavicles(ct: np.ndarray, spacing: tuple[float, float, float],
         mask = np.zeros(ct.shape, dtype=bool)
         mask[box] = local
         found["right clavicle" if right_share >= MIN_SIDE_SHARE else "left clavicle"].append(
+            _fill_slices(mask))
+    return {name: masks[0] for name, masks in found.items() if len(masks) == 1}
+
+
+def _humeri(ct: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    """The humeri of :func:`derived_structures` (``left humerus``, ``right humerus``)."""
+    from scipy import ndimage as ndi
+
+    body = _body(ct)
+    if not body.any():
+        return {}
+    midline = _midline(body)
+    spacing_mm = np.asarray(spacing, dtype=np.float64)
+    labels, n = ndi.label(ct > CLAVICLE_HU)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing_mm)) / 1000.0
+    found: dict[str, list[np.ndarray]] = {"left humerus": [], "right humerus": []}
+    for comp, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None or not HUMERUS_ML[0] <= sizes[comp] <= HUMERUS_ML[1]:
+            continue
+        if any(b.start == 0 or b.stop == dim for b, dim in zip(box[:2], ct.shape[:2])):
+            continue  # cut by the in-plane field of view
+        width, depth, height = ((b.stop - b.start) * d for b, d in zip(box, spacing_mm))
+        if not (HUMERUS_WIDTH_MM[0] <= min(width, depth)
+                and max(width, depth) <= HUMERUS_WIDTH_MM[1] and height >= max(width, depth)):
+            continue
+        local = labels[box] == comp
+        x = np.argwhere(local)[:, 0] + box[0].start
+        right_share = float((x > midline).mean())
+        if abs(float(x.mean()) - midline) * spacing_mm[0] < HUMERUS_OFFSET_MM \
+                or MIN_SIDE_SHARE > right_share > 1.0 - MIN_SIDE_SHARE:
+            continue
+        mask = np.zeros(ct.shape, dtype=bool)
+        mask[box] = local
+        found["right humerus" if right_share >= MIN_SIDE_SHARE else "left humerus"].append(
             _fill_slices(mask))
     return {name: masks[0] for name, masks in found.items() if len(masks) == 1}

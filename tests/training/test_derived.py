@@ -219,3 +219,37 @@ def test_a_clavicle_joined_to_the_scapula_or_with_a_twin_is_left_out():
     ct, cord, _, spacing = _shoulders(twin=True)
     assert set(derived_structures(ct, spacing, masks=masks, sources=("clavicles",))) \
         == {"left clavicle"}
+
+
+def _arms(spacing=(4.0, 4.0, 3.0), joined=False):
+    """Shoulders with the arms down: a humerus shaft in each arm (a cortical tube, marrow
+    inside) that ends at the scan's lower edge, a rib beside the chest. ``joined``: the left
+    humerus runs into a scapula block."""
+    shape = (120, 60, 40)
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[((x - 240) / 230) ** 2 + ((y - 120) / 100) ** 2 <= 1] = 40.0
+    truth = {}
+    for side, sign in (("right humerus", 1), ("left humerus", -1)):
+        r = np.hypot(x - (240 + sign * 190), y - 120)
+        shaft = (r <= 13) & (z < 90)
+        ct[shaft & (r > 8)] = 900.0
+        ct[shaft & (r <= 8)] = 100.0  # marrow: filled into the mask per slice
+        truth[side] = shaft
+    ct[(np.hypot(x - 340, y - 120) <= 10) & (z >= 20) & (z < 100)] = 700.0  # beside the chest
+    if joined:
+        ct[(x >= 20) & (x <= 60) & (y >= 100) & (y <= 180) & (z >= 60) & (z < 110)] = 600.0
+    return ct, truth, spacing
+
+
+def test_humeri_are_the_shafts_far_out_on_each_side():
+    ct, truth, spacing = _arms()
+    found = derived_structures(ct, spacing, sources=("humeri",))
+    assert set(found) == {"left humerus", "right humerus"}
+    for name, mask in found.items():
+        assert (mask & truth[name]).sum() / truth[name].sum() > 0.95
+        assert not (mask & ~truth[name]).any()
+    ct, _, spacing = _arms(joined=True)
+    assert set(derived_structures(ct, spacing, sources=("humeri",))) == {"right humerus"}
+    assert set(derived_structures(ct, spacing, sources=("humeri",),
+                                  existing={"right humerus"})) == set()

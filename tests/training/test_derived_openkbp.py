@@ -52,3 +52,14 @@ def test_both_clavicles_lie_in_front_of_the_cord_one_on_each_side():
         assert (c[1] - cord_y) * spacing[1] > 25.0
     for mask in found.values():
         assert 8.0 <= mask.sum() * np.prod(spacing) / 1000.0 <= 45.0
+
+
+def test_the_humeri_are_read_where_the_scan_reaches_the_arms():
+    ct, spacing, _ = _case("train_pt_113")
+    found = derived_structures(ct, spacing, sources=("humeri",))
+    assert set(found) == {"left humerus", "right humerus"}
+    right = np.argwhere(found["right humerus"]).mean(axis=0)
+    left = np.argwhere(found["left humerus"]).mean(axis=0)
+    assert (right[0] - left[0]) * spacing[0] > 280.0  # far apart, beside the chest
+    for mask in found.values():
+        assert (ct[mask] > 150).mean() > 0.6  # bone, its marrow filled in
