@@ -38,8 +38,8 @@ made only where they are unambiguous; anything else is left out:
 * ``humeri``: the upper arm's bone where a scan of the neck reaches the shoulders: a bone
   component (above :data:`CLAVICLE_HU`) far out to one side (:data:`HUMERUS_OFFSET_MM` from the
   midline, beside the chest), a shaft's width (:data:`HUMERUS_WIDTH_MM` each way in-plane) and
-  at least as tall as wide, of :data:`HUMERUS_ML`; it may end at the scan's lower edge (the
-  label then ends with the CT, as a label of that scan would) but not at its in-plane edge. A
+  at least as tall as wide, of :data:`HUMERUS_ML`; it may end at the scan's upper or lower edge
+  (the label then ends with the CT, as a label of that scan would) but not at its in-plane edge. A
   humerus joined to the scapula is not of that shape and is left out; so is a side with two.
 """
 
@@ -63,15 +63,15 @@ MAX_WIDENING = 2.0      # a slice's airway at most this many times the slice abo
 TRACHEA_START_MM = 25.0  # the first slice's airway lies this close to the larynx's centre
 MIN_TRACHEA_MM = 30.0   # a shorter airway is left out
 CLAVICLE_HU = 200.0     # above this: cortical bone (a clavicle's marrow is filled per slice)
-CLAVICLE_ML = (8.0, 40.0)
+CLAVICLE_ML = (8.0, 40.0)  # a clavicle's volume (an adult's is about 15-25 ml)
 CLAVICLE_SPAN_MM = (80.0, 170.0)  # its extent from side to side
-CLAVICLE_ELONGATION = 1.4
-CLAVICLE_MAX_HEIGHT_MM = 65.0
+CLAVICLE_ELONGATION = 1.4  # its span at least this many times its depth and its height
+CLAVICLE_MAX_HEIGHT_MM = 65.0  # taller: joined to the scapula or a rib
 CLAVICLE_OFFSET_MM = 40.0  # its centroid lies at least this far from the midline
 CLAVICLE_FRONT_MM = 25.0  # and at least this far in front of the spinal cord
-HUMERUS_ML = (10.0, 120.0)
-HUMERUS_WIDTH_MM = (20.0, 70.0)
-HUMERUS_OFFSET_MM = 140.0
+HUMERUS_ML = (10.0, 120.0)  # the part of a humerus a neck scan reaches
+HUMERUS_WIDTH_MM = (20.0, 70.0)  # a shaft's (or the head's) width, each way in-plane
+HUMERUS_OFFSET_MM = 140.0  # its centroid this far from the midline: beside the chest, not in it
 SOURCES = ("lungs", "vertebrae", "trachea", "clavicles", "humeri")
 """What :func:`derived_structures` can make."""
 CORD = "spinal cord"
@@ -346,7 +346,7 @@ def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.nda
         if above is not None and area > MAX_WIDENING * float(above.sum()) * pixel_mm2:
             break
         if (ndi.binary_dilation(lumen) & ~body[:, :, z]).any():
-            return None  # open to the outside (a stoma, or the field's border)
+            return None  # open to the outside (a stoma)
         out[:, :, z] = lumen
         above = lumen
     length = float(out.any(axis=(0, 1)).sum()) * sz

@@ -1,5 +1,6 @@
 """Structures read off real OpenKBP CT (shared data; skipped when absent): the trachea below the
-larynx and in front of the oesophagus, the clavicles in front of the spinal cord."""
+larynx and in front of the oesophagus, the clavicles in front of the spinal cord, the humeri; their
+sides checked against the clinical parotid contours."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def _case(patient: str, *labels: str):
     return ct, spacing, masks
 
 
+_PAROTIDS = (("right parotid", "RightParotid"), ("left parotid", "LeftParotid"))
+
+
+def _on_the_parotids_sides(found: dict, masks: dict, what: str) -> None:
+    """Each side's structure lies on the side of the clinician's parotid of that side."""
+    centre = {side: np.argwhere(masks[f"{side} parotid"])[:, 0].mean()
+              for side in ("right", "left")}
+    for side, other in (("right", "left"), ("left", "right")):
+        x = np.argwhere(found[f"{side} {what}"])[:, 0].mean()
+        assert abs(x - centre[side]) < abs(x - centre[other])
+
+
 def test_the_trachea_runs_down_from_the_larynx_in_front_of_the_oesophagus():
     ct, spacing, masks = _case("train_pt_112", ("larynx", "Larynx"), ("esophagus", "Esophagus"))
     trachea = derived_structures(ct, spacing, masks=masks, sources=("trachea",))["trachea"]
@@ -41,25 +54,21 @@ def test_the_trachea_runs_down_from_the_larynx_in_front_of_the_oesophagus():
 
 
 def test_both_clavicles_lie_in_front_of_the_cord_one_on_each_side():
-    ct, spacing, masks = _case("train_pt_10", ("spinal cord", "SpinalCord"))
+    ct, spacing, masks = _case("train_pt_10", ("spinal cord", "SpinalCord"),
+                               *_PAROTIDS)
     found = derived_structures(ct, spacing, masks=masks, sources=("clavicles",))
     assert set(found) == {"left clavicle", "right clavicle"}
+    _on_the_parotids_sides(found, masks, "clavicle")
     cord_y = np.argwhere(masks["spinal cord"])[:, 1].mean()
-    right = np.argwhere(found["right clavicle"]).mean(axis=0)
-    left = np.argwhere(found["left clavicle"]).mean(axis=0)
-    assert right[0] > left[0]  # RAS: x grows to the patient's right
-    for c in (right, left):
-        assert (c[1] - cord_y) * spacing[1] > 25.0
     for mask in found.values():
-        assert 8.0 <= mask.sum() * np.prod(spacing) / 1000.0 <= 45.0
+        assert (np.argwhere(mask)[:, 1].mean() - cord_y) * spacing[1] > 25.0
+        assert (ct[mask] > 150).mean() > 0.6  # bone, its marrow filled in
 
 
 def test_the_humeri_are_read_where_the_scan_reaches_the_arms():
-    ct, spacing, _ = _case("train_pt_113")
+    ct, spacing, masks = _case("train_pt_113", *_PAROTIDS)
     found = derived_structures(ct, spacing, sources=("humeri",))
     assert set(found) == {"left humerus", "right humerus"}
-    right = np.argwhere(found["right humerus"]).mean(axis=0)
-    left = np.argwhere(found["left humerus"]).mean(axis=0)
-    assert (right[0] - left[0]) * spacing[0] > 280.0  # far apart, beside the chest
+    _on_the_parotids_sides(found, masks, "humerus")
     for mask in found.values():
         assert (ct[mask] > 150).mean() > 0.6  # bone, its marrow filled in
