@@ -26,7 +26,8 @@ made only where they are unambiguous; anything else is left out:
   any other), followed slice by slice downwards while it stays one
   component that overlaps the slice above, keeps its size (a sudden widening is the oesophagus'
   air or a bronchus joined on) and stays inside the patient (a stoma opens to the outside); it
-  stops where it divides (the carina) or the scan ends. Kept only when it is at least
+  stops where it divides (the carina) or the scan ends (also where a slice holds less than half
+  the patient of the slice above: padding below the scanned block). Kept only when it is at least
   :data:`MIN_TRACHEA_MM` long and never runs into a labelled oesophagus.
 * ``clavicles``: a component of bone (above :data:`CLAVICLE_HU`) shaped like a clavicle: of a
   clavicle's volume (:data:`CLAVICLE_ML`), long from side to side (:data:`CLAVICLE_SPAN_MM`,
@@ -318,6 +319,8 @@ def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.nda
     out = np.zeros(ct.shape, dtype=bool)
     above: np.ndarray | None = None
     for z in range(lowest - 1, -1, -1):
+        if above is not None and body[:, :, z].sum() < 0.5 * body[:, :, z + 1].sum():
+            break  # the scan's block ends (padding below it): the trachea ends with the CT
         air = (ct[:, :, z] < AIRWAY_HU) & body[:, :, z]
         labels, _ = ndi.label(air)
         if above is None:  # the first slice: the airway near the larynx's centre
