@@ -157,7 +157,7 @@ def test_the_trachea_is_the_airway_from_the_larynx_down_to_the_carina():
 def test_the_trachea_ends_where_the_scanned_block_ends():
     """Slices padded with air below the scanned block (as OpenKBP stores them, a thin margin of
     patient left): the trachea stops there, it does not read as a stoma."""
-    ct, larynx, trachea, esophagus, spacing = _airway()
+    ct, larynx, trachea, _, spacing = _airway()
     ct[:, :, :20] = -1024.0
     ct[78:82, 50:54, :20] = 40.0  # the margin of a contour kept in the padding
     found = derived_structures(ct, spacing, masks={"larynx": larynx}, sources=("trachea",))
