@@ -29,7 +29,7 @@ made only where they are unambiguous; anything else is left out:
   stops where it divides (the carina) or the scan ends (also where a slice holds less than half
   the patient of the slice above: padding below the scanned block). Kept only when it is at least
   :data:`MIN_TRACHEA_MM` long and never runs into a labelled oesophagus.
-* ``clavicles``: a component of bone (above :data:`CLAVICLE_HU`) shaped like a clavicle: of a
+* ``clavicles``: a component of bone (above :data:`CORTEX_HU`) shaped like a clavicle: of a
   clavicle's volume (:data:`CLAVICLE_ML`), long from side to side (:data:`CLAVICLE_SPAN_MM`,
   at least :data:`CLAVICLE_ELONGATION` times its depth and its height, no taller than
   :data:`CLAVICLE_MAX_HEIGHT_MM`), wholly on one side and well off the midline, in front of
@@ -37,7 +37,7 @@ made only where they are unambiguous; anything else is left out:
   clavicle joined to the scapula, the sternum or a rib is not one component of that shape and
   is left out; so is a side with two candidates.
 * ``humeri``: the upper arm's bone where a scan of the neck reaches the shoulders: a bone
-  component (above :data:`CLAVICLE_HU`) far out to one side (:data:`HUMERUS_OFFSET_MM` from the
+  component (above :data:`CORTEX_HU`) far out to one side (:data:`HUMERUS_OFFSET_MM` from the
   midline, beside the chest), a shaft's width (:data:`HUMERUS_WIDTH_MM` each way in-plane) and
   at least as tall as wide, of :data:`HUMERUS_ML`; it may end at the scan's upper or lower edge
   (the label then ends with the CT, as a label of that scan would) but not at its in-plane edge. A
@@ -45,6 +45,8 @@ made only where they are unambiguous; anything else is left out:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,7 +65,7 @@ TRACHEA_MM2 = (40.0, 900.0)  # a trachea's cross-section lies in this range (mmÂ
 MAX_WIDENING = 2.0      # a slice's airway at most this many times the slice above's
 TRACHEA_START_MM = 25.0  # the first slice's airway lies this close to the larynx's centre
 MIN_TRACHEA_MM = 30.0   # a shorter airway is left out
-CLAVICLE_HU = 200.0     # above this: cortical bone (a clavicle's marrow is filled per slice)
+CORTEX_HU = 200.0       # above this: cortical bone (a long bone's marrow is filled per slice)
 CLAVICLE_ML = (8.0, 40.0)  # a clavicle's volume (an adult's is about 15-25 ml)
 CLAVICLE_SPAN_MM = (80.0, 170.0)  # its extent from side to side
 CLAVICLE_ELONGATION = 1.4  # its span at least this many times its depth and its height
@@ -118,31 +120,36 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
         raise ValueError(f"unknown derived source(s) {sorted(unknown)}; known: {SOURCES}")
     ct = np.asarray(ct)
     out: dict[str, np.ndarray] = {}
+    body = _body(ct) if set(sources) & {"lungs", "trachea", "clavicles", "humeri"} else None
     if "lungs" in sources:
-        out.update(_lungs(ct, spacing, existing))
+        out.update(_lungs(ct, spacing, body, existing))
     if "vertebrae" in sources and masks is not None and CORD in masks:
         out.update({k: v for k, v in _vertebrae(ct, spacing, masks[CORD]).items()
                     if k not in existing})
     if "trachea" in sources and masks is not None and LARYNX in masks \
             and "trachea" not in existing:
-        trachea = _trachea(ct, spacing, np.asarray(masks[LARYNX], dtype=bool),
+        trachea = _trachea(ct, spacing, body, np.asarray(masks[LARYNX], dtype=bool),
                            masks.get(ESOPHAGUS))
         if trachea is not None:
             out["trachea"] = trachea
-    if "clavicles" in sources and masks is not None and CORD in masks:
-        out.update({k: v for k, v in _clavicles(ct, spacing, masks[CORD]).items()
-                    if k not in existing})
-    if "humeri" in sources:
-        out.update({k: v for k, v in _humeri(ct, spacing).items() if k not in existing})
+    want_clavicles = "clavicles" in sources and masks is not None and CORD in masks
+    if want_clavicles or "humeri" in sources:
+        bones = _one_sided_bones(ct, spacing, body, ml=(min(CLAVICLE_ML[0], HUMERUS_ML[0]),
+                                                         max(CLAVICLE_ML[1], HUMERUS_ML[1])))
+        if want_clavicles:
+            out.update({k: v for k, v in _clavicles(bones, spacing, masks[CORD]).items()
+                        if k not in existing})
+        if "humeri" in sources:
+            out.update({k: v for k, v in _humeri(bones, spacing, ct.shape).items()
+                        if k not in existing})
     return out
 
 
-def _lungs(ct: np.ndarray, spacing: tuple[float, float, float],
+def _lungs(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
            existing: set[str] | frozenset[str]) -> dict[str, np.ndarray]:
-    """The lungs of :func:`derived_structures`."""
+    """The lungs of :func:`derived_structures` (``body``: :func:`_body` of ``ct``)."""
     from scipy import ndimage as ndi
 
-    body = _body(ct)
     if not body.any():
         return {}
     air = (ct < LUNG_HU) & body
@@ -301,9 +308,10 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
     return int(where[0]), int(where[-1])
 
 
-def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.ndarray,
-             esophagus: np.ndarray | None) -> np.ndarray | None:
-    """The trachea of :func:`derived_structures`, or None where it is not clear."""
+def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
+             larynx: np.ndarray, esophagus: np.ndarray | None) -> np.ndarray | None:
+    """The trachea of :func:`derived_structures` (``body``: :func:`_body` of ``ct``), or None
+    where it is not clear."""
     from scipy import ndimage as ndi
 
     levels = np.flatnonzero(larynx.any(axis=(0, 1)))
@@ -311,7 +319,6 @@ def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.nda
         return None
     sx, sy, sz = (float(v) for v in spacing)
     pixel_mm2 = sx * sy
-    body = _body(ct)
     eso = None if esophagus is None else np.asarray(esophagus, dtype=bool)
     lowest = int(levels[0])
     cx, cy = np.argwhere(larynx[:, :, lowest]).mean(axis=0)
@@ -356,78 +363,103 @@ def _trachea(ct: np.ndarray, spacing: tuple[float, float, float], larynx: np.nda
     return out if length >= MIN_TRACHEA_MM else None
 
 
-def _clavicles(ct: np.ndarray, spacing: tuple[float, float, float],
-               cord: np.ndarray) -> dict[str, np.ndarray]:
-    """The clavicles of :func:`derived_structures` (``left clavicle``, ``right clavicle``)."""
+@dataclass(frozen=True)
+class _Bone:
+    """A bone component (above :data:`CORTEX_HU`) wholly on one side of the midline."""
+
+    side: str                               # "left" or "right"
+    box: tuple[slice, slice, slice]         # its bounding box in the CT
+    local: np.ndarray                       # its voxels within ``box``
+    ml: float                               # its volume
+    centre: np.ndarray                      # its centroid (voxel x, y, z)
+    offset_mm: float                        # its centroid's distance from the midline
+
+    def extent_mm(self, spacing: tuple[float, float, float]) -> tuple[float, float, float]:
+        """Its bounding box's size along x, y and z in mm."""
+        return tuple((b.stop - b.start) * float(d) for b, d in zip(self.box, spacing))
+
+    def touches(self, shape: tuple[int, ...], axes: int = 3) -> bool:
+        """Whether its box reaches the volume's border along the first ``axes`` axes."""
+        return any(b.start == 0 or b.stop == n for b, n in zip(self.box[:axes], shape[:axes]))
+
+
+def _one_sided_bones(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
+                     *, ml: tuple[float, float]) -> list[_Bone]:
+    """The bone components of ``ct`` of a volume within ``ml`` that lie (almost) wholly on one
+    side of the body's midline (:data:`MIN_SIDE_SHARE`); none without a body."""
     from scipy import ndimage as ndi
 
-    cord = np.asarray(cord, dtype=bool)
-    body = _body(ct)
-    if not body.any() or not cord.any():
-        return {}
+    if not body.any():
+        return []
     midline = _midline(body)
-    spacing_mm = np.asarray(spacing, dtype=np.float64)
-    labels, n = ndi.label(ct > CLAVICLE_HU)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing_mm)) / 1000.0
-    found: dict[str, list[np.ndarray]] = {"left clavicle": [], "right clavicle": []}
+    labels, n = ndi.label(ct > CORTEX_HU)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing)) / 1000.0
+    bones = []
     for comp, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None or not CLAVICLE_ML[0] <= sizes[comp] <= CLAVICLE_ML[1]:
-            continue
-        if any(b.start == 0 or b.stop == dim for b, dim in zip(box, ct.shape)):
-            continue  # cut by the field of view
-        span, depth, height = ((b.stop - b.start) * d for b, d in zip(box, spacing_mm))
-        if not (CLAVICLE_SPAN_MM[0] <= span <= CLAVICLE_SPAN_MM[1]
-                and span >= CLAVICLE_ELONGATION * max(depth, height)
-                and height <= CLAVICLE_MAX_HEIGHT_MM):
+        if box is None or not ml[0] <= sizes[comp] <= ml[1]:
             continue
         local = labels[box] == comp
         where = np.argwhere(local) + [b.start for b in box]
-        cx, cy, _ = where.mean(axis=0)
         right_share = float((where[:, 0] > midline).mean())
-        if abs(cx - midline) * spacing_mm[0] < CLAVICLE_OFFSET_MM \
-                or MIN_SIDE_SHARE > right_share > 1.0 - MIN_SIDE_SHARE:
+        if MIN_SIDE_SHARE > right_share > 1.0 - MIN_SIDE_SHARE:
             continue
-        cord_here = cord[:, :, box[2]]
+        centre = where.mean(axis=0)
+        bones.append(_Bone(side="right" if right_share >= MIN_SIDE_SHARE else "left", box=box,
+                           local=local, ml=float(sizes[comp]), centre=centre,
+                           offset_mm=abs(float(centre[0]) - midline) * float(spacing[0])))
+    return bones
+
+
+def _one_per_side(found: list[_Bone], what: str,
+                  shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """``{"left <what>": mask, "right <what>": mask}`` for each side with exactly one of
+    ``found`` (its axial slices' holes filled); a side with two or more is left out."""
+    out = {}
+    for side in ("left", "right"):
+        mine = [b for b in found if b.side == side]
+        if len(mine) == 1:
+            mask = np.zeros(shape, dtype=bool)
+            mask[mine[0].box] = mine[0].local
+            out[f"{side} {what}"] = _fill_slices(mask)
+    return out
+
+
+def _clavicles(bones: list[_Bone], spacing: tuple[float, float, float],
+               cord: np.ndarray) -> dict[str, np.ndarray]:
+    """The clavicles of :func:`derived_structures` (``left clavicle``, ``right clavicle``)
+    among ``bones`` (:func:`_one_sided_bones` of the CT)."""
+    cord = np.asarray(cord, dtype=bool)
+    if not cord.any():
+        return {}
+    found = []
+    for bone in bones:
+        if not CLAVICLE_ML[0] <= bone.ml <= CLAVICLE_ML[1] or bone.touches(cord.shape):
+            continue  # not a clavicle's volume, or cut by the field of view
+        span, depth, height = bone.extent_mm(spacing)
+        if not (CLAVICLE_SPAN_MM[0] <= span <= CLAVICLE_SPAN_MM[1]
+                and span >= CLAVICLE_ELONGATION * max(depth, height)
+                and height <= CLAVICLE_MAX_HEIGHT_MM) or bone.offset_mm < CLAVICLE_OFFSET_MM:
+            continue
+        cord_here = cord[:, :, bone.box[2]]
         if not cord_here.any():
             continue  # no cord at its levels: nothing to say where the front is
-        if (cy - np.argwhere(cord_here)[:, 1].mean()) * spacing_mm[1] < CLAVICLE_FRONT_MM:
+        front_mm = (bone.centre[1] - np.argwhere(cord_here)[:, 1].mean()) * float(spacing[1])
+        if front_mm < CLAVICLE_FRONT_MM:
             continue  # at the cord's depth or behind it: a rib or the scapula
-        mask = np.zeros(ct.shape, dtype=bool)
-        mask[box] = local
-        found["right clavicle" if right_share >= MIN_SIDE_SHARE else "left clavicle"].append(
-            _fill_slices(mask))
-    return {name: masks[0] for name, masks in found.items() if len(masks) == 1}
+        found.append(bone)
+    return _one_per_side(found, "clavicle", cord.shape)
 
 
-def _humeri(ct: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
-    """The humeri of :func:`derived_structures` (``left humerus``, ``right humerus``)."""
-    from scipy import ndimage as ndi
-
-    body = _body(ct)
-    if not body.any():
-        return {}
-    midline = _midline(body)
-    spacing_mm = np.asarray(spacing, dtype=np.float64)
-    labels, n = ndi.label(ct > CLAVICLE_HU)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing_mm)) / 1000.0
-    found: dict[str, list[np.ndarray]] = {"left humerus": [], "right humerus": []}
-    for comp, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None or not HUMERUS_ML[0] <= sizes[comp] <= HUMERUS_ML[1]:
-            continue
-        if any(b.start == 0 or b.stop == dim for b, dim in zip(box[:2], ct.shape[:2])):
-            continue  # cut by the in-plane field of view
-        width, depth, height = ((b.stop - b.start) * d for b, d in zip(box, spacing_mm))
-        if not (HUMERUS_WIDTH_MM[0] <= min(width, depth)
-                and max(width, depth) <= HUMERUS_WIDTH_MM[1] and height >= max(width, depth)):
-            continue
-        local = labels[box] == comp
-        x = np.argwhere(local)[:, 0] + box[0].start
-        right_share = float((x > midline).mean())
-        if abs(float(x.mean()) - midline) * spacing_mm[0] < HUMERUS_OFFSET_MM \
-                or MIN_SIDE_SHARE > right_share > 1.0 - MIN_SIDE_SHARE:
-            continue
-        mask = np.zeros(ct.shape, dtype=bool)
-        mask[box] = local
-        found["right humerus" if right_share >= MIN_SIDE_SHARE else "left humerus"].append(
-            _fill_slices(mask))
-    return {name: masks[0] for name, masks in found.items() if len(masks) == 1}
+def _humeri(bones: list[_Bone], spacing: tuple[float, float, float],
+            shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The humeri of :func:`derived_structures` (``left humerus``, ``right humerus``) among
+    ``bones`` (:func:`_one_sided_bones` of the CT, whose ``shape`` it has)."""
+    found = []
+    for bone in bones:
+        if not HUMERUS_ML[0] <= bone.ml <= HUMERUS_ML[1] or bone.touches(shape, axes=2):
+            continue  # not a humerus' volume, or cut by the in-plane field of view
+        width, depth, height = bone.extent_mm(spacing)
+        if HUMERUS_WIDTH_MM[0] <= min(width, depth) and max(width, depth) <= HUMERUS_WIDTH_MM[1] \
+                and height >= max(width, depth) and bone.offset_mm >= HUMERUS_OFFSET_MM:
+            found.append(bone)
+    return _one_per_side(found, "humerus", shape)
