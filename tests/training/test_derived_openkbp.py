@@ -16,16 +16,17 @@ OPENKBP = Path(__file__).resolve().parents[3] / "shared" / "data" / "openkbp"
 pytestmark = pytest.mark.skipif(not OPENKBP.is_dir(), reason=f"{OPENKBP} not present")
 
 
-def _case(patient: str, *labels: str):
-    import nibabel as nib
+def _case(patient: str, *labels: tuple[str, str]):
+    """The CT (HU, canonical RAS), its spacing and the named labels (registry name, the
+    dataset's label name) of one OpenKBP patient, read as qsaudit reads any dataset."""
+    from qsaudit.datasets import read_image, read_mask
+    from qsaudit.training.cases import dataset_specs
 
-    image = nib.load(OPENKBP / patient / "ct.nii.gz")
-    ct = np.asarray(image.dataobj, dtype=np.float32)
-    spacing = tuple(float(v) for v in image.header.get_zooms()[:3])
-    masks = {name: np.asarray(nib.load(OPENKBP / patient / "segmentations"
-                                       / f"{file}.nii.gz").dataobj) > 0
-             for name, file in labels}
-    return ct, spacing, masks
+    case = next(s.case for s in dataset_specs(OPENKBP) if s.patient_id == patient)
+    image = read_image(case)
+    by_name = {label.name: label for label in case.labels}
+    masks = {name: read_mask(by_name[file], image) for name, file in labels}
+    return image.array, tuple(float(v) for v in image.spacing), masks
 
 
 _PAROTIDS = (("right parotid", "RightParotid"), ("left parotid", "LeftParotid"))
