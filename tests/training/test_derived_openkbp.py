@@ -63,6 +63,7 @@ def test_both_clavicles_lie_in_front_of_the_cord_one_on_each_side():
     cord_y = np.argwhere(masks["spinal cord"])[:, 1].mean()
     for mask in found.values():
         assert (np.argwhere(mask)[:, 1].mean() - cord_y) * spacing[1] > 25.0
+        assert 8.0 <= mask.sum() * np.prod(spacing) / 1000.0 <= 45.0
         assert (ct[mask] > 150).mean() > 0.6  # bone, its marrow filled in
 
 
@@ -71,5 +72,8 @@ def test_the_humeri_are_read_where_the_scan_reaches_the_arms():
     found = derived_structures(ct, spacing, sources=("humeri",))
     assert set(found) == {"left humerus", "right humerus"}
     _on_the_parotids_sides(found, masks, "humerus")
+    right = np.argwhere(found["right humerus"]).mean(axis=0)
+    left = np.argwhere(found["left humerus"]).mean(axis=0)
+    assert abs(right[0] - left[0]) * spacing[0] > 280.0  # far apart, beside the chest
     for mask in found.values():
         assert (ct[mask] > 150).mean() > 0.6  # bone, its marrow filled in
