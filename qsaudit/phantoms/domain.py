@@ -133,8 +133,11 @@ def tissue_hu(rng: np.random.Generator, phase: str) -> tuple[np.ndarray, np.ndar
     means[soft] += rng.normal(0, 1, soft.sum()) * (SOFT_JITTER * np.abs(means[soft]) + ABS_JITTER)
     for name, lo, hi in (("cortical_bone", 450, 1300), ("lung", -920, -740), ("gas", -1000, -900),
                          ("subcutaneous_fat", -130, -70), ("visceral_fat", -125, -65),
-                         ("marrow", 140, 380), ("cartilage", 60, 250)):
+                         ("marrow", 140, 380), ("cartilage", 60, 250),
+                         ("oral_contrast", 120, 450)):
         means[T[name]] = rng.uniform(lo, hi)
+    # compact bone is far denser than the trabecular bone it wraps (at least 300 HU more)
+    means[T["cortical_bone"]] = max(means[T["cortical_bone"]], means[T["marrow"]] + 300.0)
     amp = np.array([std for _n, _m, std, _l in TISSUES]) * rng.uniform(0.4, 2.0, len(TISSUES))
     return means.astype(np.float32), amp.astype(np.float32)
 

@@ -51,6 +51,7 @@ TISSUES: tuple[tuple[str, float, float, float], ...] = (
     ("spinal_cord", 35, 4, 6),
     ("pulmonary_blood", 160, 8, 10),
     ("esophagus_wall", 45, 6, 4),
+    ("oral_contrast", 250, 30, 6),
 )
 T = {name: i for i, (name, *_rest) in enumerate(TISSUES)}
 

@@ -24,7 +24,9 @@ from qsaudit.phantoms.anatomy import (
     diaphragm_top,
     level_z,
 )
+from qsaudit.phantoms.bowel import TrunkBowel
 from qsaudit.phantoms.canvas import SID, Canvas
+from qsaudit.phantoms.limbs import HUMERUS_LENGTH_MM, TrunkLimbs
 from qsaudit.phantoms.muscles import TrunkMuscles
 from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import T
@@ -40,7 +42,7 @@ def skin_radius(body: Body, theta: np.ndarray) -> np.ndarray:
                    + np.abs(np.sin(theta) / body.b) ** p) ** (1 / p))
 
 
-class TrunkAnatomy(TrunkMuscles, TrunkVeins, Anatomy):
+class TrunkAnatomy(TrunkLimbs, TrunkMuscles, TrunkVeins, TrunkBowel, Anatomy):
     """Paints chest, abdomen and pelvis; ``arms_down`` puts the arms beside the chest."""
 
     spine_levels = UPPER_LEVELS + LEVELS
@@ -78,6 +80,7 @@ class TrunkAnatomy(TrunkMuscles, TrunkVeins, Anatomy):
         self.mediastinum()
         self.vessels()
         self.portal_splenic()
+        self.mesentery()
         self.muscles()
         self.gluteals()
         self.spine()
@@ -344,13 +347,15 @@ class TrunkAnatomy(TrunkMuscles, TrunkVeins, Anatomy):
             self._bone(f"scapula_{side}")
             if self.arms_down:
                 xa, _ = self.arm
+                z_elbow = z1 - HUMERUS_LENGTH_MM
                 hum = np.array([(s * (lat + 14), b.y_vb + 5, z1 - 5),
                                 (s * (xa - 4), b.y_vb + 22, z1 - 70),
-                                (s * xa, b.y_vb + 25, z1 - 300)])
+                                (s * xa, b.y_vb + 25, z_elbow)])
                 painted = c.paint_tube(hum[:1], np.full(1, 22.0), struct=f"humerus_{side}",
                                        tissue=T["marrow"])
                 painted |= c.paint_tube(hum, np.array([13.0, 11.0, 10.5]),
                                         struct=f"humerus_{side}", tissue=T["yellow_marrow"])
+                painted |= self.elbow(side, s, hum[-1, :2], z_elbow)
                 self._bone(f"humerus_{side}", painted & (c.struct == SID[f"humerus_{side}"]),
                            cortex_mm=3.0)
 

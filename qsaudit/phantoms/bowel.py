@@ -1,0 +1,82 @@
+"""The trunk phantoms' bowel and mesentery: a belly packed with loops, threaded with vessels.
+
+:class:`TrunkBowel` is a part of :class:`~qsaudit.phantoms.trunk.TrunkAnatomy`. On real CT the
+abdomen below the liver and stomach is packed: small-bowel loops of every calibre lie against
+each other and against the solid organs, holding fluid, gas or swallowed (oral) contrast, and
+the little fat left between them carries the mesenteric vessels as bright dots and threads.
+Organs that float apart in clear fat are a phantom's look, not a patient's; a network that
+learnt its boundaries there would not know the edges a curator's label follows in a real belly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qsaudit.phantoms.anatomy import level_z, smooth_gas
+from qsaudit.phantoms.canvas import Canvas
+from qsaudit.phantoms.patient import Body
+from qsaudit.phantoms.tissue import T
+
+LOOP_STEP_MM = 8.0
+
+
+class TrunkBowel:
+    """Extra small-bowel loops and mesenteric vessels, mixed into
+    :class:`~qsaudit.phantoms.trunk.TrunkAnatomy` before
+    :class:`~qsaudit.phantoms.anatomy.Anatomy` (whose ``bowel`` it extends)."""
+
+    b: Body
+    c: Canvas
+    rng: np.random.Generator
+    inner: float
+
+    def _belly(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mm box (lo, hi) that bowel loops and mesentery fill."""
+        b = self.b
+        lo = np.array([-(b.a - self.inner - 10), b.y_vb + 10, level_z(b, "L5") - 70])
+        hi = np.array([b.a - self.inner - 10, b.b - self.inner - 6, level_z(b, "L1")])
+        return lo, hi
+
+    def bowel(self) -> None:
+        """The abdominal phantom's loops and colon, then more loops wherever fat is left."""
+        super().bowel()  # type: ignore[misc]
+        c, rng = self.c, self.rng
+        lo, hi = self._belly()
+        for _ in range(int(rng.integers(20, 40))):
+            p = lo + rng.random(3) * (hi - lo)
+            v = rng.normal(size=3)
+            pts = [p.copy()]
+            for _ in range(int(rng.integers(12, 30))):
+                v = 0.7 * v / np.linalg.norm(v) + 0.55 * rng.normal(size=3)
+                v /= np.linalg.norm(v)
+                p = np.clip(p + LOOP_STEP_MM * v, lo, hi)
+                pts.append(p.copy())
+            u = rng.random()
+            content = ("oral_contrast" if u < 0.25 else "gas" if u < 0.35 else "bowel_fluid")
+            radius = rng.uniform(8.0, 14.0)
+            tube = c.paint_tube(np.array(pts), np.full(len(pts), radius), struct="small_bowel",
+                                tissue=T[content], where=self.free)  # type: ignore[attr-defined]
+            if content != "gas" and rng.random() < 0.3:  # a gas bubble at the top of the loop
+                c.tissue[smooth_gas(tube, c, rng, share=0.25)] = T["gas"]
+            self._wall(tube, T["bowel_wall"])  # type: ignore[attr-defined]
+
+    def mesentery(self) -> None:
+        """Mesenteric arteries and veins: thin bright threads through the fat that is left."""
+        c, rng = self.c, self.rng
+        lo, hi = self._belly()
+
+        def fat(box):
+            return (c.struct[box] == 0) & (c.tissue[box] == T["visceral_fat"])
+
+        for k in range(int(rng.integers(15, 35))):
+            p = lo + rng.random(3) * (hi - lo)
+            v = rng.normal(size=3)
+            pts = [p.copy()]
+            for _ in range(int(rng.integers(5, 15))):
+                v = 0.8 * v / np.linalg.norm(v) + 0.4 * rng.normal(size=3)
+                v /= np.linalg.norm(v)
+                p = np.clip(p + 6.0 * v, lo, hi)
+                pts.append(p.copy())
+            tissue = T["iliac_artery"] if k % 2 else T["iliac_vein"]
+            c.paint_tube(np.array(pts), np.full(len(pts), rng.uniform(1.0, 2.8)), struct=0,
+                         tissue=tissue, where=fat)
