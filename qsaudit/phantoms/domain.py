@@ -40,6 +40,7 @@ PHASE_HU = {
 }
 SOFT_JITTER = 0.12  # relative sd of soft-tissue CT numbers
 ABS_JITTER = 8.0  # and an absolute one, HU
+KERNEL_SD_MM = (0.25, 0.8)  # in-plane blur (Gaussian sd, mm) of the reconstruction kernel
 
 
 def draw_fov(rng: np.random.Generator, body: Body, fov: str | None = None
@@ -164,9 +165,10 @@ def render_trunk_ct(tissue: np.ndarray, spacing, rng: np.random.Generator, phase
     drift = rng.uniform(0, 15)  # beam hardening and scatter: a slow drift over the volume
     if drift > 0:
         ct += drift * smooth_noise(tissue.shape, spacing, 150.0, rng)
-    blur_mm = rng.uniform(0.3, 1.3)
-    sigma = [max(0.3, blur_mm / spacing[0]), max(0.3, blur_mm / spacing[1]),
-             max(0.3, blur_mm / spacing[2])]
+    # the scanner's point spread (a sharp bone kernel ~0.3 mm, a smooth soft-tissue one ~0.8 mm)
+    # on top of each voxel's own averaging (a box of one voxel: sd 0.29 of its size)
+    kernel_mm = rng.uniform(*KERNEL_SD_MM)
+    sigma = [float(np.hypot(kernel_mm, 0.29 * s)) / s for s in spacing]
     ct = ndi.gaussian_filter(ct, sigma)
     noise_hu = float(np.exp(rng.uniform(np.log(4.0), np.log(60.0))))
     grain = rng.uniform(0.3, 1.5)  # reconstruction kernel: sharp (fine grain) to smooth
