@@ -42,8 +42,25 @@ class TrunkBowel:
         super().bowel()  # type: ignore[misc]
         c, rng = self.c, self.rng
         lo, hi = self._belly()
-        for _ in range(int(rng.integers(20, 40))):
-            p = lo + rng.random(3) * (hi - lo)
+        box = c.box(tuple(lo), tuple(hi))
+        if box is None:
+            return
+        # loops start in fat that is still free, so they fill the gaps the others left; the
+        # candidates are read on a ~4 mm lattice (fine grids hold tens of millions of voxels)
+        step = tuple(max(1, round(4.0 / float(a[1] - a[0]))) if len(a) > 1 else 1
+                     for a in (c.x, c.y, c.z))
+        lattice = np.argwhere(self.free(box)[::step[0], ::step[1], ::step[2]])  # type: ignore[attr-defined]
+        if len(lattice) == 0:
+            return
+        n_loops = int(rng.integers(30, 50))
+        for i in rng.integers(len(lattice), size=20 * n_loops):
+            if n_loops == 0:
+                break
+            idx = tuple(int(lattice[i][a]) * step[a] + box[a].start for a in range(3))
+            if c.struct[idx] != 0 or c.tissue[idx] != T["visceral_fat"]:
+                continue
+            n_loops -= 1
+            p = np.array([c.x[idx[0]], c.y[idx[1]], c.z[idx[2]]], dtype=float)
             v = rng.normal(size=3)
             pts = [p.copy()]
             for _ in range(int(rng.integers(12, 30))):
