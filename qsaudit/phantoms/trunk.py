@@ -7,7 +7,10 @@ liver's groove and the portal and splenic vein (:mod:`~qsaudit.phantoms.veins`),
 every vertebra from C7, the spinal cord, 24 ribs (flat bands that fall steeply round the chest)
 with their costal cartilages, sternum, clavicles, scapulae, humeri (arms down), femurs and
 gluteal muscles, and the deep back muscles in their gutters beside the spine (the lungs stay in
-front of them). Bones get a cortex brighter than their marrow, about 1.2 mm thick.
+front of them). With the arms down, the humerus flares into its condyles at the elbow and the
+forearm bones lie below it (:mod:`~qsaudit.phantoms.limbs`); the belly is packed with bowel
+loops and threaded with mesenteric vessels (:mod:`~qsaudit.phantoms.bowel`). Bones get a cortex
+brighter than their marrow, about 1.2 mm thick.
 """
 
 from __future__ import annotations
