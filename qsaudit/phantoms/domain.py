@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
-from qsaudit.degrade.fields import smooth_noise
+from qsaudit.degrade.fields import bbox, smooth_noise
 from qsaudit.phantoms.anatomy import diaphragm_top, level_z
 from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import TISSUES, T
@@ -132,13 +132,14 @@ def tissue_hu(rng: np.random.Generator, phase: str) -> tuple[np.ndarray, np.ndar
                       for name, mean, _std, _len in TISSUES], dtype=np.float64)
     soft = (means > -300) & (means < 400)
     means[soft] += rng.normal(0, 1, soft.sum()) * (SOFT_JITTER * np.abs(means[soft]) + ABS_JITTER)
-    for name, lo, hi in (("cortical_bone", 450, 1300), ("lung", -920, -740), ("gas", -1000, -900),
+    for name, lo, hi in (("cortical_bone", 700, 1600), ("lung", -920, -740), ("gas", -1000, -900),
                          ("subcutaneous_fat", -130, -70), ("visceral_fat", -125, -65),
                          ("marrow", 140, 380), ("cartilage", 60, 250),
                          ("oral_contrast", 120, 450)):
         means[T[name]] = rng.uniform(lo, hi)
-    # compact bone is far denser than the trabecular bone it wraps (at least 300 HU more)
-    means[T["cortical_bone"]] = max(means[T["cortical_bone"]], means[T["marrow"]] + 300.0)
+    # compact bone is far denser than the trabecular bone it wraps (at least 400 HU more); its
+    # own CT number, before the blur that thin cortices get on any scanner
+    means[T["cortical_bone"]] = max(means[T["cortical_bone"]], means[T["marrow"]] + 400.0)
     amp = np.array([std for _n, _m, std, _l in TISSUES]) * rng.uniform(0.4, 2.0, len(TISSUES))
     return means.astype(np.float32), amp.astype(np.float32)
 
@@ -162,6 +163,14 @@ def render_trunk_ct(tissue: np.ndarray, spacing, rng: np.random.Generator, phase
         ct[sel] += amp[tissue[sel]] * field[sel]
         if T["lung"] in classes:  # pulmonary vessels: bright threads along the lung's texture
             ct[lung & (np.abs(field) < rng.uniform(0.03, 0.08))] = rng.uniform(-200, 60)
+    ivc = tissue == T["ivc"]
+    if phase != "native" and ivc.any() and rng.random() < 0.5:
+        # inflow: unenhanced blood from the legs and bright blood from the renal veins mix in
+        # the IVC in swirls; the vein reads patchy and often no brighter than the liver
+        box = bbox(ivc)
+        swirl = smooth_noise(ct[box].shape, spacing, float(rng.uniform(4.0, 10.0)), rng)
+        inside = ivc[box]
+        ct[box][inside] += (rng.uniform(15.0, 50.0) * swirl[inside] - rng.uniform(0.0, 50.0))
     drift = rng.uniform(0, 15)  # beam hardening and scatter: a slow drift over the volume
     if drift > 0:
         ct += drift * smooth_noise(tissue.shape, spacing, 150.0, rng)

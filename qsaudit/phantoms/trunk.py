@@ -36,6 +36,9 @@ from qsaudit.phantoms.tissue import T
 from qsaudit.phantoms.veins import TrunkVeins
 
 CORTEX_MM = 1.2
+MARBLED = ("autochthon_left", "autochthon_right", "iliopsoas_left", "iliopsoas_right",
+           "gluteus_maximus_left", "gluteus_maximus_right", "gluteus_medius_left",
+           "gluteus_medius_right")
 
 
 def skin_radius(body: Body, theta: np.ndarray) -> np.ndarray:
@@ -86,6 +89,7 @@ class TrunkAnatomy(TrunkLimbs, TrunkMuscles, TrunkVeins, TrunkBowel, Anatomy):
         self.mesentery()
         self.muscles()
         self.gluteals()
+        self.marble(MARBLED)
         self.spine()
         self.spinal_cord()
         self.pelvis()

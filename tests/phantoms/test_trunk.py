@@ -194,7 +194,9 @@ def test_back_muscles_fill_the_gutter_beside_the_spine(trunk):
             xy = np.argwhere(muscle[:, :, z])
             gaps.append(np.abs(xy[:, 0] - midline).min() * sp[0])
             depths.append((xy[:, 1].max() - xy[:, 1].min() + 1) * sp[1])
-        assert np.median(gaps) <= 5.0, side  # medially at the spinous process
+        # medially at the spinous process (3.5 mm half-width); the phantom's random bend
+        # (2-6 mm) moves it by a pixel or two of 2.5 mm, never by a centimetre
+        assert np.median(gaps) <= 6.5, side
         assert np.median(depths) >= 20.0, side  # 2-4 cm deep, not a thin band
         assert (ndi.binary_dilation(muscle, iterations=1) & spine).sum() > 50, side
         surface = muscle & ~ndi.binary_erosion(muscle)
@@ -241,3 +243,40 @@ def test_contrast_phase_and_tissue_numbers_are_randomised():
     fat = [tissue_hu(rng, "native")[0][T["subcutaneous_fat"]] for _ in range(50)]
     liver = [tissue_hu(rng, "portal_venous")[0][T["liver"]] for _ in range(50)]
     assert np.ptp(fat) > 30 and np.std(liver) > 5
+
+
+def test_muscles_are_marbled_with_thin_fat_planes_inside_their_labels():
+    # intramuscular fat belongs to the muscle's label; it runs in thin sheets between bundles
+    from qsaudit.phantoms.canvas import SID, Canvas
+    from qsaudit.phantoms.trunk import MARBLED, TrunkAnatomy
+
+    shares = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        body = draw_body(rng, sex="M", age=70)
+        canvas = Canvas(np.arange(-body.a, body.a, 2.0), np.arange(-body.b, body.b, 2.0),
+                        np.arange(-60.0, 60.0, 3.0))
+        TrunkAnatomy(canvas, body, rng, arms_down=False).paint()
+        muscle = np.isin(canvas.struct, [SID[n] for n in MARBLED])
+        fat = muscle & (canvas.tissue == T["subcutaneous_fat"])
+        shares.append(fat.sum() / muscle.sum())
+        if fat.any():  # sheets and threads: nearly every fat voxel touches muscle tissue
+            beside = ndi.binary_dilation(muscle & (canvas.tissue == T["muscle"]))
+            assert (fat & beside).sum() > 0.9 * fat.sum()
+    assert max(shares) > 0.02 and max(shares) < 0.3
+
+
+def test_the_ivc_sometimes_reads_patchy_from_inflow_mixing():
+    from qsaudit.phantoms.domain import render_trunk_ct
+
+    tissue = np.full((40, 40, 20), T["liver"], dtype=np.uint8)
+    tissue[5:15, 5:15] = T["ivc"]
+    tissue[25:35, 25:35] = T["aorta"]
+    patchy = 0
+    for seed in range(20):
+        ct = render_trunk_ct(tissue, (1.0, 1.0, 2.0), np.random.default_rng(seed),
+                             "portal_venous")
+        inner = (slice(7, 13), slice(7, 13)), (slice(27, 33), slice(27, 33))
+        ivc_sd, aorta_sd = (float(ct[a, b].std()) for a, b in inner)
+        patchy += ivc_sd > aorta_sd + 10
+    assert 3 <= patchy <= 17  # mixing in some scans, not in all
