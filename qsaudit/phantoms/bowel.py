@@ -78,7 +78,7 @@ class TrunkBowel:
             self._wall(tube, T["bowel_wall"])  # type: ignore[attr-defined]
 
     def mesentery(self) -> None:
-        """Mesenteric arteries and veins: thin bright threads through the fat that is left."""
+        """Mesenteric arteries and veins: thin threads of blood through the fat that is left."""
         c, rng = self.c, self.rng
         lo, hi = self._belly()
 
@@ -94,6 +94,7 @@ class TrunkBowel:
                 v /= np.linalg.norm(v)
                 p = np.clip(p + 6.0 * v, lo, hi)
                 pts.append(p.copy())
+            # small arteries and veins enhance with the phase as the iliac ones do
             tissue = T["iliac_artery"] if k % 2 else T["iliac_vein"]
             c.paint_tube(np.array(pts), np.full(len(pts), rng.uniform(1.0, 2.8)), struct=0,
                          tissue=tissue, where=fat)
