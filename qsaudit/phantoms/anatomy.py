@@ -149,15 +149,9 @@ class Anatomy:
         hi = np.array([75.0, b.b - self.inner - 15, level_z(b, "L2")])
         r = 13.5 * b.jitter["bowel"]
         for _ in range(10):
-            p = lo + rng.random(3) * (hi - lo)
-            v = rng.normal(size=3)
-            pts = [p.copy()]
-            for _ in range(30):
-                v = 0.75 * v / np.linalg.norm(v) + 0.5 * rng.normal(size=3)
-                v /= np.linalg.norm(v)
-                p = np.clip(p + 9.0 * v, lo, hi)
-                pts.append(p.copy())
-            tube = c.paint_tube(np.array(pts), np.full(len(pts), r), struct="small_bowel",
+            pts = wander(rng, lo + rng.random(3) * (hi - lo), steps=30, step_mm=9.0, keep=0.75,
+                         turn=0.5, lo=lo, hi=hi)
+            tube = c.paint_tube(pts, np.full(len(pts), r), struct="small_bowel",
                                 tissue=T["bowel_fluid"], where=self.free)
             self._wall(tube, T["bowel_wall"])
         # colon: a frame around the small bowel, ending in the rectum
@@ -499,9 +493,30 @@ class Anatomy:
 def smooth_gas(region: np.ndarray, c: Canvas, rng: np.random.Generator, *,
                share: float) -> np.ndarray:
     """A blobby ``share`` of ``region`` (bowel gas pockets), as a bool volume."""
-    sp = (float(c.x[1] - c.x[0]), float(c.y[1] - c.y[0]), float(c.z[1] - c.z[0]))
-    field = smooth_noise(region.shape, sp, 14.0, rng)
+    field = smooth_noise(region.shape, c.spacing, 14.0, rng)
     vals = field[region]
     if vals.size == 0:
         return region
     return region & (field > np.quantile(vals, 1 - share))
+
+
+def wander(rng: np.random.Generator, start: np.ndarray, *, steps: int | tuple[int, int],
+           step_mm: float, keep: float, turn: float, lo: np.ndarray, hi: np.ndarray
+           ) -> np.ndarray:
+    """A random walk through the mm box [``lo``, ``hi``] from ``start``: the centre line of a
+    bowel loop or a small vessel.
+
+    Each of ``steps`` moves (a number, or a ``(low, high)`` range drawn after the first heading)
+    goes ``step_mm`` along a heading that is ``keep`` parts the last one and ``turn`` parts a
+    random one. Returns the ``(moves + 1, 3)`` points, clipped to the box.
+    """
+    p = np.asarray(start, dtype=float).copy()
+    v = rng.normal(size=3)
+    n = steps if isinstance(steps, int) else int(rng.integers(*steps))
+    pts = [p.copy()]
+    for _ in range(n):
+        v = keep * v / np.linalg.norm(v) + turn * rng.normal(size=3)
+        v /= np.linalg.norm(v)
+        p = np.clip(p + step_mm * v, lo, hi)
+        pts.append(p.copy())
+    return np.array(pts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsaudit.phantoms.anatomy import level_z, smooth_gas
+from qsaudit.phantoms.anatomy import level_z, smooth_gas, wander
 from qsaudit.phantoms.canvas import Canvas
 from qsaudit.phantoms.patient import Body
 from qsaudit.phantoms.tissue import T
@@ -47,8 +47,7 @@ class TrunkBowel:
             return
         # loops start in fat that is still free, so they fill the gaps the others left; the
         # candidates are read on a ~4 mm lattice (fine grids hold tens of millions of voxels)
-        step = tuple(max(1, round(4.0 / float(a[1] - a[0]))) if len(a) > 1 else 1
-                     for a in (c.x, c.y, c.z))
+        step = tuple(max(1, round(4.0 / s)) for s in c.spacing)
         lattice = np.argwhere(self.free(box)[::step[0], ::step[1], ::step[2]])  # type: ignore[attr-defined]
         if len(lattice) == 0:
             return
@@ -60,18 +59,13 @@ class TrunkBowel:
             if c.struct[idx] != 0 or c.tissue[idx] != T["visceral_fat"]:
                 continue
             n_loops -= 1
-            p = np.array([c.x[idx[0]], c.y[idx[1]], c.z[idx[2]]], dtype=float)
-            v = rng.normal(size=3)
-            pts = [p.copy()]
-            for _ in range(int(rng.integers(12, 30))):
-                v = 0.7 * v / np.linalg.norm(v) + 0.55 * rng.normal(size=3)
-                v /= np.linalg.norm(v)
-                p = np.clip(p + LOOP_STEP_MM * v, lo, hi)
-                pts.append(p.copy())
+            start = np.array([c.x[idx[0]], c.y[idx[1]], c.z[idx[2]]], dtype=float)
+            pts = wander(rng, start, steps=(12, 30), step_mm=LOOP_STEP_MM, keep=0.7, turn=0.55,
+                         lo=lo, hi=hi)
             u = rng.random()
             content = ("oral_contrast" if u < 0.25 else "gas" if u < 0.35 else "bowel_fluid")
             radius = rng.uniform(8.0, 14.0)
-            tube = c.paint_tube(np.array(pts), np.full(len(pts), radius), struct="small_bowel",
+            tube = c.paint_tube(pts, np.full(len(pts), radius), struct="small_bowel",
                                 tissue=T[content], where=self.free)  # type: ignore[attr-defined]
             if content != "gas" and rng.random() < 0.3:  # a gas bubble at the top of the loop
                 c.tissue[smooth_gas(tube, c, rng, share=0.25)] = T["gas"]
@@ -86,15 +80,9 @@ class TrunkBowel:
             return (c.struct[box] == 0) & (c.tissue[box] == T["visceral_fat"])
 
         for k in range(int(rng.integers(15, 35))):
-            p = lo + rng.random(3) * (hi - lo)
-            v = rng.normal(size=3)
-            pts = [p.copy()]
-            for _ in range(int(rng.integers(5, 15))):
-                v = 0.8 * v / np.linalg.norm(v) + 0.4 * rng.normal(size=3)
-                v /= np.linalg.norm(v)
-                p = np.clip(p + 6.0 * v, lo, hi)
-                pts.append(p.copy())
+            pts = wander(rng, lo + rng.random(3) * (hi - lo), steps=(5, 15), step_mm=6.0,
+                         keep=0.8, turn=0.4, lo=lo, hi=hi)
             # small arteries and veins enhance with the phase as the iliac ones do
             tissue = T["iliac_artery"] if k % 2 else T["iliac_vein"]
-            c.paint_tube(np.array(pts), np.full(len(pts), rng.uniform(1.0, 2.8)), struct=0,
+            c.paint_tube(pts, np.full(len(pts), rng.uniform(1.0, 2.8)), struct=0,
                          tissue=tissue, where=fat)

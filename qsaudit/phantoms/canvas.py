@@ -50,6 +50,12 @@ class Canvas:
         self.struct = np.zeros(self.shape, dtype=np.uint8)
         self.tissue = np.zeros(self.shape, dtype=np.uint8)
 
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size (mm) along x, y, z (1.0 along an axis of a single voxel)."""
+        return tuple(float(a[1] - a[0]) if len(a) > 1 else 1.0
+                     for a in (self.x, self.y, self.z))  # type: ignore[return-value]
+
     def box(self, lo: tuple[float, float, float], hi: tuple[float, float, float]
             ) -> tuple[slice, slice, slice] | None:
         """Index slices covering the mm box [lo, hi]; None when it misses the grid."""

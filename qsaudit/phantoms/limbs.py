@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsaudit.phantoms.canvas import SID, Canvas
+from qsaudit.phantoms.canvas import Canvas
 from qsaudit.phantoms.tissue import T
 
 HUMERUS_LENGTH_MM = 300.0  # shoulder (T1 height) to the elbow, arms down
@@ -57,7 +57,7 @@ class TrunkLimbs:
         flare = np.zeros(c.shape, dtype=bool)
         if box is not None:
             c.paint(condyles, lo, hi, struct=f"humerus_{side}", tissue=T["marrow"])
-            flare[box] = condyles(*c.coords(box)) & (c.struct[box] == SID[f"humerus_{side}"])
+            flare[box] = condyles(*c.coords(box))
         # the forearm: the ulna behind-inside, the radius in front-outside, a few mm below
         for offset, radius in ((-0.45, 8.0), (0.5, 6.5)):
             u = offset * width

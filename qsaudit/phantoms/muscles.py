@@ -155,13 +155,12 @@ class TrunkMuscles:
         share = float(self.rng.uniform(0.0, 0.5) ** 2)
         if share < 0.01:
             return
-        sp = tuple(float(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (c.x, c.y, c.z))
         for name in names:
             mask = c.struct == SID[name]
             if not mask.any():
                 continue
             box = bbox(mask)
-            field = np.abs(smooth_noise(mask[box].shape, sp, 6.0, self.rng))
+            field = np.abs(smooth_noise(mask[box].shape, c.spacing, 6.0, self.rng))
             inside = mask[box]
             cut = np.quantile(field[inside], share)
             c.tissue[box][inside & (field < cut)] = T["subcutaneous_fat"]

@@ -233,9 +233,8 @@ class TrunkAnatomy(TrunkLimbs, TrunkMuscles, TrunkVeins, TrunkBowel, Anatomy):
 
         Slices may be far thicker than pixels, so a shell in voxels would not be one in mm.
         """
-        c = self.c
-        sp = [float(a[1] - a[0]) if len(a) > 1 else 1.0 for a in (c.x, c.y, c.z)]
-        return ndi.distance_transform_edt(np.pad(mask, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+        return ndi.distance_transform_edt(np.pad(mask, 1),
+                                          sampling=self.c.spacing)[1:-1, 1:-1, 1:-1]
 
     # -- bones ---------------------------------------------------------------------------------
     def _bone(self, name: str, painted: np.ndarray | None = None, *,
