@@ -13,7 +13,7 @@ from qsaudit.phantoms.canvas import STRUCTURES, Canvas
 from qsaudit.phantoms.domain import PHASES, render_trunk_ct, trunk_grid, vary_body
 from qsaudit.phantoms.patient import draw_body
 from qsaudit.phantoms.tissue import T, render_ct
-from qsaudit.phantoms.trunk import TrunkAnatomy
+from qsaudit.phantoms.trunk import TrunkAnatomy, arm
 
 DEFAULT_INPLANE = (112, 129)  # in-plane matrix size is drawn from this range (end excluded)
 MAX_SLICES = 80
@@ -125,7 +125,7 @@ def _trunk_phantom(rng, body, *, sex, age, shape, spacing, fov, max_voxels=None)
     phase = PHASES[int(rng.integers(len(PHASES)))]
     half = body.a
     if arms_down:
-        half = body.a + 6.0 + 2 * (38.0 + 0.4 * body.fat)  # see TrunkAnatomy.arm
+        half = sum(arm(body))  # both arms in the image
     x, y, z, sp, fov = trunk_grid(rng, body, half, shape, spacing, fov,
                                   **({} if max_voxels is None else {"max_voxels": max_voxels}))
     canvas = Canvas(x, y, z)

@@ -41,6 +41,12 @@ MARBLED = ("autochthon_left", "autochthon_right", "iliopsoas_left", "iliopsoas_r
            "gluteus_medius_right")
 
 
+def arm(body: Body) -> tuple[float, float]:
+    """Centre distance from the body axis (x, mm) and radius (mm) of an upper arm held down
+    beside the trunk; the image must reach ``x + radius`` either side to hold both arms."""
+    return body.a + 6.0 + 38.0 + 0.4 * body.fat, 38.0 + 0.4 * body.fat
+
+
 def skin_radius(body: Body, theta: np.ndarray) -> np.ndarray:
     """Distance (mm) from the body axis to the skin at in-plane angle ``theta``."""
     p = 2.4
@@ -60,7 +66,7 @@ class TrunkAnatomy(TrunkLimbs, TrunkMuscles, TrunkVeins, TrunkBowel, Anatomy):
         self.arms_down = arms_down
         self.r_skin = self.depth + np.hypot(*np.meshgrid(canvas.x, canvas.y, indexing="ij"))
         self.z_apex = level_z(body, "T1") + 0.4 * body.level  # lung apices
-        self.arm = (body.a + 6.0 + 38.0 + 0.4 * body.fat, 38.0 + 0.4 * body.fat)  # x, radius
+        self.arm = arm(body)
         self.draw_back(rng)
         self.draw_veins(rng)
 

@@ -11,7 +11,7 @@ from qsaudit.phantoms.canvas import SID, Canvas
 from qsaudit.phantoms.limbs import FLARE_MM, HUMERUS_LENGTH_MM
 from qsaudit.phantoms.patient import draw_body
 from qsaudit.phantoms.tissue import T
-from qsaudit.phantoms.trunk import TrunkAnatomy
+from qsaudit.phantoms.trunk import TrunkAnatomy, arm
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def arms():
     rng = np.random.default_rng(3)
     body = draw_body(rng, sex="F", age=50)
     elbow = level_z(body, "T1") - HUMERUS_LENGTH_MM
-    half = body.a + 6.0 + 2 * (38.0 + 0.4 * body.fat) + 10
+    half = sum(arm(body)) + 10
     sp = 1.5
     canvas = Canvas(np.arange(-half, half, sp), np.arange(-body.b - 10, body.b + 10, sp),
                     np.arange(elbow - 60, elbow + 2 * FLARE_MM, 3.0))
