@@ -104,7 +104,10 @@ SLICE_FEATURES = ("area_mean", "mean", "min", "std", "frac_low", "log_slices", "
 PROBE_FEATURES = ("probe_max", "probe_min")
 """The network's scores of the label's end slices moved one slice outwards
 (``qsaudit.inference.probes``): high when the organ goes on beyond an end."""
-FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES
+FIELD_FEATURES = ("volume_ends",)
+"""How many of the label's ends lie on the volume's first or last slice
+(``qsaudit.inference.probes.volume_ends``): the scan cut it there, the label did not end it."""
+FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES + FIELD_FEATURES
 """Everything :func:`label_features` returns, in order."""
 CALIBRATION_FORMAT = "qsaudit-label-calibration"
 CANONICAL_SLICE_MM = 3.0  # the slice count feature counts slices of this thickness
@@ -113,7 +116,8 @@ CANONICAL_SLICE_MM = 3.0  # the slice count feature counts slices of this thickn
 def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: int | None = None,
                    z_extent: int | None = None, shape: np.ndarray | None = None,
                    probes: np.ndarray | None = None,
-                   slice_mm: float | None = None) -> np.ndarray:
+                   slice_mm: float | None = None,
+                   volume_ends: int | None = None) -> np.ndarray:
     """The calibration features of one label -> (len(FEATURES),) float64.
 
     Args:
@@ -130,12 +134,14 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
         slice_mm: the slice spacing in mm: the slice count is then counted in slices of
             :data:`CANONICAL_SLICE_MM` (a 0.6 mm series has five times the slices of a 3 mm one
             over the same organ); None counts the slices as they are.
+        volume_ends: how many of the label's ends lie on the volume's edge slices
+            (``qsaudit.inference.probes.volume_ends``; None = unknown: NaN).
 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
     whose missing slices score 0) and the mean area of the two end slices over the largest area
     (high when the label is cut off flat), then the :data:`SHAPE_FEATURES` of the whole mask
-    and the :data:`PROBE_FEATURES`.
+    and the :data:`PROBE_FEATURES`, and the :data:`FIELD_FEATURES`.
     """
     from qsaudit.inference.probes import probe_summary
 
@@ -160,7 +166,8 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
     return np.concatenate([[area_mean, float(s.mean()), float(s.min()), float(s.std()),
                             float((s < 0.5).mean()), math.log1p(length), fill,
                             area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part,
-                           probe_summary(probes)])
+                           probe_summary(probes),
+                           [float("nan") if volume_ends is None else float(volume_ends)]])
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,8 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          slice_indices: np.ndarray | None = None,
                          shape: np.ndarray | None = None, probes: np.ndarray | None = None,
                          level: float = LEVEL, bands: Any | None = None,
-                         slice_mm: float | None = None) -> Aggregate:
+                         slice_mm: float | None = None,
+                         volume_ends: int | None = None) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
@@ -254,8 +262,9 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     predicted value. Without (calibrations fitted before bands existed), its ends are the
     calibrated values of the slice scores shifted down / up by the plain interval's half widths,
     which show only how much the slices disagree. ``std`` stays the spread of the raw slice
-    scores. ``shape``/``probes``/``slice_mm``: the mask's shape features, its end-probe scores
-    and the slice spacing (see label_features).
+    scores. ``shape``/``probes``/``slice_mm``/``volume_ends``: the mask's shape features, its
+    end-probe scores, the slice spacing and how many of its ends lie on the volume's edge slices
+    (see label_features).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -271,7 +280,7 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
         [0.0, plain.low - plain.dsc, plain.high - plain.dsc]
     feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
                                      z_extent=extent, shape=shape, probes=probes,
-                                     slice_mm=slice_mm)
+                                     slice_mm=slice_mm, volume_ends=volume_ends)
                       for shift in shifts])
     # one call for the value and both interval ends: a calibration evaluates rows together
     values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)

@@ -520,6 +520,16 @@ def _likely_errors(errors: ErrorClassifier, pending: list[tuple[int, np.ndarray,
         rows[i].update(likely_error=kind, likely_error_p=float(p), error_slices=where)
 
 
+def _volume_ends(work: Any) -> int | None:
+    """How many of a prepared label's ends lie on its volume's edge slices (None when its
+    slice range was not kept: a model without end probes)."""
+    from qsaudit.inference.probes import volume_ends
+
+    if work.z_range is None or not work.z_size:
+        return None
+    return volume_ends(work.z_range, work.z_size)
+
+
 def _reads(calibration: Calibration | None, names: tuple[str, ...]) -> bool:
     """True when ``calibration`` uses any of the features ``names`` (the readers then
     compute them)."""
@@ -548,6 +558,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            population=row.get("mask_slices"),
                                            slice_indices=work.slice_indices, shape=work.shape,
                                            probes=probes, slice_mm=work.slice_mm,
+                                           volume_ends=_volume_ends(work),
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
                 if errors is not None and agg.features is not None:

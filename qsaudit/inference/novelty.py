@@ -52,9 +52,16 @@ class FeatureRanges:
     high: np.ndarray
 
     def outliers(self, features: np.ndarray) -> list[str]:
-        """Names of the features of one label (F,) outside their widened range (a missing,
-        NaN feature is never an outlier: e.g. no end probe at the volume's edge)."""
+        """Names of the features of one label outside their widened range (a missing, NaN
+        feature is never an outlier: e.g. no end probe at the volume's edge). ``features``: one
+        per name of these ranges, or the full ``qsaudit.inference.aggregate.FEATURES`` vector
+        (ranges stored before a feature existed read the ones they know by name)."""
+        from qsaudit.inference.aggregate import FEATURES
+
         f = np.asarray(features, dtype=np.float64).ravel()
+        if f.size != len(self.names) and f.size == len(FEATURES) \
+                and all(n in FEATURES for n in self.names):
+            f = f[[FEATURES.index(n) for n in self.names]]
         if f.size != len(self.names):
             raise ValueError(f"feature ranges: {len(self.names)} features, got {f.size}")
         slack = RANGE_SLACK * np.maximum(self.high - self.low, 1e-6)

@@ -65,6 +65,15 @@ def end_probes(ct: np.ndarray, mask: np.ndarray, z_range: tuple[int, int], *,
     return (np.stack(crops).astype(np.float32, copy=False), np.asarray(sides, dtype=np.int8))
 
 
+def volume_ends(z_range: tuple[int, int], z_size: int) -> int:
+    """How many of a label's two ends (its first and last slice with mask, ``z_range``
+    half-open) lie on the volume's first or last slice (0, 1 or 2): there the scan's field of
+    view, not the label, may end the structure, and no probe can tell (a label on one slice of
+    a one-slice volume counts 2)."""
+    first, last = int(z_range[0]), int(z_range[1]) - 1
+    return int(first <= 0) + int(last >= int(z_size) - 1)
+
+
 def probe_summary(scores: np.ndarray | None) -> tuple[float, float]:
     """``(probe_max, probe_min)`` of a label's probe scores (clipped to [0, 1]); NaN, NaN when
     it has none (both ends at the volume's edge, or probes not computed)."""

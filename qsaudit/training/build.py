@@ -37,10 +37,11 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     from itertools import chain
 
     from qsaudit.checks.shape import shape_features
-    from qsaudit.inference.probes import end_probes
+    from qsaudit.inference.probes import end_probes, volume_ends
     from qsaudit.model.preprocess import sample_slices
     from qsaudit.registry import lookup
     from qsaudit.training.candidates import iter_degraded_candidates, snapshot_group_candidates
+    from qsaudit.training.cases import window_case
     from qsaudit.training.resample import draw_pixel_size, resample_inplane
 
     rng = np.random.default_rng(list(unit.seed))
@@ -54,6 +55,9 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
             case = resample_inplane(case, spec.pixel_mm, rng)
         elif not unit.validation and rng.random() < sample_config.resample_fraction:
             case = resample_inplane(case, draw_pixel_size(rng), rng)
+        if spec.z_window is not None:  # a field-of-view copy
+            case = window_case(case, *spec.z_window,
+                               min_label_voxels=sample_config.min_label_voxels)
         if case.masks:
             cases.append(case)
     if not cases:
@@ -90,6 +94,8 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                      "severity": cand.severity, "true_dsc": cand.true_dsc,
                      "mask_slices": int(valid.size),
                      "z_extent": int(valid[-1] - valid[0] + 1),
+                     "volume_ends": volume_ends((int(valid[0]), int(valid[-1]) + 1),
+                                                int(cand.mask.shape[2])),
                      "slice_mm": float(case.spacing[2])}
             probes: dict = {}
             if unit.validation:  # what the label calibration reads beside the slice scores
@@ -182,15 +188,17 @@ def unit_key(unit: Unit, model_config, sample_config: SampleConfig) -> str:
     import json
 
     from qsaudit.checks.shape import SHAPE_READING
+    from qsaudit.inference.aggregate import FEATURES
 
     cases = [{"kind": s.kind, "case_id": s.case_id, "patient_id": s.patient_id,
               "seed": list(s.seed), "shape": s.shape, "region": s.region,
               "path": str(getattr(s.case, "image", "")) if s.case is not None else ""}
              | ({"pixel_mm": s.pixel_mm} if s.pixel_mm is not None else {})
+             | ({"z_window": list(s.z_window)} if s.z_window is not None else {})
              for s in unit.specs]
     blob = json.dumps({"cases": cases, "seed": list(unit.seed), "validation": unit.validation,
                        "model": model_config.to_dict(), "samples": asdict(sample_config),
-                       "shape_reading": SHAPE_READING},
+                       "shape_reading": SHAPE_READING, "features": FEATURES},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

@@ -35,7 +35,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          patients: set[str] | None = None,
                          table_out: str | Path | None = None,
                          method: str = "auto", trunk_phantoms: int = 0,
-                         resolution_copies: int = 0) -> dict[str, Any]:
+                         resolution_copies: int = 0, window_copies: int = 0,
+                         phantom_window_copies: int = 0) -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
@@ -45,7 +46,10 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     ``meta["calibration_patients"]``. ``resolution_copies``: add that many copies of every real
     case resampled in-plane to a drawn pixel size
     (:func:`~qsaudit.training.cases.resolution_copies`; same patient, so patient weights and
-    folds are unchanged). ``table_out``: also save the per-label table (features, their names,
+    folds are unchanged). ``window_copies`` / ``phantom_window_copies``: add that many
+    field-of-view copies of every real case / trunk phantom, cut in z to a drawn window
+    (:func:`~qsaudit.training.cases.window_copies`: labels cut by the scan's edge, as real scans
+    cut them). ``table_out``: also save the per-label table (features, their names,
     true Dice, patient, candidate source, case) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
@@ -54,6 +58,7 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     from qsaudit.training.calibration import calibrate
     from qsaudit.training.cases import dataset_specs, phantom_specs
     from qsaudit.training.cases import resolution_copies as copies_of
+    from qsaudit.training.cases import window_copies as windows_of
     from qsaudit.training.config import SampleConfig
 
     model = Path(model)
@@ -70,11 +75,15 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
         if patients is not None:
             found = [s for s in found if s.patient_id in patients or s.case_id in patients]
         specs.extend(found)
-    specs.extend(copies_of(specs, resolution_copies, seed=seed))
+    real = list(specs)
+    specs.extend(copies_of(real, resolution_copies, seed=seed))
+    specs.extend(windows_of(real, window_copies, seed=seed))
     specs.extend(phantom_specs(phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM))
     if trunk_phantoms:
-        specs.extend(phantom_specs(trunk_phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM,
-                                   region="trunk"))
+        trunk = phantom_specs(trunk_phantoms, seed=seed, stream=PHANTOM_CALIBRATION_STREAM,
+                              region="trunk")
+        specs.extend(trunk + windows_of(trunk, phantom_window_copies, seed=seed,
+                                        kinds=("phantom",)))
     if not specs:
         raise UsageError("no calibration data: give --data DIR (with the model's validation "
                          "patients, or --all-cases) and/or --phantoms N")
@@ -100,7 +109,9 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     return _write(model, meta, calibration, metrics, patients_used, out=out,
                   info={"data": [str(d) for d in data_dirs], "phantoms": phantoms,
                         "trunk_phantoms": trunk_phantoms,
-                        "resolution_copies": resolution_copies})
+                        "resolution_copies": resolution_copies,
+                        "window_copies": window_copies,
+                        "phantom_window_copies": phantom_window_copies})
 
 
 def predict_probes(predictor: Any, samples: Any) -> Any:
@@ -207,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution-copies", type=int, default=0,
                         help="copies of every real case at a drawn in-plane pixel size "
                         "(0.6-5 mm, log-uniform)")
+    parser.add_argument("--window-copies", type=int, default=0,
+                        help="copies of every real case cut in z to a drawn window (30-200 mm): "
+                        "labels cut by the scan's field of view")
+    parser.add_argument("--phantom-window-copies", type=int, default=0,
+                        help="the same for every trunk phantom")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
@@ -249,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                                            patients=chosen, table_out=args.table,
                                            method=args.method,
                                            trunk_phantoms=args.trunk_phantoms,
-                                           resolution_copies=args.resolution_copies)
+                                           resolution_copies=args.resolution_copies,
+                                           window_copies=args.window_copies,
+                                           phantom_window_copies=args.phantom_window_copies)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

@@ -92,8 +92,13 @@ class LabelTable:
                         saved["cases"].astype(object) if "cases" in saved else None)
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"not a calibration table ({exc})") from None
-        if names != list(FEATURES):
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown or names != [n for n in FEATURES if n in names]:
             raise ValueError(f"its features {names} are not this qsaudit's")
+        if names != list(FEATURES):  # saved before later features existed: those are unknown
+            full = np.full((len(table), len(FEATURES)), np.nan)
+            full[:, [FEATURES.index(n) for n in names]] = table.features
+            table.features = full
         return table
 
 
@@ -132,7 +137,7 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         feats.append(label_features(pred[part], areas, mask_slices=g.get("mask_slices"),
                                     z_extent=g.get("z_extent"), slice_mm=g.get("slice_mm"),
                                     shape=None if shape is None else np.asarray(shape),
-                                    probes=probes))
+                                    probes=probes, volume_ends=g.get("volume_ends")))
         plain.append(aggregate(pred[part], areas, method="area_weighted").dsc)
         true.append(float(g["true_dsc"]))
         patients.append(str(g["patient_id"]))

@@ -23,6 +23,8 @@ HU_MIN, HU_MAX = -1024.0, 3071.0
 PHANTOM_TRAIN_STREAM = 7101
 PHANTOM_BENCHMARK_STREAM = 9307
 RESOLUTION_COPY_STREAM = 6151
+WINDOW_COPY_STREAM = 6163
+WINDOW_MM = (30.0, 200.0)  # heights of a field-of-view copy's z-window, drawn log-uniformly
 # A trunk phantom has ~90 structures; with its candidates and the other cases of its group in
 # memory, a training worker needs about 90 bytes per voxel of a phantom: cap the grid.
 TRAIN_PHANTOM_VOXELS = 8_000_000
@@ -35,7 +37,9 @@ class CaseSpec:
     ``kind`` is ``"dataset"`` (``case`` is a :class:`qsaudit.datasets.Case`) or ``"phantom"``
     (``seed`` feeds :func:`numpy.random.default_rng`, ``shape`` the phantom size or None).
     ``pixel_mm``: a *resolution copy*, the case resampled in-plane to this pixel size once
-    loaded (``qsaudit.training.resample``); None = as stored.
+    loaded (``qsaudit.training.resample``); None = as stored. ``z_window``: a *field-of-view
+    copy*, the case cut in z to a window ``(height mm, start)`` once loaded (start in 0-1: where
+    the window lies in the case's height; :func:`window_case`); None = whole.
     """
 
     kind: str
@@ -46,6 +50,7 @@ class CaseSpec:
     shape: tuple[int, int, int] | None = None
     region: str = "abdomen"
     pixel_mm: float | None = None
+    z_window: tuple[float, float] | None = None
 
 
 @dataclass
@@ -156,6 +161,63 @@ def resolution_copies(specs: list[CaseSpec], copies: int, *, seed: int) -> list[
             pixel = round(draw_pixel_size(rng), 2)
             out.append(replace(spec, case_id=copy_case_id(spec.case_id, pixel), pixel_mm=pixel))
     return out
+
+
+WINDOW_MARK = "#z"  # a field-of-view copy's case id: ``<case>#z<height>mm<start>``
+
+
+def window_case_id(case_id: str, height_mm: float, start: float) -> str:
+    """The case id of ``case_id``'s field-of-view copy: ``<case>#z<height>mm<start>``."""
+    return f"{case_id}{WINDOW_MARK}{height_mm:.0f}mm{start:.2f}"
+
+
+def window_copies(specs: list[CaseSpec], copies: int, *, seed: int,
+                  kinds: tuple[str, ...] = ("dataset",)) -> list[CaseSpec]:
+    """``copies`` field-of-view copies of every case of ``specs`` whose kind is in ``kinds``:
+    the same patient cut in z to a window of a height drawn log-uniformly in :data:`WINDOW_MM`
+    at a drawn height in the case (seeded by ``seed`` and the case id).
+
+    Real scans rarely hold a structure whole (an abdominal CT cuts the lungs, ribs, humeri and
+    back muscles at its edges); a label cut there is as good as the structure's label on that
+    scan, but a calibration that has only seen whole structures reads its flat end at the
+    volume's edge, with no end probe, as a label cut short. These copies show it cut labels of
+    every quality (their candidates are drawn on the window: the window's part of a label is
+    its truth)."""
+    import zlib
+
+    out = []
+    low, high = np.log(WINDOW_MM[0]), np.log(WINDOW_MM[1])
+    for spec in specs:
+        if spec.kind not in kinds or spec.z_window is not None:
+            continue
+        rng = np.random.default_rng([WINDOW_COPY_STREAM, seed, zlib.crc32(spec.case_id.encode())])
+        for _ in range(copies):
+            height = round(float(np.exp(rng.uniform(low, high))))
+            start = round(float(rng.uniform()), 2)
+            out.append(replace(spec, case_id=window_case_id(spec.case_id, height, start),
+                               z_window=(float(height), start)))
+    return out
+
+
+def window_case(case: TrustedCase, height_mm: float, start: float, *,
+                min_label_voxels: int = 20) -> TrustedCase:
+    """``case`` cut in z to ``height_mm`` (at least 2 slices, at most all) starting at
+    ``start`` (0-1) of the slices left above the window; labels with fewer than
+    ``min_label_voxels`` voxels in it are dropped."""
+    nz = case.ct.shape[2]
+    length = int(min(nz, max(2, round(height_mm / max(float(case.spacing[2]), 1e-6)))))
+    z0 = int(round(float(np.clip(start, 0.0, 1.0)) * (nz - length)))
+    z1 = z0 + length
+    masks, dropped = {}, list(case.dropped)
+    for name, mask in case.masks.items():
+        part = mask[:, :, z0:z1]
+        if int(np.count_nonzero(part)) >= min_label_voxels:
+            masks[name] = np.ascontiguousarray(part)
+        else:
+            dropped.append(name)
+    offset = case.z_range[0]
+    return replace(case, ct=np.ascontiguousarray(case.ct[:, :, z0:z1]), masks=masks,
+                   z_range=(offset + z0, offset + z1), dropped=dropped)
 
 
 def phantom_specs(count: int, *, seed: int, stream: int = PHANTOM_TRAIN_STREAM,

@@ -37,6 +37,19 @@ def test_ranges_flag_only_features_far_outside_the_calibration_labels():
         FeatureRanges.from_json({"format": "other"})
 
 
+def test_ranges_stored_before_a_feature_existed_read_the_full_vector_by_name():
+    from qsaudit.inference.aggregate import FEATURES
+
+    known = FEATURES[:-1]  # a calibration fitted before the last feature was added
+    rng = np.random.default_rng(1)
+    ranges = feature_ranges(rng.uniform(0.0, 1.0, size=(500, len(known))), known)
+    f = np.full(len(FEATURES), 0.5)
+    f[-1] = 99.0  # the new feature: unknown to these ranges, never an outlier
+    assert ranges.outliers(f) == []
+    f[FEATURES.index("mean")] = 9.0
+    assert ranges.outliers(f) == ["mean"]
+
+
 def test_name_similarity_is_one_for_a_trained_name_and_lower_for_others():
     vocab = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert name_similarity(np.array([2.0, 0.0, 0.0]), vocab) == pytest.approx(1.0)

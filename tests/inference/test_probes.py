@@ -50,15 +50,17 @@ def test_probe_summary():
         assert all(math.isnan(v) for v in probe_summary(unknown))
 
 
-def test_label_features_end_with_the_probe_features():
+def test_label_features_carry_the_probe_features():
     from qsaudit.inference.aggregate import FEATURES, PROBE_FEATURES, label_features
 
     s, a = np.array([0.9, 0.8]), np.array([10.0, 12.0])
     with_probes = label_features(s, a, probes=np.array([0.7, 0.1]))
-    assert FEATURES[-len(PROBE_FEATURES):] == PROBE_FEATURES == ("probe_max", "probe_min")
-    assert with_probes[-2:].tolist() == [0.7, 0.1]
-    assert np.isnan(label_features(s, a)[-2:]).all()
-    np.testing.assert_array_equal(with_probes[:-2], label_features(s, a)[:-2])
+    i = [FEATURES.index(n) for n in PROBE_FEATURES]
+    assert PROBE_FEATURES == ("probe_max", "probe_min")
+    assert with_probes[i].tolist() == [0.7, 0.1]
+    assert np.isnan(label_features(s, a)[i]).all()
+    others = [k for k in range(len(FEATURES)) if k not in i]
+    np.testing.assert_array_equal(with_probes[others], label_features(s, a)[others])
 
 
 def _samples_with_probes(n_groups: int, probes_per_group: list[int]):
