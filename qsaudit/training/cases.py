@@ -205,8 +205,8 @@ def window_case(case: TrustedCase, height_mm: float, start: float, *,
     ``start`` (0-1) of the slices left above the window; labels with fewer than
     ``min_label_voxels`` voxels in it are dropped."""
     nz = case.ct.shape[2]
-    length = int(min(nz, max(2, round(height_mm / max(float(case.spacing[2]), 1e-6)))))
-    z0 = int(round(float(np.clip(start, 0.0, 1.0)) * (nz - length)))
+    length = min(nz, max(2, round(height_mm / max(float(case.spacing[2]), 1e-6))))
+    z0 = round(float(np.clip(start, 0.0, 1.0)) * (nz - length))
     z1 = z0 + length
     masks, dropped = {}, list(case.dropped)
     for name, mask in case.masks.items():
