@@ -8,7 +8,7 @@ prediction should not fall. Each held-out OpenKBP patient of the model is writte
 cropped alike: the clinical labels stay the truth); every copy is scanned with ``qsaudit scan``'s
 own code. Printed: the mean prediction of the labels in the windows that the window cuts (the
 label goes on beyond a window edge) and of those it holds whole, beside the same labels in the
-whole scan, and the mean |delta| per group. A label calibration that has only seen whole
+whole scan, the mean |delta| per group, and the network's own (uncalibrated) score both ways. A label calibration that has only seen whole
 structures reads a label ending at the volume's edge (flat end, no end probe) as a cut-off one.
 
     python benchmarks/field_of_view.py [--model qsaudit/weights/qsaudit-default.pt] [--cases 6]
@@ -108,21 +108,23 @@ def main(argv: list[str] | None = None) -> None:
         df = df[df.status == "ok"]
         whole = df[df.case_id.str.endswith("__whole")].assign(
             source=lambda d: d.case_id.str.split("__").str[0])
-        whole = whole.set_index(["source", "label"]).predicted_dsc.rename("whole")
+        whole = whole.set_index(["source", "label"])[["predicted_dsc", "raw_score"]].rename(
+            columns={"predicted_dsc": "whole", "raw_score": "whole_raw"})
         win = rows.merge(df[["case_id", "label", "predicted_dsc", "raw_score"]],
                          on=["case_id", "label"]).join(whole, on=["source", "label"])
         win = win.dropna(subset=["whole"])
         print(f"model {model}; {len(cases)} patients, {args.windows} windows of "
               f"{args.window_mm:g} mm each; the labels are the clinical ones (truth)")
         print(f"{'labels in a window':<28}{'n':>6}{'window':>9}{'whole':>9}{'mean |d|':>10}"
-              f"{'raw':>8}")
+              f"{'raw: window':>13}{'whole':>8}")
         for title, part in (("cut by the window", win[win.cut]),
                             ("held whole", win[~win.cut]), ("all", win)):
             if part.empty:
                 continue
             d = (part.predicted_dsc - part.whole).abs()
             print(f"{title:<28}{len(part):>6}{part.predicted_dsc.mean():>9.3f}"
-                  f"{part.whole.mean():>9.3f}{d.mean():>10.3f}{part.raw_score.mean():>8.3f}")
+                  f"{part.whole.mean():>9.3f}{d.mean():>10.3f}{part.raw_score.mean():>13.3f}"
+                  f"{part.whole_raw.mean():>8.3f}")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
