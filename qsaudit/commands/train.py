@@ -95,6 +95,10 @@ def train(
         "--no-calibrate", help="Write the network without the label calibration on the "
         "validation labels (fit it afterwards with python -m qsaudit.training.calibrate, "
         "e.g. on another machine); a scan then reports the mean slice prediction.")] = False,
+    calibration_windows: Annotated[int | None, typer.Option(
+        "--calibration-windows", min=0, help="Copies of every validation case cut in z to a "
+        "drawn 30-200 mm window, for the label calibration only (labels cut by a scan's edge; "
+        "default 1).")] = None,
     quiet: bool = QuietOption,
 ) -> None:
     """Train the model that predicts a mask's Dice from trusted labels: candidates are made by
@@ -120,7 +124,8 @@ def train(
         epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, max_minutes=max_minutes,
         holdout_fraction=holdout_fraction, seed=seed, device=device, precision=precision,
         mse=False if no_mse else None, opr=False if no_opr else None,
-        slices_per_candidate=slices_per_candidate, draw=sample_draw)
+        slices_per_candidate=slices_per_candidate, draw=sample_draw,
+        calibration_windows=calibration_windows)
     model_config = get_preset(preset)
     changes = {k: v for k, v in (("backbone", backbone), ("width", width),
                                  ("input_size", input_size)) if v is not None}

@@ -75,6 +75,10 @@ class TrainConfig:
     ``precision``: arithmetic of the forward passes (``auto``: bf16 on CUDA, fp16 with loss
     scaling on GPUs without bf16, bf16 with channels-last on CPUs with native bf16 (about 1.9x
     faster than fp32 on AVX512-BF16), fp32 otherwise); weights and optimizer stay fp32.
+    ``calibration_windows``: field-of-view copies of every validation case (cut in z to a drawn
+    window, ``qsaudit.training.cases.window_copies``) that the label calibration sees beside the
+    validation labels, so that labels cut by a scan's edge are not read as labels cut short;
+    they are not part of the validation that picks the best epoch.
     """
 
     preset: str = "default"
@@ -94,6 +98,7 @@ class TrainConfig:
     validate_every: int = 1
     augment: bool = True
     precision: str = "auto"
+    calibration_windows: int = 1
     samples: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +137,9 @@ class TrainConfig:
             raise UsageError(f"--max-minutes must be positive, got {self.max_minutes}")
         if self.samples.draw < 0:
             raise UsageError(f"--sample-draw must be 0 or more, got {self.samples.draw}")
+        if self.calibration_windows < 0:
+            raise UsageError(f"--calibration-windows must be 0 or more, got "
+                             f"{self.calibration_windows}")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -389,8 +389,12 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     domains = np.where(phantom, "phantoms", "real").astype(object)
     cv: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]] = {}
     for m in AUTO_METHODS if method == "auto" else (method,):
-        p, which = cross_validated_probabilities(rows, kinds, patients, method=m,
-                                                 folds=folds, seed=seed)
+        try:
+            p, which = cross_validated_probabilities(rows, kinds, patients, method=m,
+                                                     folds=folds, seed=seed)
+        except ValueError as exc:  # a fold's patients hold too few kinds (small data)
+            metrics["errors"] = f"skipped: {exc}"
+            return None, metrics
         pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w, targets, domains)
         cv[m] = (p, pred, prob, factors)
         for key, value in kind_metrics(kinds, pred, true, perfect).items():

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from qsaudit.errors import UsageError
-from qsaudit.training.cases import CaseSpec, dataset_specs, phantom_specs, split_patients
+from qsaudit.training.cases import (
+    CaseSpec,
+    dataset_specs,
+    phantom_specs,
+    split_patients,
+    window_copies,
+)
 from qsaudit.training.config import TrainConfig
 from qsaudit.training.samples import SampleSet
 
@@ -207,6 +213,7 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     from qsaudit.model.config import get_preset
     from qsaudit.model.network import QualityNet
     from qsaudit.progress import progress_bar
+    from qsaudit.training.build import build_samples
     from qsaudit.training.embeddings import lookup_embeddings, read_embeddings
     from qsaudit.training.trainer import fit
 
@@ -276,9 +283,23 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     finally:
         log_fh.close()
     model.load_state_dict(result.best_state)
-    calibration, calibration_metrics = (validation_calibration(model, val, embeddings,
-                                                               config=config)
-                                        if calibrate else (None, {}))
+    calibration, calibration_metrics = None, {}
+    if calibrate:
+        labels = val
+        windows = window_copies([s for s in specs if s.patient_id in val_patients],
+                                config.calibration_windows, seed=config.seed,
+                                kinds=("dataset", "phantom")) if len(val) else []
+        if windows:  # labels cut by a scan's edge, for the calibration only
+            _, cut = build_samples(windows, {s.patient_id for s in windows},
+                                   model_config=model_config, sample_config=config.samples,
+                                   seed=config.seed, workers=config.workers)
+            labels = SampleSet.concat([val, cut], size=model_config.input_size)
+        calibration, calibration_metrics = validation_calibration(model, labels, embeddings,
+                                                                  config=config)
+        if labels is not val:  # the validation's own figures keep their names
+            calibration_metrics = {(f"calibration_{k}" if k in result.best_metrics else k): v
+                                   for k, v in calibration_metrics.items()}
+            calibration_metrics["calibration_window_cases"] = len(windows)
     train_patients = sorted(set(patients) - val_patients)
     meta = {
         "trained_with": "qsaudit train",

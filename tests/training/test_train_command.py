@@ -120,3 +120,28 @@ def test_max_minutes_counts_the_sample_build_and_calibration_can_wait(tmp_path, 
     assert "calibrated" not in seen  # --no-calibrate: no label calibration is fitted
     # building the samples took 90 s of the run's clock: 8.5 of the 10 minutes are left
     assert seen["max_minutes"] == pytest.approx(8.5)
+
+
+def test_the_calibration_also_sees_validation_cases_cut_by_a_window(tmp_path):
+    from qsaudit.model.checkpoint import load_checkpoint
+
+    data = write_dataset(tmp_path / "ds", [31, 32, 33, 34, 35, 36])
+    metas = {}
+    for windows in (0, 2):
+        out = tmp_path / f"m{windows}.pt"
+        run = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(out),
+                                       "--epochs", "1", "--holdout-fraction", "0.34",
+                                       "--calibration-windows", str(windows), *TINY])
+        assert run.exit_code == 0, run.output
+        metas[windows] = load_checkpoint(out, device="cpu").meta
+    plain, cut = metas[0]["validation"], metas[2]["validation"]
+    # the epoch is picked on the validation labels alone: training and its log are the same,
+    # and the validation's own label r keeps its name
+    logs = [[json.loads(line) for line in (tmp_path / f"m{w}.log.jsonl").read_text().splitlines()]
+            for w in (0, 2)]
+    assert [r["label_r"] for r in logs[0]] == pytest.approx([r["label_r"] for r in logs[1]])
+    assert cut["label_r"] == pytest.approx(logs[1][-1]["label_r"])
+    assert cut["calibration_window_cases"] == 2 * len(metas[2]["validation_patients"])
+    # the calibration saw the windows' labels as well
+    assert cut["calibration_n_labels"] > plain["n_labels"]
+    assert metas[2]["train_config"]["calibration_windows"] == 2
