@@ -172,6 +172,11 @@ def train(
     if "label_r_calibrated" in m:
         typer.echo(f"calibrated (cross-validated by patient): label r "
                    f"{m['label_r_calibrated']:.3f} MAE {m['label_mae_calibrated']:.3f}")
+    elif "calibration_label_r_calibrated" in m:
+        typer.echo(f"calibrated (cross-validated by patient, validation labels and "
+                   f"{m['calibration_window_cases']} window copies): label r "
+                   f"{m['calibration_label_r_calibrated']:.3f} "
+                   f"MAE {m['calibration_label_mae_calibrated']:.3f}")
     typer.echo(f"time: {report.build_seconds:.0f} s building samples, "
                f"{report.train_seconds:.0f} s training; log {report.log}")
 

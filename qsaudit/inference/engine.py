@@ -522,7 +522,7 @@ def _likely_errors(errors: ErrorClassifier, pending: list[tuple[int, np.ndarray,
 
 def _volume_ends(work: Any) -> int | None:
     """How many of a prepared label's ends lie on its volume's edge slices (None when its
-    slice range was not kept: a model without end probes)."""
+    slice range is unknown)."""
     from qsaudit.inference.probes import volume_ends
 
     if work.z_range is None or not work.z_size:

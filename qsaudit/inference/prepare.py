@@ -333,7 +333,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
         z_areas = stats.crop(mask).sum(axis=(0, 1), dtype=np.int64)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
                      slice_mm=float(volume.spacing[2]), probe_sides=sides, z_areas=z_areas,
-                     z_range=None if z_areas is None else tuple(int(v) for v in stats.bbox[2]),
+                     z_range=tuple(int(v) for v in stats.bbox[2]),
                      z_size=int(mask.shape[2]),
                      slice_areas=areas, thumb_ct=thumb_ct, thumb_mask=thumb_mask,
                      thumb_spacing=thumb_spacing, thumb_views=thumb_views,

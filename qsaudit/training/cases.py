@@ -199,15 +199,20 @@ def window_copies(specs: list[CaseSpec], copies: int, *, seed: int,
     return out
 
 
+def window_span(nz: int, slice_mm: float, height_mm: float, start: float) -> tuple[int, int]:
+    """The slices ``(z0, z1)`` (half-open) of a z-window ``height_mm`` tall (at least 2 slices,
+    at most all ``nz``) of a volume with ``slice_mm`` slices, starting at ``start`` (0-1) of the
+    slices left above the window."""
+    length = min(nz, max(2, round(height_mm / max(float(slice_mm), 1e-6))))
+    z0 = round(float(np.clip(start, 0.0, 1.0)) * (nz - length))
+    return z0, z0 + length
+
+
 def window_case(case: TrustedCase, height_mm: float, start: float, *,
                 min_label_voxels: int = 20) -> TrustedCase:
-    """``case`` cut in z to ``height_mm`` (at least 2 slices, at most all) starting at
-    ``start`` (0-1) of the slices left above the window; labels with fewer than
-    ``min_label_voxels`` voxels in it are dropped."""
-    nz = case.ct.shape[2]
-    length = min(nz, max(2, round(height_mm / max(float(case.spacing[2]), 1e-6))))
-    z0 = round(float(np.clip(start, 0.0, 1.0)) * (nz - length))
-    z1 = z0 + length
+    """``case`` cut in z to the :func:`window_span` of ``height_mm`` at ``start``; labels with
+    fewer than ``min_label_voxels`` voxels in it are dropped."""
+    z0, z1 = window_span(case.ct.shape[2], case.spacing[2], height_mm, start)
     masks, dropped = {}, list(case.dropped)
     for name, mask in case.masks.items():
         part = mask[:, :, z0:z1]

@@ -43,6 +43,11 @@ BAD_DSC = 0.8  # accuracy is reported over labels with a true Dice below this
 METHODS = ("auto", "boosted", "trees", "softmax")
 AUTO_METHODS = ("boosted", "softmax")  # what "auto" compares (one-vs-rest trees lost to both)
 MIN_PER_KIND = 5  # a kind with fewer training labels than this is not offered
+
+
+class TooFewKinds(ValueError):
+    """The labels hold fewer than two error kinds with :data:`MIN_PER_KIND` labels each: there
+    is nothing to tell apart (small data, or a cross-validation fold of it)."""
 NONE_TARGET = 0.9  # the none rule calls at least this share of perfect labels `none`
 DOMAIN_NONE_FLOOR = 0.90  # ... and at least this share of each domain's (real CT, phantoms)
 MAX_NONE_FACTOR = 5.0  # the none rule never weighs p(none) more than this
@@ -77,7 +82,7 @@ def fit_error_classifier(rows: np.ndarray, kinds: np.ndarray, *, method: str = "
     present = [k for k in ERROR_KINDS if int(np.sum(kinds == k)) >= MIN_PER_KIND]
     keep = np.isin(kinds, present)
     if len(present) < 2:
-        raise ValueError("fit_error_classifier: fewer than two kinds with enough labels")
+        raise TooFewKinds("fit_error_classifier: fewer than two kinds with enough labels")
     x, kinds = x[keep], kinds[keep]
     w = np.ones(kinds.size) if weights is None else np.asarray(weights, dtype=np.float64)[keep]
     w = w * (w.size / w.sum())
@@ -392,7 +397,7 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
         try:
             p, which = cross_validated_probabilities(rows, kinds, patients, method=m,
                                                      folds=folds, seed=seed)
-        except ValueError as exc:  # a fold's patients hold too few kinds (small data)
+        except TooFewKinds as exc:  # a fold's patients hold too few kinds (small data)
             metrics["errors"] = f"skipped: {exc}"
             return None, metrics
         pred, prob, factors = ruled_kinds(p, which, kinds, perfect, w, targets, domains)

@@ -209,6 +209,7 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
     """
     import torch
 
+    from qsaudit.inference.aggregate import FEATURES
     from qsaudit.model.checkpoint import save_checkpoint
     from qsaudit.model.config import get_preset
     from qsaudit.model.network import QualityNet
@@ -245,7 +246,7 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
                    **({"trunk_phantoms": trunk_phantoms} if trunk_phantoms else {}),
                    "excluded": sorted(excluded), "seed": config.seed,
                    "samples": json.loads(json.dumps(config.to_dict()["samples"])),
-                   "holdout_fraction": config.holdout_fraction,
+                   "holdout_fraction": config.holdout_fraction, "features": list(FEATURES),
                    "model": model_config.to_dict()}
     train, val = _build_or_load(specs, val_patients, model_config=model_config, config=config,
                                 cache=paths["samples"], fingerprint=fingerprint, resume=resume,
@@ -296,9 +297,8 @@ def train_model(data_dirs: list[str | Path], *, out: str | Path, phantoms: int =
             labels = SampleSet.concat([val, cut], size=model_config.input_size)
         calibration, calibration_metrics = validation_calibration(model, labels, embeddings,
                                                                   config=config)
-        if labels is not val:  # the validation's own figures keep their names
-            calibration_metrics = {(f"calibration_{k}" if k in result.best_metrics else k): v
-                                   for k, v in calibration_metrics.items()}
+        if labels is not val:  # measured on more labels than the validation: named apart
+            calibration_metrics = {f"calibration_{k}": v for k, v in calibration_metrics.items()}
             calibration_metrics["calibration_window_cases"] = len(windows)
     train_patients = sorted(set(patients) - val_patients)
     meta = {

@@ -88,7 +88,8 @@ def _write_cut_case(root):
     return {name: volume_ends(z, 12) for name, z in labels.items()}
 
 
-def test_the_scan_feeds_volume_ends_to_the_calibration(tmp_path):
+@pytest.mark.parametrize("names", ["all", "without probes"])
+def test_the_scan_feeds_volume_ends_to_the_calibration(tmp_path, names):
     import pandas as pd
     import torch
 
@@ -100,11 +101,15 @@ def test_the_scan_feeds_volume_ends_to_the_calibration(tmp_path):
     set_quiet(True)
     expected = _write_cut_case(tmp_path / "data")
     assert sorted(expected.values()) == [0, 1, 2]
-    f = len(FEATURES)
+    # a calibration that reads no probe feature makes the scan skip the probes: the label's
+    # slice range must still reach the calibration
+    used = FEATURES if names == "all" else ("mean", "volume_ends")
+    f = len(used)
     coef = np.zeros(f)
-    coef[FEATURES.index("volume_ends")] = 0.5  # predicted Dice = half the ends on the edge
+    coef[used.index("volume_ends")] = 0.5  # predicted Dice = half the ends on the edge
     cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
-                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]))
+                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]),
+                           names=used)
     payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
     payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
     torch.save(payload, tmp_path / "cal.pt")

@@ -264,3 +264,14 @@ def test_errors_only_refit_keeps_the_dice_calibration(tmp_path):
     bare = save_checkpoint(tmp_path / "bare.pt", QualityNet(config), config, meta={}, **kw)
     assert main([str(bare), "--from-table", str(tmp_path / "table.npz"), "--errors-only"]) == 2
     assert main([str(model), "--errors-only"]) == 2  # needs a table
+
+
+def test_too_few_kinds_is_its_own_error_and_a_fit_without_them_is_skipped():
+    from qsaudit.inference.error_model import CLASSIFIER_FEATURES
+    from qsaudit.training.error_fit import TooFewKinds, fit_error_classifier
+
+    rows = np.random.default_rng(0).normal(size=(20, len(CLASSIFIER_FEATURES)))
+    kinds = np.array(["too_small"] * 20, dtype=object)
+    with pytest.raises(TooFewKinds):
+        fit_error_classifier(rows, kinds)
+    assert issubclass(TooFewKinds, ValueError)  # callers that catch ValueError still do

@@ -142,6 +142,8 @@ def test_the_calibration_also_sees_validation_cases_cut_by_a_window(tmp_path):
     assert [r["label_r"] for r in logs[0]] == pytest.approx([r["label_r"] for r in logs[1]])
     assert cut["label_r"] == pytest.approx(logs[1][-1]["label_r"])
     assert cut["calibration_window_cases"] == 2 * len(metas[2]["validation_patients"])
-    # the calibration saw the windows' labels as well
+    # the calibration saw the windows' labels as well, and its figures say so by their names
     assert cut["calibration_n_labels"] > plain["n_labels"]
+    assert not any(k.startswith("calibration_") for k in plain)
+    assert "label_r_calibrated" not in cut
     assert metas[2]["train_config"]["calibration_windows"] == 2
