@@ -39,6 +39,7 @@ from qsaudit.training.cases import (
     PHANTOM_BENCHMARK_STREAM,
     dataset_specs,
     phantom_specs,
+    untouched_patients,
 )
 from qsaudit.training.config import SampleConfig
 
@@ -202,9 +203,8 @@ def main(argv: list[str] | None = None) -> None:
         runs.append((f"trunk phantoms (benchmark seed stream, {args.trunk_phantoms} patients)",
                      phantom_specs(args.trunk_phantoms, seed=args.seed,
                                    stream=PHANTOM_BENCHMARK_STREAM, region="trunk")))
-    held = set(meta.get("excluded_cases", [])) | set(meta.get("validation_patients", []))
     # Patients used to fit the label calibration are not a fair test of it.
-    held -= set(meta.get("calibration_patients", []))
+    held = untouched_patients(meta, excluded=True)
     if args.openkbp.is_dir():
         specs = [s for s in dataset_specs(args.openkbp) if s.patient_id in held]
         if args.max_cases:

@@ -100,7 +100,12 @@ def score_tables(model: Path, args) -> list[tuple[str, object]]:
     from qsaudit.training.build import build_samples
     from qsaudit.training.calibrate import predict_probes
     from qsaudit.training.calibration import label_table
-    from qsaudit.training.cases import PHANTOM_BENCHMARK_STREAM, dataset_specs, phantom_specs
+    from qsaudit.training.cases import (
+        PHANTOM_BENCHMARK_STREAM,
+        dataset_specs,
+        phantom_specs,
+        untouched_patients,
+    )
     from qsaudit.training.config import SampleConfig
 
     predictor = load_checkpoint(model, device=args.device)
@@ -114,7 +119,7 @@ def score_tables(model: Path, args) -> list[tuple[str, object]]:
         runs.append(("phantoms", phantom_specs(args.phantoms, seed=args.seed,
                                                stream=PHANTOM_BENCHMARK_STREAM,
                                                shape=sample_config.phantom_shape)))
-    held = set(meta.get("validation_patients", [])) - set(meta.get("calibration_patients", []))
+    held = untouched_patients(meta)
     if args.openkbp.is_dir() and held:
         specs = [s for s in dataset_specs(args.openkbp) if s.patient_id in held]
         if args.max_cases:

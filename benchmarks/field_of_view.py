@@ -37,6 +37,7 @@ def write_windows(cases: list, out: Path, *, windows: int, window_mm: float,
     import nibabel as nib
 
     from qsaudit.datasets import read_image, read_mask
+    from qsaudit.training.cases import window_span
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -46,11 +47,11 @@ def write_windows(cases: list, out: Path, *, windows: int, window_mm: float,
                  for ref in case.labels if ref.path is not None and Path(ref.path).is_file()}
         masks = {k: v for k, v in masks.items() if v.any()}
         nz = image.array.shape[2]
-        length = max(2, min(nz, round(window_mm / float(image.spacing[2]))))
+        z0, z1 = window_span(nz, float(image.spacing[2]), window_mm, 0.0)  # the lowest window
         spans = [("whole", 0, nz)]
         for k in range(windows):
-            start = int(rng.integers(0, nz - length + 1))
-            spans.append((f"w{k}", start, start + length))
+            shift = int(rng.integers(0, nz - z1 + 1))
+            spans.append((f"w{k}", z0 + shift, z1 + shift))
         for tag, z0, z1 in spans:
             folder = out / f"{case.case_id}__{tag}"
             (folder / "segmentations").mkdir(parents=True)
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from qsaudit.inference.engine import scan_dataset
     from qsaudit.inference.settings import ScanSettings
     from qsaudit.model.checkpoint import default_weights_path, load_checkpoint
+    from qsaudit.training.cases import untouched_patients
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = args.model or default_weights_path()
     meta = load_checkpoint(model, device="cpu").meta
-    held = set(meta.get("validation_patients", [])) - set(meta.get("calibration_patients", []))
+    held = untouched_patients(meta)
     if not args.openkbp.is_dir():
         print(f"{args.openkbp}: not found, nothing to study")
         return

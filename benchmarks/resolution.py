@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     from qsaudit.inference.settings import ScanSettings
     from qsaudit.model.checkpoint import default_weights_path, load_checkpoint
     from qsaudit.registry import structure_family
+    from qsaudit.training.cases import untouched_patients
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = args.model or default_weights_path()
     meta = load_checkpoint(model, device="cpu").meta
-    held = set(meta.get("validation_patients", [])) - set(meta.get("calibration_patients", []))
+    held = untouched_patients(meta)
     cases = []
     if args.openkbp.is_dir():
         cases += [c for c in list_cases(args.openkbp) if c.case_id in held][:args.cases]

@@ -304,3 +304,13 @@ def split_patients(patients: list[str], *, fraction: float, seed: int,
     n_val = max(1, round(fraction * len(unique)))
     n_val = min(n_val, len(unique) - 1)
     return held | set(order[:n_val])
+
+
+def untouched_patients(meta: dict[str, Any], *, excluded: bool = False) -> set[str]:
+    """The patients a model file (its ``meta``) was neither trained nor calibrated on: its
+    validation patients less those its label calibration used; ``excluded``: its excluded
+    cases count as held out too (unless the calibration used them)."""
+    held = set(meta.get("validation_patients") or ())
+    if excluded:
+        held |= set(meta.get("excluded_cases") or ())
+    return held - set(meta.get("calibration_patients") or ())

@@ -129,3 +129,13 @@ def test_cached_units_are_not_reused_across_shape_readings(monkeypatch, tiny_mod
     before = unit_key(unit, tiny_model_config, SampleConfig())
     monkeypatch.setattr(shape, "SHAPE_READING", shape.SHAPE_READING + 1)
     assert unit_key(unit, tiny_model_config, SampleConfig()) != before
+
+
+def test_untouched_patients_are_validation_patients_the_calibration_did_not_use():
+    from qsaudit.training.cases import untouched_patients
+
+    meta = {"validation_patients": ["a", "b", "c"], "calibration_patients": ["b"],
+            "excluded_cases": ["x", "c"]}
+    assert untouched_patients(meta) == {"a", "c"}
+    assert untouched_patients(meta, excluded=True) == {"a", "c", "x"}
+    assert untouched_patients({}) == set()
