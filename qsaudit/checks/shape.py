@@ -27,16 +27,19 @@ from qsaudit.checks.mask import largest_component_share, mask_stats, masked_valu
 from qsaudit.checks.morphology import CROSS_IN_PLANE, dilate, erode, opening
 
 SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_ratio",
-                  "end_area", "area_jump", "hu_outside", "hu_spread", "edge_contrast")
+                  "end_area", "area_jump", "hu_outside", "hu_spread", "edge_contrast",
+                  "hu_implausible")
 """Names of :func:`shape_features`' values, in order (see its docstring)."""
 
 HU_CLIP = (-1000.0, 1000.0)  # HU statistics ignore metal and beyond-air padding
 HU_OUTSIDE_MARGIN = 100.0    # a voxel is implausible this far outside the structure's range
+LUMEN_HU = (-1000.0, 600.0)  # a bowel lumen may hold gas, fluid or positive oral contrast
+MARROW_HU_MIN = -150.0       # a bone's marrow space may be fatty (yellow) marrow
 PAD = 2                      # voxels of context around the bounding box (shells, closing)
 MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
 CANONICAL_MM = (3.0, 3.0, 3.0)  # the grid the descriptors are read on, when the spacing is known
 MAX_GRID_SPACING_MM = 20.0   # coarser (or non-finite) voxels: described voxel by voxel instead
-SHAPE_READING = 2  # raised whenever the descriptors' values change (cached training units key on it)
+SHAPE_READING = 3  # raised whenever the descriptors' values change (cached training units key on it)
 
 
 def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = None,
@@ -72,7 +75,14 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
       (0 for structures without one);
     * ``hu_spread``: standard deviation of HU inside / 100;
     * ``edge_contrast``: |mean HU of the mask's outer boundary layer - mean HU of the layer just
-      outside| / 100: a boundary on an edge of the CT has contrast, a shifted or swollen one less.
+      outside| / 100: a boundary on an edge of the CT has contrast, a shifted or swollen one less;
+    * ``hu_implausible``: share of voxels a correct mask could not hold: ``hu_outside`` where
+      the range is widened by what the structure may hold (its registry ``contents``): a bowel
+      lumen's gas and oral contrast (:data:`LUMEN_HU`) anywhere, a bone's fatty marrow
+      (:data:`MARROW_HU_MIN`) inside its outer boundary layer only, so that a bone label spilling
+      into fat still counts. ``hu_outside`` reads the mean-HU range voxel by voxel and so calls
+      a good colon full of gas or a humerus with fatty marrow half wrong; it is kept for
+      calibrations fitted before this feature.
 
     Raises ValueError for an empty mask or mismatched shapes.
     """
@@ -176,7 +186,7 @@ def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any
     ``areas`` per slice of the box (mask voxels)."""
     voxels = int(np.count_nonzero(sub))
     if voxels == 0:  # a mask of a few scattered voxels the in-plane step skipped
-        return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+        return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
 
     eroded = erode(sub)
     # in-plane cross for the opening: a 3D one would erase every label one or two slices thick
@@ -210,4 +220,22 @@ def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any
         outside,
         float(inside.std()) / 100.0,
         contrast,
+        _implausible(hu, sub, rim, structure) / voxels,
     ], dtype=np.float64)
+
+
+def _implausible(hu: np.ndarray, sub: np.ndarray, rim: np.ndarray, structure: Any) -> int:
+    """Voxels of ``sub`` that a correct mask of ``structure`` could not hold (see
+    ``hu_implausible`` in :func:`shape_features`); 0 for a structure without an HU range."""
+    hu_range = getattr(structure, "hu_range", None) if structure is not None else None
+    if hu_range is None:
+        return 0
+    low, high = float(hu_range[0]), float(hu_range[1])
+    contents = getattr(structure, "contents", None)
+    if contents == "lumen":
+        low, high = min(low, LUMEN_HU[0]), max(high, LUMEN_HU[1])
+    inner_low = min(low, MARROW_HU_MIN) if contents == "marrow" else low
+    edge, core = masked_values(hu, rim), masked_values(hu, sub & ~rim)
+    m = HU_OUTSIDE_MARGIN
+    return (int(np.count_nonzero((edge < low - m) | (edge > high + m)))
+            + int(np.count_nonzero((core < inner_low - m) | (core > high + m))))

@@ -4,7 +4,8 @@ Two files ship with the package (stdlib ``csv`` only, so importing the registry 
 free of pandas and torch):
 
 - ``structures.csv``: one row per canonical structure (key, name, region, side, pair, plausible
-  mean-HU range, expected connected components, ``|``-separated synonyms).
+  mean-HU range, expected connected components, ``|``-separated synonyms, what a correct mask
+  may hold inside: ``lumen`` or ``marrow``, see :data:`CONTENTS`).
 - ``vocabularies.csv``: one row per name a source vocabulary uses (source, label value if the
   source has label ids, the name as the source spells it, the structure key; the key is empty
   for the atlas' non-structure labels "Background" and "Left to annotate").
@@ -20,6 +21,12 @@ from importlib import resources
 
 from qsaudit.registry.normalize import NameForm, normalize_name
 
+CONTENTS: dict[str, str] = {
+    "lumen": "a hollow organ's lumen: gas, fluid or positive oral contrast",
+    "marrow": "a bone's marrow space: fatty (yellow) marrow, below water",
+}
+"""What a correct mask may hold inside (``structures.csv``'s ``contents`` column)."""
+
 SOURCES: tuple[str, ...] = (
     "totalseg_v1", "totalseg_v2", "abdomenatlas", "btcv", "amos", "dap_atlas", "openkbp",
 )
@@ -31,7 +38,8 @@ class Structure:
 
     ``hu_range`` is the plausible range of the mean CT value (HU) inside a correct mask on
     contrast-enhanced CT, or None where no sensible range exists. ``components`` is the expected
-    number of 3D connected components (None if variable).
+    number of 3D connected components (None if variable). ``contents`` says what a correct mask
+    may hold inside beyond its tissue (:data:`CONTENTS`), or None.
     """
 
     key: str
@@ -43,6 +51,7 @@ class Structure:
     hu_range: tuple[float, float] | None
     components: int | None
     sources: tuple[str, ...]
+    contents: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,10 @@ def load_registry() -> Registry:
             hu_range=hu,
             components=int(row["components"]) if row["components"] else None,
             sources=tuple(s for s in SOURCES if s in sources.get(key, [])),
+            contents=row.get("contents") or None,
         ))
+        if structures[-1].contents not in (None, *CONTENTS):
+            raise ValueError(f"structures.csv: {key}: unknown contents {row['contents']!r}")
 
     by_key = {s.key: s for s in structures}
     if len(by_key) != len(structures):

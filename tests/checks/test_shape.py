@@ -69,6 +69,33 @@ def test_planted_errors_move_their_features(organ):
     air = np.where(mask & (np.indices(mask.shape)[0] < 24), -800.0, ct)
     assert shape_features(mask, air, structure=lookup("liver"))[I["hu_outside"]] > 0.4
     assert shape_features(mask, air)[I["hu_outside"]] == 0.0  # unknown structure: no range
+    # no contents widen a liver's range: air in it is as implausible to both readings
+    liver_air = shape_features(mask, air, structure=lookup("liver"))
+    assert liver_air[I["hu_implausible"]] == pytest.approx(liver_air[I["hu_outside"]])
+
+
+def test_what_a_correct_mask_may_hold_is_not_implausible():
+    """Gas in a bowel's lumen and fatty marrow inside a bone are what real CT shows; a label
+    spilling beyond the structure's tissue still counts."""
+    mask = _ball()
+    inner = _ball(radius=(8, 8, 8))
+    gas = np.where(inner, -1000.0, _ct(mask, inside=30.0))  # a gas-filled loop of colon
+    colon = shape_features(mask, gas, structure=lookup("colon"))
+    assert colon[I["hu_outside"]] > 0.2  # the mean range read voxel by voxel calls it wrong
+    assert colon[I["hu_implausible"]] == 0.0
+
+    marrow = np.where(inner, -90.0, _ct(mask, inside=900.0))  # cortex around fatty marrow
+    femur = shape_features(mask, marrow, structure=lookup("femur_left"))
+    assert femur[I["hu_outside"]] > 0.2
+    assert femur[I["hu_implausible"]] == 0.0
+
+    spill = _ball(radius=(15, 15, 15))  # the same bone label swollen 3 voxels into fat
+    swollen = shape_features(spill, marrow, structure=lookup("femur_left"))
+    assert swollen[I["hu_implausible"]] > 0.1  # its outer layer lies in fat
+    # the same spill in a structure that may hold no marrow or gas counts alike
+    liver = shape_features(spill, _ct(mask, inside=60.0, outside=-400.0),
+                           structure=lookup("liver"))
+    assert liver[I["hu_implausible"]] == pytest.approx(liver[I["hu_outside"]])
 
 
 def test_large_boxes_are_subsampled_consistently():
