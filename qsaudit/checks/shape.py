@@ -28,7 +28,7 @@ from qsaudit.checks.morphology import CROSS_IN_PLANE, dilate, erode, opening
 
 SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_ratio",
                   "end_area", "area_jump", "hu_outside", "hu_spread", "edge_contrast",
-                  "hu_implausible")
+                  "hu_implausible", "log_area")
 """Names of :func:`shape_features`' values, in order (see its docstring)."""
 
 HU_CLIP = (-1000.0, 1000.0)  # HU statistics ignore metal and beyond-air padding
@@ -82,7 +82,11 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
       (:data:`MARROW_HU_MIN`) inside its outer boundary layer only, so that a bone label spilling
       into fat still counts. ``hu_outside`` reads the mean-HU range voxel by voxel and so calls
       a good colon full of gas or a humerus with fatty marrow half wrong; it is kept for
-      calibrations fitted before this feature.
+      calibrations fitted before this feature;
+    * ``log_area``: log1p of the mask's mean cross-section in mm² (its slices with mask, at the
+      native voxel size; NaN without ``spacing``): how large the structure is in the plane the
+      network sees, whose scores are less sure and whose Dice is more fragile the smaller it is
+      (a rib, a vein or an adrenal beside a liver).
 
     Raises ValueError for an empty mask or mismatched shapes.
     """
@@ -92,8 +96,28 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
         bbox = mask_stats(mask).bbox
     if bbox is None:
         raise ValueError("shape_features: empty mask")
-    if spacing is not None and all(math.isfinite(float(sp)) and 0 < float(sp)
-                                   <= MAX_GRID_SPACING_MM for sp in tuple(spacing)[:3]):
+    usable = spacing is not None and all(math.isfinite(float(sp)) and 0 < float(sp)
+                                         <= MAX_GRID_SPACING_MM for sp in tuple(spacing)[:3])
+    usable_spacing = tuple(float(sp) for sp in spacing[:3]) if usable else None  # type: ignore[index]
+    return np.append(_box_features(mask, ct, bbox, structure, largest_share, usable_spacing),
+                     _log_area(mask, bbox, usable_spacing))
+
+
+def _log_area(mask: np.ndarray, bbox: Any, spacing: tuple[float, ...] | None) -> float:
+    """``log_area``: log1p of the mask's mean cross-section in mm² over its slices with mask
+    (NaN when the voxel size is unknown)."""
+    if spacing is None:
+        return float("nan")
+    areas = mask[tuple(slice(*b) for b in bbox)].sum(axis=(0, 1), dtype=np.int64)
+    slices = int(np.count_nonzero(areas))
+    return math.log1p(float(areas.sum()) * spacing[0] * spacing[1] / max(slices, 1))
+
+
+def _box_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, structure: Any,
+                  largest_share: float | None, spacing: tuple[float, ...] | None) -> np.ndarray:
+    """Every shape feature but ``log_area``: on the :data:`CANONICAL_MM` grid when the voxel
+    size is known, else voxel by voxel."""
+    if spacing is not None:
         return _canonical_features(mask, ct, bbox, spacing, structure, largest_share)
     lo = [max(0, b[0] - PAD) for b in bbox]  # lists: widened in-plane below when subsampled
     hi = [min(n, b[1] + PAD) for b, n in zip(bbox, mask.shape, strict=True)]
@@ -125,8 +149,7 @@ def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tu
     hu = _interpolate(np.clip(np.asarray(ct[needed], dtype=np.float32), *HU_CLIP), axes)
     areas = sub.sum(axis=(0, 1), dtype=np.int64)
     if not areas.any():  # a sliver thinner than the grid: describe it voxel by voxel
-        return shape_features(mask, ct, structure=structure, bbox=bbox,
-                              largest_share=largest_share)
+        return _box_features(mask, ct, bbox, structure, largest_share, None)
     if largest_share is None:
         largest_share = largest_component_share(mask[tuple(slice(*b) for b in bbox)])
     return _describe(sub, hu, areas, structure, largest_share)

@@ -145,6 +145,9 @@ def test_descriptors_do_not_depend_on_the_voxel_size_given_the_spacing():
     c = shape_features(coarse, coarse_ct, structure=lookup("liver"), spacing=coarse_sp)
     for name in ("surface_ratio", "closing_gain", "opening_loss", "end_area", "area_jump"):
         assert abs(f[I[name]] - c[I[name]]) < 0.12 * max(1.0, abs(c[I[name]])), name
+    # the cross-section in mm²: the ellipse's mean area over its slices, 2/3 of pi * 30 * 24
+    assert f[I["log_area"]] == pytest.approx(np.log1p(2 / 3 * np.pi * 30 * 24), abs=0.05)
+    assert c[I["log_area"]] == pytest.approx(f[I["log_area"]], abs=0.1)
     # voxel by voxel, the fine grid's descriptors are far from the coarse one's
     raw = shape_features(fine, fine_ct, structure=lookup("liver"))
     assert abs(raw[I["area_jump"]] - c[I["area_jump"]]) > abs(f[I["area_jump"]]
@@ -200,6 +203,17 @@ def test_a_corrupt_spacing_is_described_voxel_by_voxel():
     for bad in ((1.0, 1.0, float("inf")), (1.0, float("nan"), 1.0), (1.0, 1.0, 1000.0),
                 (0.0, 1.0, 1.0)):
         assert np.array_equal(shape_features(mask, ct, spacing=bad), plain, equal_nan=True)
+    assert np.isnan(plain[I["log_area"]])  # without a voxel size there is no area in mm²
+    assert np.all(np.isfinite(np.delete(plain, I["log_area"])))
+
+
+def test_a_small_structure_has_a_smaller_area_than_a_large_one():
+    sp = (0.8, 0.8, 2.0)
+    small, small_ct = _ellipsoid_mm(sp, radius_mm=(6.0, 8.0, 30.0))  # a vein's cross-section
+    large, large_ct = _ellipsoid_mm(sp, radius_mm=(40.0, 50.0, 30.0))  # a liver's
+    a = shape_features(small, small_ct, spacing=sp)[I["log_area"]]
+    b = shape_features(large, large_ct, spacing=sp)[I["log_area"]]
+    assert b - a == pytest.approx(np.log((40 * 50) / (6 * 8)), abs=0.15)
 
 
 def test_a_thin_structure_on_a_fine_grid_is_described():
@@ -210,4 +224,5 @@ def test_a_thin_structure_on_a_fine_grid_is_described():
     ct = _ct(mask)
     f = shape_features(mask, ct, spacing=sp)
     assert np.all(np.isfinite(f))
+    assert f[I["log_area"]] == pytest.approx(np.log1p(2 * 60 * 0.64))  # 2 x 60 voxels a slice
     assert f[I["end_area"]] > 0.5  # a rod is flat-ended, and every grid slice has its samples

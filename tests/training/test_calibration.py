@@ -93,7 +93,7 @@ def test_shape_features_help_where_slice_scores_are_blind():
         feats, true = [], []
         for _ in range(n):
             share = rng.uniform(0.5, 1.0)  # a blob holding 1 - share of the voxels
-            shape = np.array([share, 0.02, 0.01, 5.0, 0.2, 0.2, 0.0, 0.3, 1.0, 0.0])
+            shape = np.array([share, 0.02, 0.01, 5.0, 0.2, 0.2, 0.0, 0.3, 1.0, 0.0, 6.0])
             pred = np.clip(0.9 + rng.normal(0, 0.03, 8), 0, 1)
             feats.append(label_features(pred, np.full(8, 40.0), mask_slices=20, z_extent=20,
                                         shape=shape))
