@@ -39,7 +39,8 @@ PAD = 2                      # voxels of context around the bounding box (shells
 MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
 CANONICAL_MM = (3.0, 3.0, 3.0)  # the grid the descriptors are read on, when the spacing is known
 MAX_GRID_SPACING_MM = 20.0   # coarser (or non-finite) voxels: described voxel by voxel instead
-SHAPE_READING = 3  # raised whenever the descriptors' values change (cached training units key on it)
+SHAPE_READING = 4  # raised whenever the descriptors' values change (cached training units key on it),
+# the registry's HU ranges and contents included
 
 
 def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = None,
@@ -243,11 +244,11 @@ def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any
         outside,
         float(inside.std()) / 100.0,
         contrast,
-        _implausible(hu, sub, rim, structure) / voxels,
+        _implausible(hu, sub, structure) / voxels,
     ], dtype=np.float64)
 
 
-def _implausible(hu: np.ndarray, sub: np.ndarray, rim: np.ndarray, structure: Any) -> int:
+def _implausible(hu: np.ndarray, sub: np.ndarray, structure: Any) -> int:
     """Voxels of ``sub`` that a correct mask of ``structure`` could not hold (see
     ``hu_implausible`` in :func:`shape_features`); 0 for a structure without an HU range."""
     hu_range = getattr(structure, "hu_range", None) if structure is not None else None
@@ -258,7 +259,10 @@ def _implausible(hu: np.ndarray, sub: np.ndarray, rim: np.ndarray, structure: An
     if contents == "lumen":
         low, high = min(low, LUMEN_HU[0]), max(high, LUMEN_HU[1])
     inner_low = min(low, MARROW_HU_MIN) if contents == "marrow" else low
-    edge, core = masked_values(hu, rim), masked_values(hu, sub & ~rim)
+    # the outer layer facing the volume's edge is where the scan cut the structure, not its
+    # boundary: there the bone's marrow shows (and a cut femur is the usual case, not a flaw)
+    inner = erode(sub, border_value=True)
+    edge, core = masked_values(hu, sub & ~inner), masked_values(hu, inner)
     m = HU_OUTSIDE_MARGIN
     return (int(np.count_nonzero((edge < low - m) | (edge > high + m)))
             + int(np.count_nonzero((core < inner_low - m) | (core > high + m))))

@@ -78,24 +78,38 @@ def test_what_a_correct_mask_may_hold_is_not_implausible():
     """Gas in a bowel's lumen and fatty marrow inside a bone are what real CT shows; a label
     spilling beyond the structure's tissue still counts."""
     mask = _ball()
-    inner = _ball(radius=(8, 8, 8))
-    gas = np.where(inner, -1000.0, _ct(mask, inside=30.0))  # a gas-filled loop of colon
+    inner = _ball(radius=(11, 11, 11))  # gas up to the wall: a colon's wall is under 3 mm
+    gas = np.where(inner, -1000.0, _ct(mask, inside=30.0))
     colon = shape_features(mask, gas, structure=lookup("colon"))
     assert colon[I["hu_outside"]] > 0.2  # the mean range read voxel by voxel calls it wrong
     assert colon[I["hu_implausible"]] == 0.0
 
-    marrow = np.where(inner, -90.0, _ct(mask, inside=900.0))  # cortex around fatty marrow
+    marrow = np.where(_ball(radius=(8, 8, 8)), -90.0, _ct(mask, inside=900.0))  # cortex, fat
     femur = shape_features(mask, marrow, structure=lookup("femur_left"))
-    assert femur[I["hu_outside"]] > 0.2
+    assert femur[I["hu_outside"]] > 0.1
     assert femur[I["hu_implausible"]] == 0.0
 
     spill = _ball(radius=(15, 15, 15))  # the same bone label swollen 3 voxels into fat
     swollen = shape_features(spill, marrow, structure=lookup("femur_left"))
     assert swollen[I["hu_implausible"]] > 0.1  # its outer layer lies in fat
     # the same spill in a structure that may hold no marrow or gas counts alike
-    liver = shape_features(spill, _ct(mask, inside=60.0, outside=-400.0),
+    liver = shape_features(spill, _ct(mask, inside=60.0, outside=-250.0),
                            structure=lookup("liver"))
+    assert liver[I["hu_outside"]] > 0.2
     assert liver[I["hu_implausible"]] == pytest.approx(liver[I["hu_outside"]])
+
+
+def test_a_bone_cut_by_the_scan_shows_its_marrow_without_being_implausible():
+    """Where the scan's first or last slice cuts a long bone, its marrow lies on the mask's
+    outer layer; that face is the scan's edge, not the label's boundary."""
+    grid = np.indices((40, 40, 24))
+    r2 = (grid[0] - 20) ** 2 + (grid[1] - 20) ** 2
+    shaft = r2 <= 64  # a femur's shaft through every slice
+    ct = np.where(r2 <= 25, -90.0, np.where(shaft, 1000.0, 40.0)).astype(np.float32)
+    for spacing in (None, (1.0, 1.0, 1.0)):
+        f = shape_features(shaft, ct, structure=lookup("femur_left"), spacing=spacing)
+        assert f[I["hu_implausible"]] == 0.0, spacing
+        assert f[I["hu_outside"]] > 0.1, spacing
 
 
 def test_large_boxes_are_subsampled_consistently():
@@ -124,7 +138,8 @@ def test_subsampled_boxes_stay_close_to_full_resolution(monkeypatch):
     coarse = shape_features(mask, ct, structure=lookup("liver"))
     exact = [I[n] for n in ("end_area", "area_jump")]  # counted at full resolution
     np.testing.assert_allclose(coarse[exact], full[exact])
-    close = [I[n] for n in ("largest_share", "opening_loss", "hu_outside", "edge_contrast")]
+    close = [I[n] for n in ("largest_share", "opening_loss", "hu_outside", "edge_contrast",
+                            "hu_implausible")]
     np.testing.assert_allclose(coarse[close], full[close], atol=0.1, rtol=0.1)
 
 

@@ -176,6 +176,36 @@ def test_structures_are_well_formed() -> None:
     assert lookup("lung_upper_lobe_left").hu_range[1] <= -500
 
 
+def test_what_a_correct_mask_may_hold() -> None:
+    from qsaudit.registry.table import CONTENTS
+
+    for s in all_structures():
+        assert s.contents is None or (s.contents in CONTENTS and s.hu_range is not None), s.key
+    assert {lookup(k).contents for k in ("colon", "stomach", "small_bowel", "rectum")} == {"lumen"}
+    assert {lookup(k).contents for k in ("femur_left", "humerus_right", "rib_left_7",
+                                         "vertebrae_L1", "sacrum")} == {"marrow"}
+    # no marrow in cartilage; an esophagus taking in the trachea's air stays implausible
+    for key in ("liver", "costal_cartilages", "esophagus", "trachea", "aorta"):
+        assert lookup(key).contents is None, key
+
+
+def test_an_unknown_contents_value_is_refused(monkeypatch) -> None:
+    from qsaudit.registry import table
+
+    read = table._read_csv
+    rows = read("structures.csv")
+    rows[0] = {**rows[0], "contents": "soup"}
+    monkeypatch.setattr(table, "_read_csv",
+                        lambda name: rows if name == "structures.csv" else read(name))
+    table.load_registry.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="unknown contents 'soup'"):
+            table.load_registry()
+    finally:
+        monkeypatch.undo()
+        table.load_registry.cache_clear()
+
+
 def test_import_is_torch_and_pandas_free() -> None:
     code = ("import sys, qsaudit.registry as r; r.lookup('liver'); "
             "print(sorted(m for m in ('torch', 'pandas', 'numpy') if m in sys.modules))")
