@@ -4,7 +4,10 @@ The network scores sampled slices one at a time, so it cannot see what only the 
 shows: a label cut off flat at one end, slices missing from its middle, a rim of specks, a blob
 far from the organ, a boundary that no longer follows an edge of the CT. These numbers describe
 exactly that, scale-free, so that the label calibration (``qsaudit.inference.aggregate``) can
-weigh them beside the slice scores. They are ratios, comparable across organ sizes; given the
+weigh them beside the slice scores, with the HU a correct mask of the structure could not hold
+(the registry's ranges and what a structure may hold inside: a bowel's gas, a bone's fatty
+marrow) and, the one absolute number, the structure's cross-section in mm². The others are
+ratios, comparable across organ sizes; given the
 voxel size they are also comparable across pixel sizes and slice spacings, since the mask's box
 is then first read on a grid of :data:`CANONICAL_MM`: along an axis whose voxels are finer than
 3 mm by the nearest voxel (interpolating would read nearly the same from many more voxels), along
@@ -33,7 +36,7 @@ SHAPE_FEATURES = ("largest_share", "opening_loss", "closing_gain", "surface_rati
 
 HU_CLIP = (-1000.0, 1000.0)  # HU statistics ignore metal and beyond-air padding
 HU_OUTSIDE_MARGIN = 100.0    # a voxel is implausible this far outside the structure's range
-LUMEN_HU = (-1000.0, 600.0)  # a bowel lumen may hold gas, fluid or positive oral contrast
+LUMEN_HU = (-1000.0, 600.0)  # a digestive-tract lumen may hold gas, fluid or oral contrast
 MARROW_HU_MIN = -150.0       # a bone's marrow space may be fatty (yellow) marrow
 PAD = 2                      # voxels of context around the bounding box (shells, closing)
 MAX_VOXELS = 3_000_000       # larger bounding boxes are subsampled in-plane
@@ -52,7 +55,8 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     Args:
         mask: the candidate label, canonical axes (z = axial slices).
         ct: the CT in HU.
-        structure: the registry entry of the label (its ``hu_range`` is used), or None.
+        structure: the registry entry of the label (its ``hu_range`` and ``contents`` are used),
+            or None.
         bbox: the mask's bounding box if known (``MaskStats.bbox``), half-open per axis.
         largest_share: the share of voxels in the largest 26-connected component if known
             (``LabelChecks.largest_share``; the scan's checks have labelled the components).
@@ -77,15 +81,17 @@ def shape_features(mask: np.ndarray, ct: np.ndarray, *, structure: Any | None = 
     * ``hu_spread``: standard deviation of HU inside / 100;
     * ``edge_contrast``: |mean HU of the mask's outer boundary layer - mean HU of the layer just
       outside| / 100: a boundary on an edge of the CT has contrast, a shifted or swollen one less;
-    * ``hu_implausible``: share of voxels a correct mask could not hold: ``hu_outside`` where
-      the range is widened by what the structure may hold (its registry ``contents``): a bowel
-      lumen's gas and oral contrast (:data:`LUMEN_HU`) anywhere, a bone's fatty marrow
-      (:data:`MARROW_HU_MIN`) inside its outer boundary layer only, so that a bone label spilling
-      into fat still counts. ``hu_outside`` reads the mean-HU range voxel by voxel and so calls
-      a good colon full of gas or a humerus with fatty marrow half wrong; it is kept for
-      calibrations fitted before this feature;
+    * ``hu_implausible``: share of voxels a correct mask could not hold (0 for structures
+      without an HU range): ``hu_outside`` with the range widened by what the structure may hold
+      (its registry ``contents``): a digestive-tract lumen's gas and oral contrast
+      (:data:`LUMEN_HU`) anywhere, a bone's fatty marrow (:data:`MARROW_HU_MIN`) inside its
+      outer layer only (one voxel of the reading grid; a face on the volume's edge is the scan's
+      cut and counts as inside), so that a bone label spilling into fat still counts.
+      ``hu_outside`` reads the mean-HU range voxel by voxel and so calls a good colon full of
+      gas or a humerus with fatty marrow partly wrong; it is kept for calibrations fitted before
+      this feature;
     * ``log_area``: log1p of the mask's mean cross-section in mm² (its slices with mask, at the
-      native voxel size; NaN without ``spacing``): how large the structure is in the plane the
+      native voxel size; NaN without a usable ``spacing``): how large the structure is in the plane the
       network sees, whose scores are less sure and whose Dice is more fragile the smaller it is
       (a rib, a vein or an adrenal beside a liver).
 
@@ -140,8 +146,8 @@ def _box_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, structure: Any,
 
 def _canonical_features(mask: np.ndarray, ct: np.ndarray, bbox: Any, spacing: tuple[float, ...],
                         structure: Any, largest_share: float | None) -> np.ndarray:
-    """:func:`shape_features` read on the :data:`CANONICAL_MM` grid (linearly, see the module
-    docstring)."""
+    """:func:`shape_features` but ``log_area``, read on the :data:`CANONICAL_MM` grid (linearly,
+    see the module docstring)."""
     axes = [_grid_axis(b0, b1, n, float(sp), canon)
             for (b0, b1), n, sp, canon in zip(bbox, mask.shape, spacing[:3], CANONICAL_MM,
                                               strict=True)]
@@ -206,8 +212,8 @@ def _interpolate(block: np.ndarray, axes: list[tuple[np.ndarray, ...]]) -> np.nd
 
 def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any,
               largest_share: float) -> np.ndarray:
-    """The :data:`SHAPE_FEATURES` of the boolean box ``sub`` and its HU ``hu`` (clipped);
-    ``areas`` per slice of the box (mask voxels)."""
+    """The :data:`SHAPE_FEATURES` but ``log_area`` of the boolean box ``sub`` and its HU ``hu``
+    (clipped); ``areas`` per slice of the box (mask voxels)."""
     voxels = int(np.count_nonzero(sub))
     if voxels == 0:  # a mask of a few scattered voxels the in-plane step skipped
         return np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
