@@ -114,3 +114,12 @@ def test_help_shows_options_as_they_are_typed():
     assert re.search(r"--force\s{2,}Replace", scan) and re.search(r"--out\s+-o\s+<path>", scan)
     merge = runner.invoke(app, ["merge", "--help"], env={"COLUMNS": "200"}).output
     assert "SHARDS..." in merge and "<path>..." in merge
+
+
+def test_help_names_the_install_command_in_full():
+    """Rich markup would swallow "[ray]" in "qsaudit[ray]" and tell users to install plain
+    qsaudit, which has no Ray."""
+    runner = CliRunner()
+    for name in ("scan", "train"):
+        text = runner.invoke(app, [name, "--help"], env={"COLUMNS": "250"}).output
+        assert 'pip install "qsaudit[ray]"' in " ".join(text.split()), name

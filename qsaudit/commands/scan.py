@@ -57,7 +57,7 @@ def scan_command(
     ] = False,
     engine: Annotated[str, typer.Option(
         "--engine", help="local (this machine) or ray (a Ray cluster: needs "
-        'pip install "qsaudit[ray]").')] = "local",
+        'pip install "qsaudit\\[ray]").')] = "local",
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="With --engine ray: join the cluster at HOST:PORT (from ray start "
         "--head); default: start a local Ray instance.")] = None,

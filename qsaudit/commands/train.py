@@ -84,7 +84,7 @@ def train(
         "qsaudit.training.embeddings FILE) for machines without the text encoder.")] = None,
     engine: Annotated[str, typer.Option(
         "--engine", help="local (this machine) or ray (samples built by Ray tasks, training "
-        'data-parallel with Ray Train; needs pip install "qsaudit[ray]").')] = "local",
+        'data-parallel with Ray Train; needs pip install "qsaudit\\[ray]").')] = "local",
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="With --engine ray: join the cluster at HOST:PORT; default: "
         "start a local Ray instance.")] = None,
