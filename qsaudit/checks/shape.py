@@ -250,7 +250,9 @@ def _describe(sub: np.ndarray, hu: np.ndarray, areas: np.ndarray, structure: Any
         outside,
         float(inside.std()) / 100.0,
         contrast,
-        _implausible(hu, sub, structure) / voxels,
+        # without contents the widened range is the mean-HU one: the same count as hu_outside
+        _implausible(hu, sub, structure) / voxels if getattr(structure, "contents", None)
+        else outside,
     ], dtype=np.float64)
 
 

@@ -125,6 +125,9 @@ def load_registry() -> Registry:
                   *spellings.get(key, [])]
         synonyms = tuple(dict.fromkeys(s for s in listed if s not in (key, row["name"])))
         hu = (float(row["hu_min"]), float(row["hu_max"])) if row["hu_min"] else None
+        contents = row.get("contents") or None
+        if contents not in (None, *CONTENTS):
+            raise ValueError(f"structures.csv: {key}: unknown contents {contents!r}")
         structures.append(Structure(
             key=key,
             name=row["name"],
@@ -135,10 +138,8 @@ def load_registry() -> Registry:
             hu_range=hu,
             components=int(row["components"]) if row["components"] else None,
             sources=tuple(s for s in SOURCES if s in sources.get(key, [])),
-            contents=row.get("contents") or None,
+            contents=contents,
         ))
-        if structures[-1].contents not in (None, *CONTENTS):
-            raise ValueError(f"structures.csv: {key}: unknown contents {row['contents']!r}")
 
     by_key = {s.key: s for s in structures}
     if len(by_key) != len(structures):

@@ -43,17 +43,17 @@ BAD_DSC = 0.8  # accuracy is reported over labels with a true Dice below this
 METHODS = ("auto", "boosted", "trees", "softmax")
 AUTO_METHODS = ("boosted", "softmax")  # what "auto" compares (one-vs-rest trees lost to both)
 MIN_PER_KIND = 5  # a kind with fewer training labels than this is not offered
-
-
-class TooFewKinds(ValueError):
-    """The labels hold fewer than two error kinds with :data:`MIN_PER_KIND` labels each: there
-    is nothing to tell apart (small data, or a cross-validation fold of it)."""
 NONE_TARGET = 0.9  # the none rule calls at least this share of perfect labels `none`
 DOMAIN_NONE_FLOOR = 0.90  # ... and at least this share of each domain's (real CT, phantoms)
 MAX_NONE_FACTOR = 5.0  # the none rule never weighs p(none) more than this
 MAX_NONE_FACTOR_TARGETS = 20.0  # nor that of a target volume (whose kind it rarely knows)
 MIN_TARGET_PERFECT = 20  # perfect target volumes needed to fit their own none factor
 MIN_DOMAIN_PERFECT = 20  # perfect labels a domain needs to bound the none factor
+
+
+class TooFewKinds(ValueError):
+    """The labels hold fewer than two error kinds with :data:`MIN_PER_KIND` labels each: there
+    is nothing to tell apart (small data, or a cross-validation fold of it)."""
 
 
 def table_kinds(table: Any) -> np.ndarray:
