@@ -32,6 +32,7 @@ from qsaudit.cpu import single_threaded_children, usable_cores
 from qsaudit.errors import ModelError, QsauditError
 from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
+    PART_FEATURES,
     PROBE_FEATURES,
     Calibration,
     aggregate,
@@ -280,7 +281,8 @@ def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSetting
     spec = PrepareSpec(model_config=predictor.config, slices=settings.slices,
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=_reads(calibration, SHAPE_FEATURES),
-                       end_probes=_reads(calibration, PROBE_FEATURES))
+                       end_probes=_reads(calibration, PROBE_FEATURES),
+                       part_probes=_reads(calibration, PART_FEATURES))
     return OpenScan(dataset=dataset, out_dir=Path(out_dir), settings=settings,
                     predictor=predictor, cases=cases, todo=todo, manifest=manifest, store=store,
                     keeper=keeper, calibration=calibration, bands=bands, spec=spec,
@@ -550,15 +552,18 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
         row = dict(work.row)
-        n = int(work.slice_indices.size)  # the end probes' scores follow the slices' scores
-        scores, raw, probes = all_scores[:n], all_raw[:n], all_scores[n:]
+        n = int(work.slice_indices.size)  # the end probes' scores follow the slices' scores,
+        e = n + int(work.n_probes)         # then the part probes'
+        scores, raw = all_scores[:n], all_raw[:n]
+        probes = all_scores[n:e]
+        parts = None if work.n_parts is None else all_scores[e:]
         if n:
             if calibration is not None:
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
                                            population=row.get("mask_slices"),
                                            slice_indices=work.slice_indices, shape=work.shape,
                                            probes=probes, slice_mm=work.slice_mm,
-                                           volume_ends=_volume_ends(work),
+                                           volume_ends=_volume_ends(work), parts=parts,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
                 if errors is not None and agg.features is not None:

@@ -42,15 +42,17 @@ class PrepareSpec:
     thumb_size: int = THUMB_SIZE
     shape_features: bool = True  # computed only for a calibration that reads them
     end_probes: bool = False  # likewise: crops beyond the label's ends (inference.probes)
+    part_probes: bool = False  # likewise: crops through the label's other pieces (inference.parts)
 
 
 @dataclass
 class LabelWork:
     """One label of one case, ready for the model.
 
-    ``crops``: (n + n_probes, 2, S, S) float32 model inputs of the ``n`` scored slices, then of
-    the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None unless ok) on the
-    sides ``probe_sides`` (n_probes,);
+    ``crops``: (n + n_probes + n_parts, 2, S, S) float32 model inputs of the ``n`` scored
+    slices, then of the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None
+    unless ok) on the sides ``probe_sides`` (n_probes,), then of its ``n_parts`` part probes
+    (``qsaudit.inference.parts``; ``n_parts`` None when not computed);
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
     mask, with in-plane spacing ``thumb_spacing`` (mm); ``thumb_views``: the coronal and sagittal
@@ -73,6 +75,7 @@ class LabelWork:
     thumb_views: dict[str, Any] | None = None
     shape: np.ndarray | None = None
     n_probes: int = 0
+    n_parts: int | None = None  # None: part probes not computed
     slice_mm: float | None = None
     probe_sides: np.ndarray | None = None
     z_range: tuple[int, int] | None = None
@@ -81,7 +84,7 @@ class LabelWork:
 
     @property
     def n_slices(self) -> int:
-        """Number of crops to score (scored slices and end probes)."""
+        """Number of crops to score (scored slices, end probes and part probes)."""
         return 0 if self.crops is None else int(self.crops.shape[0])
 
 
@@ -290,6 +293,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                    ) -> tuple[LabelWork, tuple[str, float] | None]:
     from qsaudit import checks
     from qsaudit.checks.shape import shape_features
+    from qsaudit.inference.parts import part_probes, part_slices
     from qsaudit.inference.probes import end_probes
     from qsaudit.registry import lookup
 
@@ -331,7 +335,13 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                                    spacing=volume.spacing)
         crops, n_probes = np.concatenate([crops, probes]), len(probes)
         z_areas = stats.crop(mask).sum(axis=(0, 1), dtype=np.int64)
+    n_parts = None
+    if spec.part_probes and order is None:
+        parts = part_probes(ct, mask, part_slices(stats.crop(mask), offset=stats.bbox[2][0]),
+                            model_config=spec.model_config, spacing=volume.spacing)
+        crops, n_parts = np.concatenate([crops, parts]), len(parts)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
+                     n_parts=n_parts,
                      slice_mm=float(volume.spacing[2]), probe_sides=sides, z_areas=z_areas,
                      z_range=tuple(int(v) for v in stats.bbox[2]),
                      z_size=int(mask.shape[2]),

@@ -37,6 +37,7 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     from itertools import chain
 
     from qsaudit.checks.shape import shape_features
+    from qsaudit.inference.parts import part_probes, part_slices
     from qsaudit.inference.probes import end_probes, volume_ends
     from qsaudit.model.preprocess import sample_slices
     from qsaudit.registry import lookup
@@ -104,6 +105,11 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                                                 spacing=case.spacing).tolist()
                 crops, _sides = end_probes(case.ct, cand.mask, (int(valid[0]), int(valid[-1]) + 1),
                                            model_config=model_config, spacing=case.spacing)
+                group["end_probes"] = len(crops)  # the part probes follow
+                box = cand.mask[:, :, int(valid[0]):int(valid[-1]) + 1]
+                crops = np.concatenate([crops, part_probes(
+                    case.ct, cand.mask, part_slices(box, offset=int(valid[0])),
+                    model_config=model_config, spacing=case.spacing)])
                 probes = {"probe_inputs": crops.astype(np.float16),
                           "probe_groups": np.zeros(len(crops), np.int64)}
             parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),
