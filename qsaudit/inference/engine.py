@@ -499,12 +499,12 @@ def _errors(calibration: Calibration | None) -> ErrorClassifier | None:
         raise ModelError(f"model file: {exc}") from None
 
 
-def _likely_errors(errors: ErrorClassifier, pending: list[tuple[int, np.ndarray, Any,
-                                                                  np.ndarray, np.ndarray]],
+def _likely_errors(errors: ErrorClassifier,
+                   pending: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray, Any]],
                    rows: list[dict[str, Any]]) -> None:
     """Set ``likely_error``, ``likely_error_p`` and ``error_slices`` of a case's scored labels:
-    ``pending`` holds (index into ``rows``, label features, prepared label, slice scores, probe
-    scores) per label; the classifier runs once over them all (one call per label cost as
+    ``pending`` holds (index into ``rows``, label features, prepared label, slice scores, end-
+    probe scores, part-probe scores) per label; the classifier runs once over them all (one call per label cost as
     much as the rest of the label's bookkeeping)."""
     from qsaudit.inference.error_model import classifier_rows, locate_error
 
@@ -512,13 +512,16 @@ def _likely_errors(errors: ErrorClassifier, pending: list[tuple[int, np.ndarray,
         return
     names = [rows[i].get("structure") or rows[i].get("label") for i, *_ in pending]
     kinds, prob = errors.predict(classifier_rows(np.stack([f for _, f, *_ in pending]), names))
-    for (i, _features, work, scores, probes), kind, p in zip(pending, kinds, prob, strict=True):
+    for (i, _features, work, scores, probes, parts), kind, p in zip(pending, kinds, prob,
+                                                                 strict=True):
         kind = str(kind)
         z_range = work.z_range or (int(work.slice_indices[0]), int(work.slice_indices[-1]) + 1)
         where = locate_error(kind, slice_indices=work.slice_indices, scores=scores,
                              z_range=z_range, z_areas=work.z_areas,
                              probe_sides=work.probe_sides, probe_scores=probes,
-                             z_size=work.z_size, slice_mm=work.slice_mm)
+                             z_size=work.z_size, slice_mm=work.slice_mm,
+                             pieces=work.part_pieces, part_slices=work.part_slices,
+                             part_scores=parts)
         rows[i].update(likely_error=kind, likely_error_p=float(p), error_slices=where)
 
 
@@ -548,7 +551,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
     aggregate; ``likely_error`` and where it lies from the calibration's ``errors``
     classifier, when it has one)."""
     rows, slice_rows, thumbs = [], [], {}
-    pending: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray, Any]] = []
     for work, all_scores, all_raw in zip(scored.case.labels, scored.scores, scored.raw,
                                          strict=True):
         row = dict(work.row)
@@ -567,7 +570,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
                 if errors is not None and agg.features is not None:
-                    pending.append((len(rows), agg.features, work, scores, probes))
+                    pending.append((len(rows), agg.features, work, scores, probes, parts))
                 if novelty is not None:
                     agg, row["novelty"], row["name_similarity"] = novelty.apply(
                         agg, row.get("structure") or row.get("label"))

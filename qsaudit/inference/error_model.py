@@ -271,7 +271,10 @@ def calibration_errors(calibration: Any) -> ErrorClassifier | None:
 def locate_error(kind: str, *, slice_indices: np.ndarray, scores: np.ndarray,
                  z_range: tuple[int, int], z_areas: np.ndarray | None = None,
                  probe_sides: np.ndarray | None = None, probe_scores: np.ndarray | None = None,
-                 z_size: int | None = None, slice_mm: float | None = None) -> str:
+                 z_size: int | None = None, slice_mm: float | None = None,
+                 pieces: list[tuple[int, int, int]] | None = None,
+                 part_slices: np.ndarray | None = None,
+                 part_scores: np.ndarray | None = None) -> str:
     """Where along z a label's ``kind`` of error lies, as an ``error_slices`` value ("40-52").
 
     Args:
@@ -285,10 +288,15 @@ def locate_error(kind: str, *, slice_indices: np.ndarray, scores: np.ndarray,
         z_size: slices in the volume (a cut-short span stops at its edge).
         slice_mm: slice spacing, to size a cut-short span (about a quarter of the label's
             length, at least the probe's distance).
+        pieces / part_slices / part_scores: the label's other pieces (first, last, peak) that
+            part probes showed, the slices they showed and their scores
+            (``qsaudit.inference.parts``).
 
     ``cut_short``: the slices beyond the end whose probe scores highest; ``missing_slices``:
     the largest run of empty slices inside the label (else the largest change of area);
-    ``too_small``, ``too_large``, ``wrong_structure``: the whole label; the other kinds: the
+    ``extra_blob``: the piece besides the largest whose part probe scores lowest, when part
+    probes showed one; ``too_small``, ``too_large``, ``wrong_structure``: the whole label; the
+    other kinds (and ``extra_blob`` without part probes): the
     run of low slice scores around the worst slice, up to (not including) the nearest scored
     slices that look right.
     """
@@ -299,11 +307,27 @@ def locate_error(kind: str, *, slice_indices: np.ndarray, scores: np.ndarray,
         return _beyond_end(first, last, probe_sides, probe_scores, z_size, slice_mm)
     if kind == "missing_slices" and z_areas is not None and len(z_areas) == last - first + 1:
         return _gap(first, np.asarray(z_areas, dtype=np.float64))
+    if kind == "extra_blob" and pieces:
+        piece = _worst_piece(pieces, part_slices, part_scores)
+        if piece is not None:
+            return format_slices(piece[0], piece[1])
     s = np.asarray(scores, dtype=np.float64).ravel()
     z = np.asarray(slice_indices, dtype=np.int64).ravel()
     if kind in ("too_small", "too_large", "wrong_structure") or s.size == 0 or s.size != z.size:
         return format_slices(first, last)
     return _low_run(z, s, first, last)
+
+
+def _worst_piece(pieces: list[tuple[int, int, int]], slices: np.ndarray | None,
+                 scores: np.ndarray | None) -> tuple[int, int, int] | None:
+    """The piece whose part probe (the score of its peak slice) is lowest; None when the
+    scores do not match the slices."""
+    if slices is None or scores is None or len(slices) != len(scores) or not len(slices):
+        return None
+    score_of = dict(zip(np.asarray(slices).tolist(), np.asarray(scores, dtype=np.float64).tolist(),
+                        strict=True))
+    known = [p for p in pieces if p[2] in score_of]
+    return min(known, key=lambda p: score_of[p[2]]) if known else None
 
 
 def _beyond_end(first: int, last: int, sides: np.ndarray | None, scores: np.ndarray | None,

@@ -23,35 +23,46 @@ PART_MIN_SHARE = 0.01  # a piece with less of the label's voxels cannot move its
 MAX_PARTS = 2  # the largest pieces besides the main one that are probed
 
 
-def part_slices(mask: np.ndarray, *, offset: int = 0) -> np.ndarray:
-    """Axial indices (ascending, unique int64) of the slices through the sizeable pieces of a
-    label besides its largest.
+def label_pieces(mask: np.ndarray, *, offset: int = 0) -> list[tuple[int, int, int]]:
+    """The pieces of a label that part probes show: ``(first, last, peak)`` axial indices of
+    each (its first and last slice, and the slice where it has the most voxels, the lower one
+    on a tie), largest piece first.
 
     Args:
         mask: the label (X, Y, Z) or a box cut from it, boolean or 0/1.
         offset: the box's first axial index in the volume (added to the returned indices).
 
     The pieces are the 26-connected components holding at least :data:`PART_MIN_SHARE` of the
-    label's voxels, the largest left out; of the :data:`MAX_PARTS` largest of them, the slice
-    where each has the most voxels (the lower one on a tie). Empty for a label in one piece.
+    label's voxels, the largest left out, at most :data:`MAX_PARTS` of them. Empty for a label
+    in one piece.
     """
     from qsaudit.checks.mask import component_labels, masked_values
 
     m = np.asarray(mask, dtype=bool)
     total = int(np.count_nonzero(m))
     if total == 0:
-        return np.zeros(0, np.int64)
+        return []
     labels, n = component_labels(m)
     if n < 2:
-        return np.zeros(0, np.int64)
+        return []
     sizes = np.bincount(masked_values(labels, m), minlength=n + 1)[1:]
     order = np.argsort(-sizes, kind="stable")[1:]  # every piece but the largest, largest first
     order = order[sizes[order] >= PART_MIN_SHARE * total][:MAX_PARTS]
-    picks = []
-    for k in order:
+    pieces = []
+    for k in order.tolist():
         per_slice = np.count_nonzero(labels == k + 1, axis=(0, 1))
-        picks.append(int(np.argmax(per_slice)) + int(offset))
-    return np.unique(np.asarray(picks, dtype=np.int64))
+        on = np.flatnonzero(per_slice)
+        pieces.append((int(on[0]) + offset, int(on[-1]) + offset,
+                       int(np.argmax(per_slice)) + offset))
+    return pieces
+
+
+def part_slices(mask: np.ndarray, *, offset: int = 0,
+                pieces: list[tuple[int, int, int]] | None = None) -> np.ndarray:
+    """Axial indices (ascending, unique int64) of the slices the part probes show: the peak
+    slice of each of :func:`label_pieces` (pass ``pieces`` when already known)."""
+    pieces = label_pieces(mask, offset=offset) if pieces is None else pieces
+    return np.unique(np.asarray([p[2] for p in pieces], dtype=np.int64))
 
 
 def part_probes(ct: np.ndarray, mask: np.ndarray, slices: np.ndarray, *, model_config: Any,

@@ -52,7 +52,8 @@ class LabelWork:
     ``crops``: (n + n_probes + n_parts, 2, S, S) float32 model inputs of the ``n`` scored
     slices, then of the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None
     unless ok) on the sides ``probe_sides`` (n_probes,), then of its ``n_parts`` part probes
-    (``qsaudit.inference.parts``; ``n_parts`` None when not computed);
+    (``qsaudit.inference.parts``; ``n_parts`` None when not computed) on the slices
+    ``part_slices``, the peaks of the label's other pieces ``part_pieces``;
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
     mask, with in-plane spacing ``thumb_spacing`` (mm); ``thumb_views``: the coronal and sagittal
@@ -76,6 +77,8 @@ class LabelWork:
     shape: np.ndarray | None = None
     n_probes: int = 0
     n_parts: int | None = None  # None: part probes not computed
+    part_pieces: list[tuple[int, int, int]] | None = None  # (first, last, peak) of each piece
+    part_slices: np.ndarray | None = None  # (n_parts,) the slices the part probes show
     slice_mm: float | None = None
     probe_sides: np.ndarray | None = None
     z_range: tuple[int, int] | None = None
@@ -293,7 +296,7 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                    ) -> tuple[LabelWork, tuple[str, float] | None]:
     from qsaudit import checks
     from qsaudit.checks.shape import shape_features
-    from qsaudit.inference.parts import part_probes, part_slices
+    from qsaudit.inference.parts import label_pieces, part_probes, part_slices
     from qsaudit.inference.probes import end_probes
     from qsaudit.registry import lookup
 
@@ -335,13 +338,15 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
                                    spacing=volume.spacing)
         crops, n_probes = np.concatenate([crops, probes]), len(probes)
         z_areas = stats.crop(mask).sum(axis=(0, 1), dtype=np.int64)
-    n_parts = None
+    n_parts, pieces, piece_slices = None, None, None
     if spec.part_probes and order is None:
-        parts = part_probes(ct, mask, part_slices(stats.crop(mask), offset=stats.bbox[2][0]),
-                            model_config=spec.model_config, spacing=volume.spacing)
+        pieces = label_pieces(stats.crop(mask), offset=stats.bbox[2][0])
+        piece_slices = part_slices(mask, pieces=pieces)
+        parts = part_probes(ct, mask, piece_slices, model_config=spec.model_config,
+                            spacing=volume.spacing)
         crops, n_parts = np.concatenate([crops, parts]), len(parts)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
-                     n_parts=n_parts,
+                     n_parts=n_parts, part_pieces=pieces, part_slices=piece_slices,
                      slice_mm=float(volume.spacing[2]), probe_sides=sides, z_areas=z_areas,
                      z_range=tuple(int(v) for v in stats.bbox[2]),
                      z_size=int(mask.shape[2]),

@@ -10,6 +10,7 @@ import pytest
 from qsaudit.inference.parts import (
     MAX_PARTS,
     PART_MIN_SHARE,
+    label_pieces,
     part_probes,
     part_slices,
     part_summary,
@@ -41,6 +42,32 @@ def test_the_slice_where_each_other_piece_is_largest():
     assert part_slices(mask).tolist() == [5, 14]
     # a box cut out of the volume: indices are the volume's
     assert part_slices(mask[:, :, 2:], offset=2).tolist() == [5, 14]
+
+
+def test_each_piece_spans_its_slices_largest_first():
+    mask = _main_piece()
+    mask[15:18, 15:18, 14:18] = True  # 36 voxels on slices 14..17
+    mask[14:18, 0:3, 5:7] = True  # 24 voxels on slices 5..6
+    assert label_pieces(mask) == [(14, 17, 14), (5, 6, 5)]
+    assert label_pieces(mask[:, :, 3:], offset=3) == [(14, 17, 14), (5, 6, 5)]
+    assert label_pieces(_main_piece()) == []
+
+
+def test_an_extra_blob_is_placed_on_the_piece_whose_probe_scores_lowest():
+    from qsaudit.inference.error_model import locate_error
+
+    pieces = [(14, 17, 14), (5, 6, 5)]
+    common = {"slice_indices": np.arange(2, 12), "scores": np.linspace(0.9, 0.2, 10),
+              "z_range": (2, 18)}
+    assert locate_error("extra_blob", pieces=pieces, part_slices=np.array([5, 14]),
+                        part_scores=np.array([0.8, 0.1]), **common) == "14-17"
+    assert locate_error("extra_blob", pieces=pieces, part_slices=np.array([5, 14]),
+                        part_scores=np.array([0.1, 0.8]), **common) == "5-6"
+    # without part probes: the run of low slice scores, as for the other kinds
+    assert locate_error("extra_blob", **common) == locate_error("boundary_noise", **common)
+    assert locate_error("boundary_noise", pieces=pieces, part_slices=np.array([5, 14]),
+                        part_scores=np.array([0.1, 0.8]), **common) \
+        == locate_error("boundary_noise", **common)
 
 
 def test_tiny_pieces_are_ignored_and_at_most_two_are_probed():
@@ -188,5 +215,9 @@ def test_training_and_scan_build_the_same_part_probes(tmp_path):
         np.testing.assert_allclose(work.crops[work.slice_indices.size + work.n_probes:],
                                    expected, atol=1e-6)
     assert sum(w.n_parts for w in scanned.labels) == 1
+    liver = next(w for w in scanned.labels if w.n_parts)
+    mask = trusted.masks[liver.row["structure"]]
+    assert liver.part_pieces == label_pieces(mask) and len(liver.part_pieces) == 1
+    assert liver.part_slices.tolist() == [liver.part_pieces[0][2]]
     off = prepare_case(case, PrepareSpec(model_config=config, slices=4))
     assert all(w.n_parts is None for w in off.labels)  # not computed when nothing reads them
