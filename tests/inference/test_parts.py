@@ -141,9 +141,8 @@ def test_label_table_tells_end_probes_from_part_probes():
     assert old.features[0, ends].tolist() == [0.9, 0.1] and np.isnan(old.features[:, part]).all()
 
 
-def _calibrated_by(tmp_path, feature: str, intercept: float = 0.0):
-    """A tiny model whose calibration predicts exactly one feature's value (plus
-    ``intercept``)."""
+def _calibrated_by(tmp_path, feature: str):
+    """A tiny model whose calibration predicts exactly one feature's value."""
     import torch
 
     from qsaudit.inference.aggregate import FEATURES, LabelCalibration
@@ -153,7 +152,7 @@ def _calibrated_by(tmp_path, feature: str, intercept: float = 0.0):
     f = len(FEATURES)
     coef = np.zeros(f)
     coef[FEATURES.index(feature)] = 1.0
-    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=intercept,
+    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
                            knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]))
     payload = torch.load(plain, weights_only=True)
     payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
