@@ -110,12 +110,7 @@ FIELD_FEATURES = ("volume_ends",)
 PART_FEATURES = ("part_min",)
 """The network's lowest score of the slices through a label's sizeable pieces besides its
 largest (``qsaudit.inference.parts``): low when a piece is not the structure."""
-SIZE_FEATURES = ("shrink_gain", "grow_gain")
-"""The network's scores of the label's largest scored slice with its mask shrunk and grown a
-little, minus the slice's own score (``qsaudit.inference.sizing``): positive when the label is
-too large or too small."""
-FEATURES = (SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES + FIELD_FEATURES + PART_FEATURES
-            + SIZE_FEATURES)
+FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES + FIELD_FEATURES + PART_FEATURES
 """Everything :func:`label_features` returns, in order."""
 CALIBRATION_FORMAT = "qsaudit-label-calibration"
 CANONICAL_SLICE_MM = 3.0  # the slice count feature counts slices of this thickness
@@ -126,8 +121,7 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
                    probes: np.ndarray | None = None,
                    slice_mm: float | None = None,
                    volume_ends: int | None = None,
-                   parts: np.ndarray | None = None,
-                   sizes: np.ndarray | None = None) -> np.ndarray:
+                   parts: np.ndarray | None = None) -> np.ndarray:
     """The calibration features of one label -> (len(FEATURES),) float64.
 
     Args:
@@ -148,19 +142,15 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
             (``qsaudit.inference.probes.volume_ends``; None = unknown: NaN).
         parts: the label's part-probe scores (``qsaudit.inference.parts``; empty = a label in
             one piece: 1; None = unknown: NaN).
-        sizes: the label's two size-probe scores (``qsaudit.inference.sizing``: shrunk, grown;
-            None = unknown: NaN).
 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
     whose missing slices score 0) and the mean area of the two end slices over the largest area
     (high when the label is cut off flat), then the :data:`SHAPE_FEATURES` of the whole mask
-    and the :data:`PROBE_FEATURES`, the :data:`FIELD_FEATURES`, the :data:`PART_FEATURES` and
-    the :data:`SIZE_FEATURES`.
+    and the :data:`PROBE_FEATURES`, the :data:`FIELD_FEATURES` and the :data:`PART_FEATURES`.
     """
     from qsaudit.inference.parts import part_summary
     from qsaudit.inference.probes import probe_summary
-    from qsaudit.inference.sizing import size_summary
 
     s = np.clip(np.asarray(slice_scores, dtype=np.float64).ravel(), 0.0, 1.0)
     a = np.asarray(areas, dtype=np.float64).ravel()
@@ -185,8 +175,7 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
                             area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part,
                            probe_summary(probes),
                            [float("nan") if volume_ends is None else float(volume_ends)],
-                           [part_summary(parts)],
-                           size_summary(sizes, s, a if a.size == s.size else np.ones(s.size))])
+                           [part_summary(parts)]])
 
 
 @dataclass(frozen=True)
@@ -272,8 +261,7 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          level: float = LEVEL, bands: Any | None = None,
                          slice_mm: float | None = None,
                          volume_ends: int | None = None,
-                         parts: np.ndarray | None = None,
-                         sizes: np.ndarray | None = None) -> Aggregate:
+                         parts: np.ndarray | None = None) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
@@ -283,9 +271,9 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     predicted value. Without (calibrations fitted before bands existed), its ends are the
     calibrated values of the slice scores shifted down / up by the plain interval's half widths,
     which show only how much the slices disagree. ``std`` stays the spread of the raw slice
-    scores. ``shape``/``probes``/``slice_mm``/``volume_ends``/``parts``/``sizes``: the mask's
-    shape features, its end-probe scores, the slice spacing, how many of its ends lie on the
-    volume's edge slices, its part-probe and its size-probe scores (see label_features).
+    scores. ``shape``/``probes``/``slice_mm``/``volume_ends``/``parts``: the mask's shape
+    features, its end-probe scores, the slice spacing, how many of its ends lie on the volume's
+    edge slices and its part-probe scores (see label_features).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -302,7 +290,7 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
                                      z_extent=extent, shape=shape, probes=probes,
                                      slice_mm=slice_mm, volume_ends=volume_ends,
-                                     parts=parts, sizes=sizes)
+                                     parts=parts)
                       for shift in shifts])
     # one call for the value and both interval ends: a calibration evaluates rows together
     values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)

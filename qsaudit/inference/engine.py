@@ -34,7 +34,6 @@ from qsaudit.inference.aggregate import (
     DEFAULT_METHOD,
     PART_FEATURES,
     PROBE_FEATURES,
-    SIZE_FEATURES,
     Calibration,
     aggregate,
     calibrated_aggregate,
@@ -283,8 +282,7 @@ def open_scan(dataset: str | Path, out_dir: str | Path, *, settings: ScanSetting
                        sampling=settings.sampling, seed=settings.seed,
                        shape_features=_reads(calibration, SHAPE_FEATURES),
                        end_probes=_reads(calibration, PROBE_FEATURES),
-                       part_probes=_reads(calibration, PART_FEATURES),
-                       size_probes=_reads(calibration, SIZE_FEATURES))
+                       part_probes=_reads(calibration, PART_FEATURES))
     return OpenScan(dataset=dataset, out_dir=Path(out_dir), settings=settings,
                     predictor=predictor, cases=cases, todo=todo, manifest=manifest, store=store,
                     keeper=keeper, calibration=calibration, bands=bands, spec=spec,
@@ -558,12 +556,10 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                          strict=True):
         row = dict(work.row)
         n = int(work.slice_indices.size)  # the end probes' scores follow the slices' scores,
-        e = n + int(work.n_probes)         # then the part probes', then the size probes'
-        p = e + int(work.n_parts or 0)
+        e = n + int(work.n_probes)         # then the part probes'
         scores, raw = all_scores[:n], all_raw[:n]
         probes = all_scores[n:e]
-        parts = None if work.n_parts is None else all_scores[e:p]
-        sizes = None if work.n_sizes is None else all_scores[p:p + work.n_sizes]
+        parts = None if work.n_parts is None else all_scores[e:]
         if n:
             if calibration is not None:
                 agg = calibrated_aggregate(scores, work.slice_areas, calibration,
@@ -571,7 +567,6 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            slice_indices=work.slice_indices, shape=work.shape,
                                            probes=probes, slice_mm=work.slice_mm,
                                            volume_ends=_volume_ends(work), parts=parts,
-                                           sizes=sizes,
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
                 if errors is not None and agg.features is not None:

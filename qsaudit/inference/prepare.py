@@ -43,19 +43,17 @@ class PrepareSpec:
     shape_features: bool = True  # computed only for a calibration that reads them
     end_probes: bool = False  # likewise: crops beyond the label's ends (inference.probes)
     part_probes: bool = False  # likewise: crops through the label's other pieces (inference.parts)
-    size_probes: bool = False  # likewise: its largest slice shrunk and grown (inference.sizing)
 
 
 @dataclass
 class LabelWork:
     """One label of one case, ready for the model.
 
-    ``crops``: (n + n_probes + n_parts + n_sizes, 2, S, S) float32 model inputs of the ``n``
-    scored slices, then of the label's ``n_probes`` end probes (``qsaudit.inference.probes``;
-    None unless ok) on the sides ``probe_sides`` (n_probes,), then of its ``n_parts`` part
-    probes (``qsaudit.inference.parts``; ``n_parts`` None when not computed) on the slices
-    ``part_slices``, the peaks of the label's other pieces ``part_pieces``, then of its
-    ``n_sizes`` size probes (``qsaudit.inference.sizing``; None when not computed);
+    ``crops``: (n + n_probes + n_parts, 2, S, S) float32 model inputs of the ``n`` scored
+    slices, then of the label's ``n_probes`` end probes (``qsaudit.inference.probes``; None
+    unless ok) on the sides ``probe_sides`` (n_probes,), then of its ``n_parts`` part probes
+    (``qsaudit.inference.parts``; ``n_parts`` None when not computed) on the slices
+    ``part_slices``, the peaks of the label's other pieces ``part_pieces``;
     ``slice_indices``/``slice_areas``: (n,) axial index and candidate-mask voxels per slice;
     ``thumb_ct``/``thumb_mask``: (n, h, w) int16 HU / bool thumbnails of those slices around the
     mask, with in-plane spacing ``thumb_spacing`` (mm); ``thumb_views``: the coronal and sagittal
@@ -81,7 +79,6 @@ class LabelWork:
     n_parts: int | None = None  # None: part probes not computed
     part_pieces: list[tuple[int, int, int]] | None = None  # (first, last, peak) of each piece
     part_slices: np.ndarray | None = None  # (n_parts,) the slices the part probes show
-    n_sizes: int | None = None  # None: size probes not computed
     slice_mm: float | None = None
     probe_sides: np.ndarray | None = None
     z_range: tuple[int, int] | None = None
@@ -90,7 +87,7 @@ class LabelWork:
 
     @property
     def n_slices(self) -> int:
-        """Number of crops to score (scored slices, end, part and size probes)."""
+        """Number of crops to score (scored slices, end probes and part probes)."""
         return 0 if self.crops is None else int(self.crops.shape[0])
 
 
@@ -301,7 +298,6 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
     from qsaudit.checks.shape import shape_features
     from qsaudit.inference.parts import label_pieces, part_probes, part_slices
     from qsaudit.inference.probes import end_probes
-    from qsaudit.inference.sizing import probed_slice, size_probes
     from qsaudit.registry import lookup
 
     row = _base_row(case, ref)
@@ -349,14 +345,8 @@ def _prepare_label(case: Any, ref: Any, volume: Any, mask: np.ndarray, midline_x
         parts = part_probes(ct, mask, piece_slices, model_config=spec.model_config,
                             spacing=volume.spacing)
         crops, n_parts = np.concatenate([crops, parts]), len(parts)
-    n_sizes = None
-    if spec.size_probes and order is None and len(index):
-        sizes = size_probes(ct, mask, int(index[probed_slice(areas)]),
-                            model_config=spec.model_config, spacing=volume.spacing)
-        crops, n_sizes = np.concatenate([crops, sizes]), len(sizes)
     work = LabelWork(label=ref.name, row=row, crops=crops, slice_indices=index, n_probes=n_probes,
                      n_parts=n_parts, part_pieces=pieces, part_slices=piece_slices,
-                     n_sizes=n_sizes,
                      slice_mm=float(volume.spacing[2]), probe_sides=sides, z_areas=z_areas,
                      z_range=tuple(int(v) for v in stats.bbox[2]),
                      z_size=int(mask.shape[2]),

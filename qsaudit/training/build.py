@@ -39,7 +39,6 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
     from qsaudit.checks.shape import shape_features
     from qsaudit.inference.parts import part_probes, part_slices
     from qsaudit.inference.probes import end_probes, volume_ends
-    from qsaudit.inference.sizing import probed_slice, size_probes
     from qsaudit.model.preprocess import sample_slices
     from qsaudit.registry import lookup
     from qsaudit.training.candidates import iter_degraded_candidates, snapshot_group_candidates
@@ -108,12 +107,9 @@ def build_unit(unit: Unit, model_config, sample_config: SampleConfig) -> SampleS
                                            model_config=model_config, spacing=case.spacing)
                 group["end_probes"] = len(crops)  # the part probes follow
                 box = cand.mask[:, :, int(valid[0]):int(valid[-1]) + 1]
-                pieces = part_probes(case.ct, cand.mask, part_slices(box, offset=int(valid[0])),
-                                     model_config=model_config, spacing=case.spacing)
-                group["part_probes"] = len(pieces)  # the two size probes follow
-                sizes = size_probes(case.ct, cand.mask, int(slices[probed_slice(areas)]),
-                                    model_config=model_config, spacing=case.spacing)
-                crops = np.concatenate([crops, pieces, sizes])
+                crops = np.concatenate([crops, part_probes(
+                    case.ct, cand.mask, part_slices(box, offset=int(valid[0])),
+                    model_config=model_config, spacing=case.spacing)])
                 probes = {"probe_inputs": crops.astype(np.float16),
                           "probe_groups": np.zeros(len(crops), np.int64)}
             parts.append(SampleSet(inputs, targets, np.array([cand.structure] * len(slices),

@@ -131,19 +131,16 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
         g = samples.group_table[group]
         areas = samples.areas[part].astype(np.float64)
         shape = g.get("shape")
-        probes = parts = sizes = None
+        probes = parts = None
         if probes_of is not None:  # a group without probes: both ends at the volume's edge
             probes = np.asarray(probes_of.get(group, []), dtype=np.float64)
             if "end_probes" in g:  # its part probes follow its end probes (older sets: none)
-                ends = int(g["end_probes"])
-                probes, parts = probes[:ends], probes[ends:]
-                if "part_probes" in g:  # and its size probes its part probes
-                    parts, sizes = parts[:int(g["part_probes"])], parts[int(g["part_probes"]):]
+                probes, parts = probes[:int(g["end_probes"])], probes[int(g["end_probes"]):]
         feats.append(label_features(pred[part], areas, mask_slices=g.get("mask_slices"),
                                     z_extent=g.get("z_extent"), slice_mm=g.get("slice_mm"),
                                     shape=None if shape is None else np.asarray(shape),
                                     probes=probes, volume_ends=g.get("volume_ends"),
-                                    parts=parts, sizes=sizes))
+                                    parts=parts))
         plain.append(aggregate(pred[part], areas, method="area_weighted").dsc)
         true.append(float(g["true_dsc"]))
         patients.append(str(g["patient_id"]))
