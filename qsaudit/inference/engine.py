@@ -503,9 +503,9 @@ def _likely_errors(errors: ErrorClassifier,
                    pending: list[tuple[int, np.ndarray, Any, np.ndarray, np.ndarray, Any]],
                    rows: list[dict[str, Any]]) -> None:
     """Set ``likely_error``, ``likely_error_p`` and ``error_slices`` of a case's scored labels:
-    ``pending`` holds (index into ``rows``, label features, prepared label, slice scores, end-
-    probe scores, part-probe scores) per label; the classifier runs once over them all (one call per label cost as
-    much as the rest of the label's bookkeeping)."""
+    ``pending`` holds (index into ``rows``, label features, prepared label, slice scores,
+    end-probe scores, part-probe scores or None) per label; the classifier runs once over them
+    all (one call per label cost as much as the rest of the label's bookkeeping)."""
     from qsaudit.inference.error_model import classifier_rows, locate_error
 
     if not pending:

@@ -4,10 +4,10 @@ A label in several 3D pieces may be right (a structure cut by the field of view,
 cartilages, a colon that leaves and re-enters a slab) or hold a piece that is not the structure
 at all: a stray blob in another organ, a neighbour's fragment. The scan scores ``K`` evenly spaced
 slices, which often miss a piece that spans a few slices, and ``largest_share`` alone cannot tell
-a true piece from a false one. A *part probe* asks the network about the slice through the middle
-of each sizeable piece besides the largest, with the label's whole mask on that slice (as every
-scored slice is shown): a false piece on slices of its own scores low, as the false-positive
-slices of training did. The label calibration reads the lowest part-probe score
+a true piece from a false one. A *part probe* asks the network about the slice where each
+sizeable piece besides the largest has the most voxels, with the label's whole mask on that slice
+(as every scored slice is shown): a false piece on slices of its own scores low, as the
+false-positive slices of training did. The label calibration reads the lowest part-probe score
 (``part_min``; 1 for a label in one piece: nothing speaks against it).
 
 Scan and calibration build their part probes here, so they always ask the same question.
