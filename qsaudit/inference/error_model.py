@@ -45,6 +45,7 @@ CLASSIFIER_FEATURES = FEATURES + NAME_FEATURES
 ERRORS_FORMAT = "qsaudit-error-classifier"
 INFO_KEY = "errors"  # where a calibration's info stores its error classifier
 RAW_FLOOR = 1e-3  # smallest raw probability of a kind (a tree score below it counts as it)
+BLOB_PIECE_SCORE = 0.5  # a separate piece scored below this is named as the extra blob
 
 
 def name_features(structure: str | None) -> np.ndarray:
@@ -295,7 +296,8 @@ def locate_error(kind: str, *, slice_indices: np.ndarray, scores: np.ndarray,
     ``cut_short``: the slices beyond the end whose probe scores highest; ``missing_slices``:
     the largest run of empty slices inside the label (else the largest change of area);
     ``extra_blob``: the piece besides the largest whose part probe scores lowest, when part
-    probes showed one; ``too_small``, ``too_large``, ``wrong_structure``: the whole label; the
+    probes showed one that scores below :data:`BLOB_PIECE_SCORE` or no higher than the worst
+    scored slice; ``too_small``, ``too_large``, ``wrong_structure``: the whole label; the
     other kinds (and ``extra_blob`` without part probes): the
     run of low slice scores around the worst slice, up to (not including) the nearest scored
     slices that look right.
@@ -307,27 +309,33 @@ def locate_error(kind: str, *, slice_indices: np.ndarray, scores: np.ndarray,
         return _beyond_end(first, last, probe_sides, probe_scores, z_size, slice_mm)
     if kind == "missing_slices" and z_areas is not None and len(z_areas) == last - first + 1:
         return _gap(first, np.asarray(z_areas, dtype=np.float64))
-    if kind == "extra_blob" and pieces:
-        piece = _worst_piece(pieces, part_slices, part_scores)
-        if piece is not None:
-            return format_slices(piece[0], piece[1])
     s = np.asarray(scores, dtype=np.float64).ravel()
     z = np.asarray(slice_indices, dtype=np.int64).ravel()
+    if kind == "extra_blob" and pieces:
+        found = _worst_piece(pieces, part_slices, part_scores)
+        # a piece that the network rates well is not the blob: then it lies on scored slices
+        if found is not None and (found[1] < BLOB_PIECE_SCORE
+                                  or s.size == 0 or found[1] <= float(np.nanmin(s))):
+            return format_slices(found[0][0], found[0][1])
     if kind in ("too_small", "too_large", "wrong_structure") or s.size == 0 or s.size != z.size:
         return format_slices(first, last)
     return _low_run(z, s, first, last)
 
 
 def _worst_piece(pieces: list[tuple[int, int, int]], slices: np.ndarray | None,
-                 scores: np.ndarray | None) -> tuple[int, int, int] | None:
-    """The piece whose part probe (the score of its peak slice) is lowest; None when the
-    scores do not match the slices."""
+                 scores: np.ndarray | None) -> tuple[tuple[int, int, int], float] | None:
+    """The piece whose part probe (the score of its peak slice) is lowest, with that score;
+    None when the scores do not match the slices or none is known."""
     if slices is None or scores is None or len(slices) != len(scores) or not len(slices):
         return None
-    score_of = dict(zip(np.asarray(slices).tolist(), np.asarray(scores, dtype=np.float64).tolist(),
-                        strict=True))
+    score_of = {z: v for z, v in zip(np.asarray(slices).tolist(),
+                                     np.asarray(scores, dtype=np.float64).tolist(), strict=True)
+                if not math.isnan(v)}
     known = [p for p in pieces if p[2] in score_of]
-    return min(known, key=lambda p: score_of[p[2]]) if known else None
+    if not known:
+        return None
+    worst = min(known, key=lambda p: score_of[p[2]])
+    return worst, score_of[worst[2]]
 
 
 def _beyond_end(first: int, last: int, sides: np.ndarray | None, scores: np.ndarray | None,

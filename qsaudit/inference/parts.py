@@ -46,15 +46,20 @@ def label_pieces(mask: np.ndarray, *, offset: int = 0) -> list[tuple[int, int, i
     if n < 2:
         return []
     sizes = np.bincount(masked_values(labels, m), minlength=n + 1)[1:]
-    order = np.argsort(-sizes, kind="stable")[1:]  # every piece but the largest, largest first
-    order = order[sizes[order] >= PART_MIN_SHARE * total][:MAX_PARTS]
-    pieces = []
-    for k in order.tolist():
-        per_slice = np.count_nonzero(labels == k + 1, axis=(0, 1))
+    keep = np.flatnonzero(sizes >= PART_MIN_SHARE * total)
+    found = []
+    for k in keep.tolist():
+        piece = labels == k + 1
+        per_slice = np.count_nonzero(piece, axis=(0, 1))
         on = np.flatnonzero(per_slice)
-        pieces.append((int(on[0]) + offset, int(on[-1]) + offset,
-                       int(np.argmax(per_slice)) + offset))
-    return pieces
+        # components are numbered in memory order, which differs between a scan's NIfTI box and
+        # a calibration case: pieces of one size are ordered by where they lie instead (their
+        # first voxel in C order is unique to each)
+        first_voxel = int(np.argmax(np.ascontiguousarray(piece).ravel()))
+        found.append((-int(sizes[k]), first_voxel, (int(on[0]) + offset, int(on[-1]) + offset,
+                                                    int(np.argmax(per_slice)) + offset)))
+    found.sort()
+    return [piece for *_key, piece in found[1:MAX_PARTS + 1]]  # the largest left out
 
 
 def part_slices(mask: np.ndarray, *, offset: int = 0,

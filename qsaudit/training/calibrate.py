@@ -115,7 +115,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
 
 
 def predict_probes(predictor: Any, samples: Any) -> Any:
-    """The predictor's scores (P,) of a sample set's end probes (None when it has none)."""
+    """The predictor's scores (P,) of a sample set's probes, end and part probes (None when it
+    has none)."""
     if samples.probe_inputs is None:
         return None
     pred, _ = predictor.predict(samples.probe_inputs, list(samples.probe_names()))

@@ -109,7 +109,9 @@ def label_table(samples: SampleSet, slice_pred: np.ndarray,
     Slices of a group are in ascending axial order (as validation samples are built); a
     group's ``mask_slices``/``z_extent`` fields are used when present, and its ``shape``
     (the mask's shape features; NaN when absent). ``probe_pred`` (P,): the predictions of
-    ``samples.probe_inputs`` (None: probe features unknown, NaN).
+    ``samples.probe_inputs`` (None: probe features unknown, NaN); a group's first
+    ``end_probes`` of them are its end probes and the rest its part probes (a group without
+    that field, from a set built before part probes: all end probes, ``part_min`` NaN).
     """
     pred = np.clip(np.asarray(slice_pred, dtype=np.float64), 0.0, 1.0)
     probes_of: dict[int, list[float]] | None = None

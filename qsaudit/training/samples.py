@@ -34,7 +34,9 @@ class SampleSet:
     ``names`` (N,) structure names (str); ``groups`` (N,) int64 index into ``group_table``;
     ``areas`` (N,) float32 candidate voxels on the slice; ``group_table`` one dict per
     candidate with :data:`GROUP_FIELDS`. Validation sets also carry each candidate's end
-    probes (``qsaudit.inference.probes``): ``probe_inputs`` (P, 2, S, S) float16 and
+    probes (``qsaudit.inference.probes``) and then its part probes (``qsaudit.inference.parts``;
+    the group's ``end_probes`` field counts the first kind; sets built before part probes have
+    no such field and only end probes): ``probe_inputs`` (P, 2, S, S) float16 and
     ``probe_groups`` (P,) int64 (None when the set has none).
     """
 

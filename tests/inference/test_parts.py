@@ -63,11 +63,29 @@ def test_an_extra_blob_is_placed_on_the_piece_whose_probe_scores_lowest():
                         part_scores=np.array([0.8, 0.1]), **common) == "14-17"
     assert locate_error("extra_blob", pieces=pieces, part_slices=np.array([5, 14]),
                         part_scores=np.array([0.1, 0.8]), **common) == "5-6"
+    # a piece the network rates well is not the blob: the run of low slice scores instead
+    assert locate_error("extra_blob", pieces=pieces, part_slices=np.array([5, 14]),
+                        part_scores=np.array([0.9, 0.95]), **common) \
+        == locate_error("boundary_noise", **common)
+    # an unscored (NaN) probe is passed over
+    assert locate_error("extra_blob", pieces=pieces, part_slices=np.array([5, 14]),
+                        part_scores=np.array([np.nan, 0.3]), **common) == "14-17"
     # without part probes: the run of low slice scores, as for the other kinds
     assert locate_error("extra_blob", **common) == locate_error("boundary_noise", **common)
     assert locate_error("boundary_noise", pieces=pieces, part_slices=np.array([5, 14]),
                         part_scores=np.array([0.1, 0.8]), **common) \
         == locate_error("boundary_noise", **common)
+
+
+def test_pieces_of_one_size_are_chosen_by_where_they_lie_not_by_memory_order():
+    mask = np.zeros((20, 20, 20), bool)
+    mask[2:8, 2:8, 2:8] = True  # the main piece
+    mask[12:14, 12:14, 2:6] = True  # two pieces of 16 voxels, and a third one
+    mask[12:14, 2:4, 10:14] = True
+    mask[2:4, 12:14, 15:19] = True
+    c_order = label_pieces(mask)
+    assert label_pieces(np.asfortranarray(mask)) == c_order == [(15, 18, 15), (10, 13, 10)]
+    assert label_pieces(mask[::-1].copy())[0] == (10, 13, 10)  # mirrored: another comes first
 
 
 def test_tiny_pieces_are_ignored_and_at_most_two_are_probed():
@@ -221,3 +239,69 @@ def test_training_and_scan_build_the_same_part_probes(tmp_path):
     assert liver.part_slices.tolist() == [liver.part_pieces[0][2]]
     off = prepare_case(case, PrepareSpec(model_config=config, slices=4))
     assert all(w.n_parts is None for w in off.labels)  # not computed when nothing reads them
+
+
+def test_the_calibration_builder_makes_the_scans_end_and_part_probes(tmp_path):
+    from qsaudit.datasets import list_cases
+    from qsaudit.inference.prepare import PrepareSpec, prepare_case
+    from qsaudit.training.build import Unit, build_unit
+    from qsaudit.training.cases import dataset_specs
+    from qsaudit.training.config import SampleConfig
+    from tests.inference.conftest import write_dataset
+
+    data = write_dataset(tmp_path / "ds", cases=1, plants={"c000": "components"})
+    config = ModelConfig(input_size=32)
+    scanned = prepare_case(list_cases(data)[0], PrepareSpec(model_config=config, slices=10,
+                                                            end_probes=True, part_probes=True))
+    by_name = {w.row["structure"]: w for w in scanned.labels}
+    built = build_unit(Unit(specs=tuple(dataset_specs(data)), seed=(0,), validation=True),
+                       config, SampleConfig(degraded_per_label=0, wrong_per_label=0,
+                                            snapshot_steps=(), eval_slices=10,
+                                            min_label_voxels=1))
+    checked = 0
+    for g, group in enumerate(built.group_table):
+        if group["source"] != "perfect":
+            continue
+        work = by_name[group["structure"]]
+        probes = built.probe_inputs[built.probe_groups == g].astype(np.float32)
+        n = work.slice_indices.size
+        assert group["end_probes"] == work.n_probes
+        assert len(probes) == work.n_probes + work.n_parts
+        np.testing.assert_allclose(probes, work.crops[n:], atol=2e-3)  # float16 in the set
+        checked += 1
+    assert checked == 6 and sum(w.n_parts for w in scanned.labels) == 1
+
+
+def test_a_calibration_that_does_not_read_part_min_scans_without_part_probes(tmp_path,
+                                                                               monkeypatch):
+    import pandas as pd
+    import torch
+
+    from qsaudit.inference import ScanSettings, parts, scan_dataset
+    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
+    from qsaudit.progress import set_quiet
+    from tests.inference.conftest import write_dataset, write_tiny_model
+
+    set_quiet(True)
+    data = write_dataset(tmp_path / "ds", cases=1, plants={"c000": "components"})
+    names = tuple(n for n in FEATURES if n != "part_min")
+    f = len(names)
+    coef = np.zeros(f)
+    coef[names.index("probe_max")] = 1.0
+    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
+                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]),
+                           names=names)
+    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
+    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
+    torch.save(payload, tmp_path / "old.pt")
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("part probes made for a calibration that does not read them")
+
+    monkeypatch.setattr(parts, "part_probes", refuse)
+    monkeypatch.setattr(parts, "label_pieces", refuse)
+    settings = ScanSettings(model=tmp_path / "old.pt", workers=0, device="cpu", batch_size=16,
+                            slices=4)
+    scan_dataset(data, tmp_path / "out", settings=settings)
+    rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert (rows.status == "ok").all() and len(rows) == 6
