@@ -103,6 +103,34 @@ def write_tiny_model(path: Path, *, seed: int = 0, input_size: int = 32) -> Path
                            meta={"test": True})
 
 
+def write_calibrated_model(path: Path, weights: dict[str, float], *,
+                           names: tuple[str, ...] | None = None, intercept: float = 0.0,
+                           info: dict | None = None) -> Path:
+    """A tiny model (:func:`write_tiny_model`, written beside ``path``) whose label calibration
+    predicts ``intercept`` + the sum of ``weights[feature] x feature`` (clipped to [0, 1]), so
+    that a test knows what the scan must report; ``names``: the features the calibration reads
+    (default all); ``info``: its info (e.g. an error classifier)."""
+    import json
+
+    import torch
+
+    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
+
+    used = FEATURES if names is None else tuple(names)
+    coef = np.zeros(len(used))
+    for feature, weight in weights.items():
+        coef[used.index(feature)] = weight
+    f = len(used)
+    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=intercept,
+                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]),
+                           names=used, info=dict(info or {}))
+    plain = write_tiny_model(path.with_name(f"{path.stem}-plain.pt"))
+    payload = torch.load(plain, weights_only=True)
+    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
+    torch.save(payload, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """Path of a tiny random-weight model file."""

@@ -2,8 +2,6 @@
 through the calibration table to the scan (the copies that teach it:
 tests/training/test_window_copies.py)."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -91,12 +89,11 @@ def _write_cut_case(root):
 @pytest.mark.parametrize("names", ["all", "without probes"])
 def test_the_scan_feeds_volume_ends_to_the_calibration(tmp_path, names):
     import pandas as pd
-    import torch
 
     from qsaudit.inference import ScanSettings, scan_dataset
-    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
+    from qsaudit.inference.aggregate import FEATURES
     from qsaudit.progress import set_quiet
-    from tests.inference.conftest import write_tiny_model
+    from tests.inference.conftest import write_calibrated_model
 
     set_quiet(True)
     expected = _write_cut_case(tmp_path / "data")
@@ -104,15 +101,8 @@ def test_the_scan_feeds_volume_ends_to_the_calibration(tmp_path, names):
     # a calibration that reads no probe feature makes the scan skip the probes: the label's
     # slice range must still reach the calibration
     used = FEATURES if names == "all" else ("mean", "volume_ends")
-    f = len(used)
-    coef = np.zeros(f)
-    coef[used.index("volume_ends")] = 0.5  # predicted Dice = half the ends on the edge
-    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
-                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]),
-                           names=used)
-    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
-    torch.save(payload, tmp_path / "cal.pt")
+    # predicted Dice = half the ends on the edge
+    write_calibrated_model(tmp_path / "cal.pt", {"volume_ends": 0.5}, names=used)
     scan_dataset(tmp_path / "data", tmp_path / "out",
                  settings=ScanSettings(model=tmp_path / "cal.pt", workers=0, device="cpu",
                                        batch_size=16, slices=4))

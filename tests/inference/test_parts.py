@@ -1,7 +1,6 @@
 """Part probes: which slices they show, their summary feature, and their way through the
 calibration table and the scan (alike in both)."""
 
-import json
 import math
 
 import numpy as np
@@ -159,25 +158,6 @@ def test_label_table_tells_end_probes_from_part_probes():
     assert old.features[0, ends].tolist() == [0.9, 0.1] and np.isnan(old.features[:, part]).all()
 
 
-def _calibrated_by(tmp_path, feature: str):
-    """A tiny model whose calibration predicts exactly one feature's value."""
-    import torch
-
-    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
-    from tests.inference.conftest import write_tiny_model
-
-    plain = write_tiny_model(tmp_path / "plain.pt")
-    f = len(FEATURES)
-    coef = np.zeros(f)
-    coef[FEATURES.index(feature)] = 1.0
-    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
-                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]))
-    payload = torch.load(plain, weights_only=True)
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
-    torch.save(payload, tmp_path / "cal.pt")
-    return tmp_path / "cal.pt"
-
-
 def test_scan_scores_the_part_probes_and_feeds_them_to_the_calibration(tmp_path):
     import pandas as pd
 
@@ -186,11 +166,11 @@ def test_scan_scores_the_part_probes_and_feeds_them_to_the_calibration(tmp_path)
     from qsaudit.model.checkpoint import load_checkpoint
     from qsaudit.progress import set_quiet
     from qsaudit.registry import canonical_name
-    from tests.inference.conftest import write_dataset
+    from tests.inference.conftest import write_calibrated_model, write_dataset
 
     set_quiet(True)
     data = write_dataset(tmp_path / "ds", cases=1, plants={"c000": "components"})  # liver in 2
-    model = _calibrated_by(tmp_path, "part_min")
+    model = write_calibrated_model(tmp_path / "cal.pt", {"part_min": 1.0})
     settings = ScanSettings(model=model, workers=0, device="cpu", batch_size=16, slices=4)
     scan_dataset(data, tmp_path / "out", settings=settings)
     rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
@@ -275,25 +255,16 @@ def test_the_calibration_builder_makes_the_scans_end_and_part_probes(tmp_path):
 def test_a_calibration_that_does_not_read_part_min_scans_without_part_probes(tmp_path,
                                                                                monkeypatch):
     import pandas as pd
-    import torch
 
     from qsaudit.inference import ScanSettings, parts, scan_dataset
-    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
+    from qsaudit.inference.aggregate import FEATURES
     from qsaudit.progress import set_quiet
-    from tests.inference.conftest import write_dataset, write_tiny_model
+    from tests.inference.conftest import write_calibrated_model, write_dataset
 
     set_quiet(True)
     data = write_dataset(tmp_path / "ds", cases=1, plants={"c000": "components"})
-    names = tuple(n for n in FEATURES if n != "part_min")
-    f = len(names)
-    coef = np.zeros(f)
-    coef[names.index("probe_max")] = 1.0
-    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
-                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]),
-                           names=names)
-    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
-    torch.save(payload, tmp_path / "old.pt")
+    write_calibrated_model(tmp_path / "old.pt", {"probe_max": 1.0},
+                           names=tuple(n for n in FEATURES if n != "part_min"))
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("part probes made for a calibration that does not read them")

@@ -1,7 +1,6 @@
 """End probes: the crops beyond a label's ends, their summary features, and their way through
 training samples, the calibration table and the scan."""
 
-import json
 import math
 
 import numpy as np
@@ -150,26 +149,17 @@ def test_training_and_scan_build_the_same_probes(tiny_dataset):
 
 def test_scan_scores_the_probes_and_feeds_them_to_the_calibration(tiny_dataset, tmp_path):
     import pandas as pd
-    import torch
 
     from qsaudit.datasets import list_cases
     from qsaudit.inference import ScanSettings, scan_dataset
-    from qsaudit.inference.aggregate import FEATURES, LabelCalibration
     from qsaudit.model.checkpoint import load_checkpoint
     from qsaudit.progress import set_quiet
     from qsaudit.registry import canonical_name
-    from tests.inference.conftest import write_tiny_model
+    from tests.inference.conftest import write_calibrated_model
 
     set_quiet(True)
-    plain_model = write_tiny_model(tmp_path / "plain.pt")
-    f = len(FEATURES)
-    coef = np.zeros(f)
-    coef[FEATURES.index("probe_max")] = 1.0  # predicted Dice = the higher probe score
-    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
-                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]))
-    payload = torch.load(plain_model, weights_only=True)
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
-    torch.save(payload, tmp_path / "cal.pt")
+    # predicted Dice = the higher probe score
+    write_calibrated_model(tmp_path / "cal.pt", {"probe_max": 1.0})
     settings = ScanSettings(model=tmp_path / "cal.pt", workers=0, device="cpu", batch_size=16,
                             slices=4)
     scan_dataset(tiny_dataset, tmp_path / "out", settings=settings)

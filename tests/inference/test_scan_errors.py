@@ -1,33 +1,20 @@
 """A scan with a model whose calibration carries an error classifier fills likely_error,
 likely_error_p and error_slices; a model without one leaves them empty."""
 
-import json
-
 import numpy as np
 import pandas as pd
-import torch
 
 from qsaudit.inference import ScanSettings, scan_dataset
-from qsaudit.inference.aggregate import FEATURES, LabelCalibration
 from qsaudit.inference.error_kinds import ERROR_KINDS, parse_slices
 from qsaudit.inference.error_model import CLASSIFIER_FEATURES, ErrorClassifier
 from qsaudit.progress import set_quiet
-from tests.inference.conftest import write_tiny_model
+from tests.inference.conftest import write_calibrated_model
 
 
 def _model_with(tmp_path, errors: ErrorClassifier | None):
-    f = len(FEATURES)
-    coef = np.zeros(f)
-    coef[FEATURES.index("area_mean")] = 1.0
     info = {} if errors is None else {"errors": errors.to_json()}
-    cal = LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=coef, intercept=0.0,
-                           knots_x=np.array([0.0, 1.0]), knots_y=np.array([0.0, 1.0]),
-                           info=info)
-    payload = torch.load(write_tiny_model(tmp_path / "plain.pt"), weights_only=True)
-    payload["meta_json"] = json.dumps({"calibration": cal.to_json()})
     path = tmp_path / ("errors.pt" if errors is not None else "cal.pt")
-    torch.save(payload, path)
-    return path
+    return write_calibrated_model(path, {"area_mean": 1.0}, info=info)
 
 
 def _classifier() -> ErrorClassifier:
