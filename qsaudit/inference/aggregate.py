@@ -110,7 +110,12 @@ FIELD_FEATURES = ("volume_ends",)
 PART_FEATURES = ("part_min",)
 """The network's lowest score of the slices through a label's sizeable pieces besides its
 largest (``qsaudit.inference.parts``): low when a piece is not the structure."""
-FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES + FIELD_FEATURES + PART_FEATURES
+PRIOR_FEATURES = ("name_prior", "prior_gap")
+"""What the network scores a correct label of the structure (``qsaudit.inference.priors``) and
+how far the label's area-weighted score falls below that: a low score means a poor label only
+for a structure whose correct labels score high."""
+FEATURES = SLICE_FEATURES + SHAPE_FEATURES + PROBE_FEATURES + FIELD_FEATURES + PART_FEATURES \
+    + PRIOR_FEATURES
 """Everything :func:`label_features` returns, in order."""
 CALIBRATION_FORMAT = "qsaudit-label-calibration"
 CANONICAL_SLICE_MM = 3.0  # the slice count feature counts slices of this thickness
@@ -121,7 +126,8 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
                    probes: np.ndarray | None = None,
                    slice_mm: float | None = None,
                    volume_ends: int | None = None,
-                   parts: np.ndarray | None = None) -> np.ndarray:
+                   parts: np.ndarray | None = None,
+                   prior: float | None = None) -> np.ndarray:
     """The calibration features of one label -> (len(FEATURES),) float64.
 
     Args:
@@ -142,12 +148,14 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
             (``qsaudit.inference.probes.volume_ends``; None = unknown: NaN).
         parts: the label's part-probe scores (``qsaudit.inference.parts``; empty = a label in
             one piece: 1; None = unknown: NaN).
+        prior: the structure's prior (``qsaudit.inference.priors``; None or NaN = unknown).
 
     Features: area-weighted and plain mean, min, std, fraction below 0.5, ``log1p`` of the slice
     count, ``fill``, the area-weighted mean times ``2 fill / (1 + fill)`` (the Dice of a mask
     whose missing slices score 0) and the mean area of the two end slices over the largest area
     (high when the label is cut off flat), then the :data:`SHAPE_FEATURES` of the whole mask
-    and the :data:`PROBE_FEATURES`, the :data:`FIELD_FEATURES` and the :data:`PART_FEATURES`.
+    and the :data:`PROBE_FEATURES`, the :data:`FIELD_FEATURES`, the :data:`PART_FEATURES` and
+    the :data:`PRIOR_FEATURES` (the prior, and the area-weighted mean minus it).
     """
     from qsaudit.inference.parts import part_summary
     from qsaudit.inference.probes import probe_summary
@@ -175,7 +183,14 @@ def label_features(slice_scores: np.ndarray, areas: np.ndarray, *, mask_slices: 
                             area_mean * 2.0 * fill / (1.0 + fill), edge], shape_part,
                            probe_summary(probes),
                            [float("nan") if volume_ends is None else float(volume_ends)],
-                           [part_summary(parts)]])
+                           [part_summary(parts)], _prior_pair(area_mean, prior)])
+
+
+def _prior_pair(area_mean: float, prior: float | None) -> list[float]:
+    """The :data:`PRIOR_FEATURES` of a label scoring ``area_mean`` (NaN, NaN without a prior)."""
+    if prior is None or not math.isfinite(prior):
+        return [float("nan"), float("nan")]
+    return [float(prior), area_mean - float(prior)]
 
 
 @dataclass(frozen=True)
@@ -261,7 +276,8 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
                          level: float = LEVEL, bands: Any | None = None,
                          slice_mm: float | None = None,
                          volume_ends: int | None = None,
-                         parts: np.ndarray | None = None) -> Aggregate:
+                         parts: np.ndarray | None = None,
+                         structure: str | None = None) -> Aggregate:
     """Like ``aggregate(..., method="area_weighted")``, then calibrated.
 
     ``slice_indices`` (n,) ascending axial indices of the scored slices give the z extent
@@ -273,7 +289,9 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     which show only how much the slices disagree. ``std`` stays the spread of the raw slice
     scores. ``shape``/``probes``/``slice_mm``/``volume_ends``/``parts``: the mask's shape
     features, its end-probe scores, the slice spacing, how many of its ends lie on the volume's
-    edge slices and its part-probe scores (see label_features).
+    edge slices and its part-probe scores (see label_features); ``structure``: its registry
+    name, whose prior the calibration stores (``qsaudit.inference.priors``; read only by a
+    calibration that uses the :data:`PRIOR_FEATURES`).
     """
     plain = aggregate(slice_scores, weights, method="area_weighted", population=population,
                       level=level)
@@ -285,12 +303,13 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
         extent = int(slice_indices[-1]) - int(slice_indices[0]) + 1
         extent = max(extent, int(population or 0)) if population else extent
 
+    prior = structure_prior(calibration, structure)
     shifts = [0.0] if bands is not None or math.isnan(plain.low) else \
         [0.0, plain.low - plain.dsc, plain.high - plain.dsc]
     feats = np.stack([label_features(scores + shift, weights, mask_slices=population,
                                      z_extent=extent, shape=shape, probes=probes,
                                      slice_mm=slice_mm, volume_ends=volume_ends,
-                                     parts=parts)
+                                     parts=parts, prior=prior)
                       for shift in shifts])
     # one call for the value and both interval ends: a calibration evaluates rows together
     values = np.atleast_1d(calibration.apply(feats)).astype(np.float64)
@@ -301,6 +320,25 @@ def calibrated_aggregate(slice_scores: np.ndarray, weights: np.ndarray,
     if values.size == 1:
         return Aggregate(dsc, float("nan"), float("nan"), plain.std, feats[0])
     return Aggregate(dsc, float(values.min()), float(values.max()), plain.std, feats[0])
+
+
+_PRIORS: dict[int, tuple[Any, Any]] = {}  # id(calibration) -> (calibration, its priors)
+
+
+def structure_prior(calibration: Calibration, structure: str | None) -> float | None:
+    """The prior of ``structure`` stored with ``calibration`` (None when the calibration reads
+    no :data:`PRIOR_FEATURES` or stores no priors; NaN when it has none for this structure)."""
+    if not any(n in PRIOR_FEATURES for n in getattr(calibration, "names", ())):
+        return None
+    held = _PRIORS.get(id(calibration))
+    if held is None or held[0] is not calibration:
+        from qsaudit.inference.priors import calibration_priors
+
+        if len(_PRIORS) > 8:
+            _PRIORS.clear()
+        held = (calibration, calibration_priors(calibration))
+        _PRIORS[id(calibration)] = held
+    return None if held[1] is None else held[1].value(structure)
 
 
 @lru_cache(maxsize=1024)

@@ -567,6 +567,7 @@ def _case_part(scored: ScoredCase, method: str, keeper: WorstKeeper,
                                            slice_indices=work.slice_indices, shape=work.shape,
                                            probes=probes, slice_mm=work.slice_mm,
                                            volume_ends=_volume_ends(work), parts=parts,
+                                           structure=row.get("structure"),
                                            bands=None if bands is None
                                            else bands.for_structure(row.get("structure")))
                 if errors is not None and agg.features is not None:

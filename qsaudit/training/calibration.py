@@ -24,6 +24,7 @@ import numpy as np
 from qsaudit.analyses.evaluate import mae, pearson
 from qsaudit.inference.aggregate import (
     FEATURES,
+    PRIOR_FEATURES,
     SLICE_FEATURES,
     LabelCalibration,
     aggregate,
@@ -31,6 +32,7 @@ from qsaudit.inference.aggregate import (
 )
 from qsaudit.inference.intervals import StructureBands, fit_error_bands
 from qsaudit.inference.novelty import feature_ranges
+from qsaudit.inference.priors import PRIORS_KEY, StructurePriors, leave_patient_out
 from qsaudit.registry import is_target_volume
 from qsaudit.training.samples import SampleSet
 
@@ -319,6 +321,22 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
     return calibration, {**slice_metrics, **metrics}
 
 
+def add_priors(table: LabelTable) -> StructurePriors | None:
+    """Fill the table's :data:`PRIOR_FEATURES` (in place) from its own correct labels, each
+    label's prior from the other patients' (``qsaudit.inference.priors``), and return the priors
+    of all its patients (for the scan). None, and the features left unknown, for a table without
+    structure names."""
+    if table.structures is None:
+        return None
+    score = table.features[:, FEATURES.index("area_mean")]
+    correct = np.asarray(table.sources == "perfect", dtype=bool)
+    prior = leave_patient_out(table.structures, table.patients, score, correct)
+    cols = [FEATURES.index(n) for n in PRIOR_FEATURES]
+    table.features[:, cols[0]] = prior
+    table.features[:, cols[1]] = score - prior
+    return StructurePriors.fit(table.structures[correct], table.patients[correct], score[correct])
+
+
 MIN_REAL_FOR_INTERVALS = 200  # real-CT labels needed to size the intervals on them alone
 
 
@@ -348,14 +366,17 @@ def reference_population(table: LabelTable, *, real: np.ndarray) -> dict[str, An
     """What the novelty check (``qsaudit.inference.novelty``) compares a scanned label with:
     the real-CT labels when there are enough of them (:data:`MIN_REAL_FOR_INTERVALS`), their
     resolution copies included (the intervals are sized on the originals, but the copies show
-    the same structures at the pixel sizes users scan), so a structure seen only on phantoms, or
+    the same structures at the pixel sizes users scan; ``name_prior`` left out, as a property of
+    the name that the name check weighs), so a structure seen only on phantoms, or
     a real label whose features leave the real labels' range, counts as novel: its errors on
     real CT were never measured. ``feature_ranges``: their features' range;
     ``reference_structures``: their structure names."""
     real = np.asarray(real, dtype=bool)
     keep = real if int(real.sum()) >= MIN_REAL_FOR_INTERVALS else np.ones(len(table), bool)
-    out: dict[str, Any] = {"feature_ranges": feature_ranges(table.features[keep],
-                                                            FEATURES).to_json()}
+    reference = table.features[keep].copy()
+    # a structure's prior is a property of its name, which the name check already weighs
+    reference[:, FEATURES.index("name_prior")] = np.nan
+    out: dict[str, Any] = {"feature_ranges": feature_ranges(reference, FEATURES).to_json()}
     if table.structures is not None:
         out["reference_structures"] = sorted({str(s) for s in table.structures[keep]})
     return out
@@ -372,6 +393,7 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
     """
     if method not in METHODS:
         raise ValueError(f'calibration method "{method}": choose from {", ".join(METHODS)}')
+    priors = add_priors(table)
     metrics: dict[str, Any] = {
         "n_labels": len(table), "n_patients": len(set(table.patients.tolist())),
         "label_r": _r(table.plain, table.true), "label_mae": _mae(table.plain, table.true),
@@ -425,6 +447,8 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
                                                        "label_mae_calibrated")},
             "intervals": bands.default.to_json(),
             **reference_population(table, real=~phantom)}
+    if priors is not None:
+        info[PRIORS_KEY] = priors.to_json()
     if bands.targets is not None:
         info["intervals_targets"] = bands.targets.to_json()
     if errors:
