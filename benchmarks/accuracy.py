@@ -79,7 +79,7 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     ``plain`` is the area-weighted mean of the slice predictions; ``calibrated`` applies the
     model's label calibration (``meta["calibration"]``) to the same slices, as the scan does.
     """
-    from qsaudit.inference.aggregate import model_calibration
+    from qsaudit.inference.aggregate import model_calibration, with_priors
     from qsaudit.training.build import build_samples
     from qsaudit.training.calibrate import predict_probes
     from qsaudit.training.calibration import label_table
@@ -103,6 +103,9 @@ def score_specs(predictor, specs, *, sample_config: SampleConfig, seed: int, wor
     pred, _ = predictor.predict(val.inputs.astype(np.float32), list(val.names))
     table = label_table(val, pred, predict_probes(predictor, probe_set))
     calibration = model_calibration(predictor.meta)
+    if calibration is not None:  # the structure's prior, of the name the scan would read
+        named = table.structures if not shuffle else [mapping[s] for s in table.structures]
+        table.features = with_priors(table.features, named, calibration)
     calibrated = None if calibration is None else calibration.apply(table.features)
     bands = None if calibration is None else calibration_bands(calibration)
     interval = None if bands is None else bands.interval(calibrated, table.structures)

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.model is None:
             parser.error("give --model, or --fit-table with --test-table / --split-real")
-        from qsaudit.inference.aggregate import model_calibration
+        from qsaudit.inference.aggregate import model_calibration, with_priors
         from qsaudit.inference.error_model import calibration_errors
         from qsaudit.model.checkpoint import load_checkpoint
 
@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             args.save_tables.mkdir(parents=True, exist_ok=True)
         tests = [(str(p), LabelTable.load(p)) for p in args.test_table] or \
             score_tables(args.model, args)
+        for _title, table in tests:  # each structure's prior, as the scan reads it
+            table.features = with_priors(table.features, table.structures, calibration)
     for title, table in tests:
         report(title, classifier, table)
     if tests:

@@ -341,6 +341,21 @@ def structure_prior(calibration: Calibration, structure: str | None) -> float | 
     return None if held[1] is None else held[1].value(structure)
 
 
+def with_priors(features: np.ndarray, structures: Any, calibration: Calibration) -> np.ndarray:
+    """A copy of label features (N, len(FEATURES)) with the :data:`PRIOR_FEATURES` of each
+    label's structure (``structures`` (N,)) from ``calibration``'s stored priors, as the scan
+    reads them (unchanged for a calibration that reads none): for code that applies a stored
+    calibration to features computed without the structure's prior (a label table)."""
+    out = np.array(features, dtype=np.float64, copy=True)
+    if not any(n in PRIOR_FEATURES for n in getattr(calibration, "names", ())):
+        return out
+    area = out[:, FEATURES.index("area_mean")]
+    for i, structure in enumerate(structures):
+        prior = structure_prior(calibration, None if structure is None else str(structure))
+        out[i, [FEATURES.index(n) for n in PRIOR_FEATURES]] = _prior_pair(float(area[i]), prior)
+    return out
+
+
 @lru_cache(maxsize=1024)
 def _t_quantile(p: float, df: float) -> float:
     """Student-t quantile (``scipy.stats.t.ppf``, through scipy.special: a 4x lighter import)."""

@@ -5,14 +5,17 @@ correct labels its area-weighted score is about 0.95 for a lung and 0.45 for the
 the costal cartilages (thin, low-contrast structures it sees less of). Read alone, a raw score
 of 0.5 then means "a poor lung" or "a fine portal vein" and the calibration cannot tell which.
 A *structure prior* is the median score of the correct labels (source ``perfect``) of one
-structure in the calibration table, one value per patient first, so a patient's resolution and
-field-of-view copies count once. The calibration reads it (``name_prior``) and how far a label's
-own score falls below it (``prior_gap``).
+structure on the calibration's real CT, one value per patient first, so a patient's resolution
+and field-of-view copies count once. The calibration reads it (``name_prior``) and how far a
+label's own score falls below it (``prior_gap``). Phantoms give no prior: the network's score
+of a phantom's correct label does not say what it scores on a real image (session 24: priors
+from phantoms too rated the real trunk CT's ribs, 0.8-0.9 on phantoms and 0.45-0.85 there, as
+poor, and lowered its mean; from real CT alone every structure family there was ranked better).
 
 Numbered series (ribs of one side, vertebrae) pool their members: a structure's prior is its
 own median shrunk towards its series' median by :data:`SHRINK_PATIENTS` patients' worth, since
-one rib is seen on only a few patients. A structure with no correct label in the table and no
-series that has one has no prior (NaN: the calibration then reads it as unknown).
+one rib is seen on only a few patients. A structure with no correct real-CT label in the table
+and no series that has one has no prior (NaN: the calibration then reads it as unknown).
 
 Inside the calibration table the prior of a label is computed without that label's patient
 (:func:`leave_patient_out`), so the fit and its cross-validation never see a label's own score

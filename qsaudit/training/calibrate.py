@@ -152,7 +152,7 @@ def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
     import torch
 
     from qsaudit.inference.error_model import INFO_KEY
-    from qsaudit.training.calibration import LabelTable
+    from qsaudit.training.calibration import LabelTable, add_priors
     from qsaudit.training.error_fit import fit_errors
 
     try:
@@ -164,6 +164,7 @@ def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
     stored = meta.get("calibration")
     if not isinstance(stored, dict):
         raise UsageError(f'"{model}" has no label calibration to add an error classifier to')
+    add_priors(table)  # the structure priors the stored calibration was fitted with
     classifier, metrics = fit_errors(table, seed=seed)
     info = stored.setdefault("info", {})
     info.pop(INFO_KEY, None)

@@ -322,14 +322,16 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
 
 
 def add_priors(table: LabelTable) -> StructurePriors | None:
-    """Fill the table's :data:`PRIOR_FEATURES` (in place) from its own correct labels, each
+    """Fill the table's :data:`PRIOR_FEATURES` (in place) from its correct real-CT labels, each
     label's prior from the other patients' (``qsaudit.inference.priors``), and return the priors
-    of all its patients (for the scan). None, and the features left unknown, for a table without
-    structure names."""
+    of all its real patients (for the scan). A phantom's correct labels are left out: what the
+    network scores on a phantom does not say what it scores on a real image (session 24). None,
+    and the features left unknown, for a table without structure names."""
     if table.structures is None:
         return None
     score = table.features[:, FEATURES.index("area_mean")]
-    correct = np.asarray(table.sources == "perfect", dtype=bool)
+    real = np.array([not str(p).startswith("phantom") for p in table.patients], dtype=bool)
+    correct = np.asarray(table.sources == "perfect", dtype=bool) & real
     prior = leave_patient_out(table.structures, table.patients, score, correct)
     cols = [FEATURES.index(n) for n in PRIOR_FEATURES]
     table.features[:, cols[0]] = prior

@@ -67,10 +67,10 @@ def test_priors_survive_json_and_reject_damage():
         StructurePriors.from_json({"format": priors.to_json()["format"],
                                    "names": {"liver": ["x", 1]}})
 
-    class Cal:
-        info = {PRIORS_KEY: priors.to_json()}
+    from types import SimpleNamespace
 
-    assert calibration_priors(Cal()).value("liver") == pytest.approx(0.75)
+    stored = SimpleNamespace(info={PRIORS_KEY: priors.to_json()})
+    assert calibration_priors(stored).value("liver") == pytest.approx(0.75)
     assert calibration_priors(object()) is None
 
 
@@ -97,6 +97,10 @@ def test_calibration_fills_the_priors_from_other_patients_and_stores_them():
             for source, true in (("perfect", 1.0), ("erosion", 0.6)):
                 rows.append((f"pt{i}", structure, source, true,
                              good * true + rng.normal(0, 0.02)))
+    # phantoms: their correct labels score higher and must not enter any prior
+    for i in range(2):
+        for structure in ("liver", "spleen"):
+            rows.append((f"phantom_{i}", structure, "perfect", 1.0, 0.97 - 0.01 * i))
     patients, structures, sources, true, score = (np.array(c, dtype=object) for c in zip(*rows))
     true, score = true.astype(float), score.astype(float)
     features = np.full((len(rows), len(FEATURES)), np.nan)
@@ -107,15 +111,22 @@ def test_calibration_fills_the_priors_from_other_patients_and_stores_them():
     prior = table.features[:, FEATURES.index("name_prior")]
     for i, (p, s) in enumerate(zip(patients, structures, strict=True)):
         others = [score[j] for j in range(len(rows)) if patients[j] != p
-                  and structures[j] == s and sources[j] == "perfect"]
-        assert prior[i] == pytest.approx(np.median(others))
+                  and structures[j] == s and sources[j] == "perfect"
+                  and not patients[j].startswith("phantom")]
+        if others:
+            assert prior[i] == pytest.approx(np.median(others))
+        else:  # the spleen is only on phantoms
+            assert s == "spleen" and np.isnan(prior[i])
     gap = table.features[:, FEATURES.index("prior_gap")]
-    assert np.allclose(gap, score - prior)
+    assert np.allclose(gap, score - prior, equal_nan=True)
     stored = calibration_priors(calibration)
+    real = np.array([not p.startswith("phantom") for p in patients])
     assert stored.value("liver") == pytest.approx(
-        np.median(score[(structures == "liver") & (sources == "perfect")]))
+        np.median(score[(structures == "liver") & (sources == "perfect") & real]))
+    assert math.isnan(stored.value("spleen"))
     # a correct portal vein scores as low as an eroded liver; the prior tells them apart
-    vein = calibration.apply(table.features[(structures != "liver") & (sources == "perfect")])
+    vein = calibration.apply(table.features[(structures == "portal vein and splenic vein")
+                                            & (sources == "perfect")])
     eroded = calibration.apply(table.features[(structures == "liver") & (sources != "perfect")])
     assert vein.mean() > eroded.mean() + 0.2
 
@@ -140,3 +151,25 @@ def test_scan_reads_the_structures_prior(tmp_path):
     assert rows.loc[liver, "predicted_dsc"].iloc[0] == pytest.approx(0.625, abs=1e-6)
     # the others have no prior: unknown, read as the calibration's centre (0 here)
     assert (rows.loc[~liver, "predicted_dsc"] == 0.0).all()
+
+
+def test_with_priors_fills_a_tables_features_as_the_scan_reads_them():
+    from qsaudit.inference.aggregate import FEATURES, LabelCalibration, with_priors
+
+    def calibration(names):
+        f = len(names)
+        priors = StructurePriors(names={"liver": (0.8, 4)})
+        return LabelCalibration(center=np.zeros(f), scale=np.ones(f), coef=np.ones(f),
+                                intercept=0.0, knots_x=np.array([0.0, 1.0]),
+                                knots_y=np.array([0.0, 1.0]), names=names,
+                                info={PRIORS_KEY: priors.to_json()})
+
+    features = np.full((2, len(FEATURES)), np.nan)
+    features[:, FEATURES.index("area_mean")] = [0.5, 0.6]
+    filled = with_priors(features, ["liver", "spleen"], calibration(FEATURES))
+    prior, gap = FEATURES.index("name_prior"), FEATURES.index("prior_gap")
+    assert filled[0, prior] == pytest.approx(0.8) and filled[0, gap] == pytest.approx(-0.3)
+    assert np.isnan(filled[1, [prior, gap]]).all()  # no prior for the spleen
+    assert np.isnan(features[:, prior]).all()  # the input is left as it was
+    older = calibration(tuple(n for n in FEATURES if n not in ("name_prior", "prior_gap")))
+    assert np.isnan(with_priors(features, ["liver", "spleen"], older)[:, prior]).all()
