@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    from qsaudit.training.calibration import LabelTable
+    from qsaudit.training.calibration import LabelTable, add_priors
 
     calibration, classifier = None, None
     if args.fit_table is not None:
@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
             test = np.isin(table.patients.astype(str), sorted(held))
             tests.append(("real patients held out of the fit", _subset(table, test)))
             table = _subset(table, ~test)
+        priors = add_priors(table)  # as a calibration's fit reads them; the tests take the fit's
+        for _title, tested in tests if priors is not None else ():
+            add_priors(tested, priors)
         classifier, metrics = fit_errors(table, seed=0)
         print(f"fitted on {args.fit_table} ({len(table)} labels): {classifier.method}; "
               f"cross-validated by patient: top-1 {metrics['errors_top1_bad']:.3f}, "

@@ -138,7 +138,8 @@ def _calibrated_table(predictor, samples, labels, pred: np.ndarray) -> None:
                     pred[pos][pick], a[pick], cal, population=g.get("mask_slices"),
                     slice_indices=np.array([0, max(g.get("z_extent", 1) - 1, 0)]),
                     shape=None if shape is None else np.asarray(shape),
-                    slice_mm=g.get("slice_mm"), volume_ends=g.get("volume_ends")).dsc)
+                    slice_mm=g.get("slice_mm"), volume_ends=g.get("volume_ends"),
+                    structure=g.get("structure")).dsc)
             truth.append(t)
         cols = [np.array(plain)] + ([np.array(fixed)] if cal else [])
         text = " | ".join(f"{np.corrcoef(c, truth)[0, 1]:.3f} / {np.abs(c - truth).mean():.3f}"

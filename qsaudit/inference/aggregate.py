@@ -343,12 +343,15 @@ def structure_prior(calibration: Calibration, structure: str | None) -> float | 
 
 def with_priors(features: np.ndarray, structures: Any, calibration: Calibration) -> np.ndarray:
     """A copy of label features (N, len(FEATURES)) with the :data:`PRIOR_FEATURES` of each
-    label's structure (``structures`` (N,)) from ``calibration``'s stored priors, as the scan
-    reads them (unchanged for a calibration that reads none): for code that applies a stored
-    calibration to features computed without the structure's prior (a label table)."""
+    label's structure (``structures`` (N,); None: every structure unknown) from
+    ``calibration``'s stored priors, as the scan reads them (unchanged for a calibration that
+    reads none): for code that applies a stored calibration to features computed without the
+    structure's prior (a label table)."""
     out = np.array(features, dtype=np.float64, copy=True)
     if not any(n in PRIOR_FEATURES for n in getattr(calibration, "names", ())):
         return out
+    if structures is None:
+        structures = [None] * out.shape[0]
     area = out[:, FEATURES.index("area_mean")]
     for i, structure in enumerate(structures):
         prior = structure_prior(calibration, None if structure is None else str(structure))

@@ -12,10 +12,15 @@ of a phantom's correct label does not say what it scores on a real image (sessio
 from phantoms too rated the real trunk CT's ribs, 0.8-0.9 on phantoms and 0.45-0.85 there, as
 poor, and lowered its mean; from real CT alone every structure family there was ranked better).
 
-Numbered series (ribs of one side, vertebrae) pool their members: a structure's prior is its
-own median shrunk towards its series' median by :data:`SHRINK_PATIENTS` patients' worth, since
-one rib is seen on only a few patients. A structure with no correct real-CT label in the table
-and no series that has one has no prior (NaN: the calibration then reads it as unknown).
+Structures are keyed by their registry name (``qsaudit.registry.canonical_name``), so a label
+named ``lung_left`` in the table and ``left lung`` in a scan share one prior. Numbered series
+(the ribs of one side, the vertebrae, the PTV dose levels: ``qsaudit.registry.series_key``) pool
+their members: a structure's prior is its own median shrunk towards its series' median by
+:data:`SHRINK_PATIENTS` patients' worth, since one member may be seen on only a few patients, and
+a member with none of its own takes the series'. A structure with no correct real-CT label in
+the table and no series that has one has no prior (NaN). A calibration replaces a NaN feature by
+its training mean, the value its phantom labels (which have no prior) mostly hold: such a label
+is calibrated as the phantoms' labels teach, as every label was before priors existed.
 
 Inside the calibration table the prior of a label is computed without that label's patient
 (:func:`leave_patient_out`), so the fit and its cross-validation never see a label's own score
@@ -26,6 +31,7 @@ for the scan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +47,23 @@ def _series(structure: str) -> str | None:
     return series_key(structure)
 
 
+def _key(structure: str) -> str:
+    """The name a prior is kept under: the registry's name of ``structure`` (itself when the
+    registry does not know it)."""
+    from qsaudit.registry import canonical_name
+
+    return canonical_name(structure) or structure
+
+
 def _per_patient(structures: np.ndarray, patients: np.ndarray, scores: np.ndarray
                  ) -> dict[str, dict[str, float]]:
-    """``{structure: {patient: median score}}`` of the given labels."""
+    """``{structure: {patient: median score}}`` of the given labels (registry names)."""
+    keys: dict[str, str] = {}
     grouped: dict[tuple[str, str], list[float]] = {}
     for s, p, v in zip(structures.tolist(), patients.tolist(), scores.tolist(), strict=True):
         if np.isfinite(v):
-            grouped.setdefault((str(s), str(p)), []).append(float(v))
+            key = keys.setdefault(str(s), _key(str(s)))
+            grouped.setdefault((key, str(p)), []).append(float(v))
     out: dict[str, dict[str, float]] = {}
     for (s, p), values in grouped.items():
         out.setdefault(s, {})[p] = float(np.median(values))
@@ -90,6 +106,7 @@ class StructurePriors:
         """The prior of ``structure`` (NaN when neither it nor its series has one)."""
         if not structure:
             return float("nan")
+        structure = _key(structure)
         key = _series(structure)
         pooled = self.series.get(key) if key is not None else None
         own = self.names.get(structure)
@@ -100,7 +117,7 @@ class StructurePriors:
             return median
         return (n * median + SHRINK_PATIENTS * pooled) / (n + SHRINK_PATIENTS)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """Plain JSON (kept in a calibration's ``info[PRIORS_KEY]``)."""
         return {"format": PRIOR_FORMAT,
                 "names": {s: [round(v, 6), n] for s, (v, n) in sorted(self.names.items())},
@@ -112,7 +129,7 @@ class StructurePriors:
         if not isinstance(d, dict) or d.get("format") != PRIOR_FORMAT:
             raise ValueError("structure priors: unknown format")
         try:
-            names = {str(s): (float(v), int(n)) for s, (v, n) in d.get("names", {}).items()}
+            names = {_key(str(s)): (float(v), int(n)) for s, (v, n) in d.get("names", {}).items()}
             series = {str(k): float(v) for k, v in d.get("series", {}).items()}
         except (TypeError, ValueError):
             raise ValueError("structure priors: malformed entries") from None

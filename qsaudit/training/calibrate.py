@@ -101,10 +101,12 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     pred, _ = predictor.predict(val.inputs.astype("float32"), list(val.names))
     probe_pred = predict_probes(predictor, val)
     calibration, metrics = calibrate(val, pred, seed=seed, method=method, probe_pred=probe_pred)
-    if table_out is not None:
-        from qsaudit.training.calibration import label_table
+    if table_out is not None:  # with the structure priors the fit read (a refit derives them)
+        from qsaudit.training.calibration import add_priors, label_table
 
-        label_table(val, pred, probe_pred).save(table_out)
+        table = label_table(val, pred, probe_pred)
+        add_priors(table)
+        table.save(table_out)
     patients_used = {s.patient_id for s in specs}
     return _write(model, meta, calibration, metrics, patients_used, out=out,
                   info={"data": [str(d) for d in data_dirs], "phantoms": phantoms,
@@ -151,6 +153,7 @@ def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
     does not change. Returns the error metrics plus ``written``."""
     import torch
 
+    from qsaudit.inference.aggregate import PRIOR_FEATURES
     from qsaudit.inference.error_model import INFO_KEY
     from qsaudit.training.calibration import LabelTable, add_priors
     from qsaudit.training.error_fit import fit_errors
@@ -164,7 +167,8 @@ def refit_errors_from_table(model: str | Path, table_file: str | Path, *,
     stored = meta.get("calibration")
     if not isinstance(stored, dict):
         raise UsageError(f'"{model}" has no label calibration to add an error classifier to')
-    add_priors(table)  # the structure priors the stored calibration was fitted with
+    if any(n in PRIOR_FEATURES for n in stored.get("features", ())):
+        add_priors(table)  # the scan gives the classifier priors only where these are read
     classifier, metrics = fit_errors(table, seed=seed)
     info = stored.setdefault("info", {})
     info.pop(INFO_KEY, None)

@@ -264,17 +264,18 @@ def cross_validated(table: LabelTable, *, folds: int = 5, ridge: float = 1.0,
                     seed: int = 0, names: tuple[str, ...] = FEATURES,
                     method: str = "ridge") -> np.ndarray:
     """Calibrated predictions (G,) of every label from a fit (``method``, features ``names``)
-    on the other patients' labels."""
+    on the other patients' labels, the structure priors too taken from those patients alone."""
     which = patient_folds(table.patients, folds, seed)
     out = np.full(len(table), np.nan)
     for k in np.unique(which):
         test = which == k
         if test.all():
             continue
-        cal = fit_method(method, table.features[~test], table.true[~test], ridge=ridge,
+        features = _fold_features(table, ~test)
+        cal = fit_method(method, features[~test], table.true[~test], ridge=ridge,
                          names=names, seed=seed,
                          weights=patient_weights(table.patients[~test]))
-        out[test] = cal.apply(table.features[test])
+        out[test] = cal.apply(features[test])
     return out
 
 
@@ -321,22 +322,61 @@ def calibrate(samples: SampleSet, slice_pred: np.ndarray, *, ridge: float = 1.0,
     return calibration, {**slice_metrics, **metrics}
 
 
-def add_priors(table: LabelTable) -> StructurePriors | None:
-    """Fill the table's :data:`PRIOR_FEATURES` (in place) from its correct real-CT labels, each
-    label's prior from the other patients' (``qsaudit.inference.priors``), and return the priors
-    of all its real patients (for the scan). A phantom's correct labels are left out: what the
-    network scores on a phantom does not say what it scores on a real image (session 24). None,
-    and the features left unknown, for a table without structure names."""
-    if table.structures is None:
-        return None
+def _prior_sources(table: LabelTable) -> tuple[np.ndarray, np.ndarray]:
+    """The labels' area-weighted scores (G,) and which of them are correct real-CT labels (G,),
+    the labels structure priors are taken from. A phantom's correct labels are left out: what
+    the network scores on a phantom does not say what it scores on a real image (session 24)."""
     score = table.features[:, FEATURES.index("area_mean")]
     real = np.array([not str(p).startswith("phantom") for p in table.patients], dtype=bool)
-    correct = np.asarray(table.sources == "perfect", dtype=bool) & real
-    prior = leave_patient_out(table.structures, table.patients, score, correct)
-    cols = [FEATURES.index(n) for n in PRIOR_FEATURES]
-    table.features[:, cols[0]] = prior
-    table.features[:, cols[1]] = score - prior
+    return score, np.asarray(table.sources == "perfect", dtype=bool) & real
+
+
+def _set_priors(features: np.ndarray, score: np.ndarray, prior: np.ndarray) -> None:
+    """Write the :data:`PRIOR_FEATURES` of labels scoring ``score`` with ``prior`` (in place)."""
+    features[:, FEATURES.index(PRIOR_FEATURES[0])] = prior
+    features[:, FEATURES.index(PRIOR_FEATURES[1])] = score - prior
+
+
+def add_priors(table: LabelTable, priors: StructurePriors | None = None
+               ) -> StructurePriors | None:
+    """Fill the table's :data:`PRIOR_FEATURES` (in place) and return the priors of all its real
+    patients (for the scan). Without ``priors`` each label's prior comes from the other patients'
+    correct real-CT labels (``qsaudit.inference.priors``); with them (another table's, e.g. a
+    fit's for its test labels) every label takes its structure's. None, and the features left
+    unknown, for a table without structure names."""
+    if table.structures is None:
+        return None
+    score, correct = _prior_sources(table)
+    if priors is not None:
+        _set_priors(table.features, score, np.array([priors.value(str(s))
+                                                     for s in table.structures]))
+        return priors
+    _set_priors(table.features, score,
+                leave_patient_out(table.structures, table.patients, score, correct))
     return StructurePriors.fit(table.structures[correct], table.patients[correct], score[correct])
+
+
+def _fold_features(table: LabelTable, train: np.ndarray) -> np.ndarray:
+    """The table's features (a copy) with structure priors taken from the ``train`` (G,) labels'
+    patients alone: leave-patient-out among them for their own labels, all of them for the
+    others (a cross-validation fold never reads a held-out patient's score in a prior). The
+    features themselves when the table has no structure names or no priors filled."""
+    cols = [FEATURES.index(n) for n in PRIOR_FEATURES]
+    if table.structures is None or np.isnan(table.features[:, cols]).all():
+        return table.features
+    score, correct = _prior_sources(table)
+    features = table.features.copy()
+    prior = np.full(len(table), np.nan)
+    prior[train] = leave_patient_out(table.structures[train], table.patients[train],
+                                     score[train], correct[train])
+    fold = StructurePriors.fit(table.structures[correct & train],
+                               table.patients[correct & train], score[correct & train])
+    cache: dict[str, float] = {}
+    for i in np.flatnonzero(~train):
+        s = str(table.structures[i])
+        prior[i] = cache.setdefault(s, fold.value(s))
+    _set_priors(features, score, prior)
+    return features
 
 
 MIN_REAL_FOR_INTERVALS = 200  # real-CT labels needed to size the intervals on them alone
@@ -391,7 +431,9 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
     Fits weigh every patient once (:func:`patient_weights`); the reported r / MAE weigh every
     label once, per source in ``..._phantoms`` / ``..._real`` (patient ids ``phantom...``).
     ``errors``: also fit the error classifier (``qsaudit.training.error_fit``; its metrics are
-    ``errors_...``) and store it in the calibration's ``info["errors"]``.
+    ``errors_...``) and store it in the calibration's ``info["errors"]``. The table's
+    :data:`PRIOR_FEATURES` are filled in place (:func:`add_priors`) and the priors stored in the
+    calibration's ``info``.
     """
     if method not in METHODS:
         raise ValueError(f'calibration method "{method}": choose from {", ".join(METHODS)}')

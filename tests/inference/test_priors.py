@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -66,8 +67,6 @@ def test_priors_survive_json_and_reject_damage():
     with pytest.raises(ValueError):
         StructurePriors.from_json({"format": priors.to_json()["format"],
                                    "names": {"liver": ["x", 1]}})
-
-    from types import SimpleNamespace
 
     stored = SimpleNamespace(info={PRIORS_KEY: priors.to_json()})
     assert calibration_priors(stored).value("liver") == pytest.approx(0.75)
@@ -173,3 +172,67 @@ def test_with_priors_fills_a_tables_features_as_the_scan_reads_them():
     assert np.isnan(features[:, prior]).all()  # the input is left as it was
     older = calibration(tuple(n for n in FEATURES if n not in ("name_prior", "prior_gap")))
     assert np.isnan(with_priors(features, ["liver", "spleen"], older)[:, prior]).all()
+
+
+def test_priors_are_keyed_by_registry_name():
+    # the table knows a derived lung as "lung_left"; a scan names it "left lung"
+    s, p, v = _arrays([("lung_left", "a", 0.9), ("lung_left", "b", 0.95)])
+    priors = StructurePriors.fit(s, p, v)
+    assert priors.value("left lung") == pytest.approx(0.925)
+    assert priors.value("lung_left") == pytest.approx(0.925)
+    stored = priors.to_json()
+    stored["names"] = {"lung_left": [0.925, 2]}  # a file written before names were keyed so
+    assert StructurePriors.from_json(stored).value("left lung") == pytest.approx(0.925)
+
+
+def _table(rows):
+    from qsaudit.inference.aggregate import FEATURES
+    from qsaudit.training.calibration import LabelTable
+
+    patients, structures, sources, true, score = (np.array(c, dtype=object) for c in zip(*rows))
+    features = np.full((len(rows), len(FEATURES)), np.nan)
+    features[:, FEATURES.index("area_mean")] = score.astype(float)
+    return LabelTable(features, true.astype(float), score.astype(float), patients, sources,
+                      structures, patients.copy())
+
+
+def test_a_cross_validation_fold_reads_priors_of_its_training_patients_alone():
+    from qsaudit.inference.aggregate import FEATURES
+    from qsaudit.training.calibration import _fold_features, add_priors
+
+    rows = [(f"pt{i}", "liver", "perfect", 1.0, 0.5 + 0.1 * i) for i in range(5)]
+    rows += [(f"pt{i}", "liver", "erosion", 0.6, 0.3) for i in range(5)]
+    table = _table(rows)
+    add_priors(table)
+    train = np.array([p in ("pt0", "pt1", "pt2") for p in table.patients])
+    features = _fold_features(table, train)
+    prior = features[:, FEATURES.index("name_prior")]
+    held = ~train
+    assert np.allclose(prior[held], 0.6)  # the median of pt0..pt2's 0.5, 0.6, 0.7
+    pt0 = (table.patients == "pt0")
+    assert np.allclose(prior[pt0], 0.65)  # pt1 and pt2 only: its own patient left out
+    # the table's own (leave-patient-out over everyone) stays as it was
+    assert table.features[pt0, FEATURES.index("name_prior")] == pytest.approx([0.75, 0.75])
+
+
+def test_add_priors_can_take_another_tables_priors():
+    from qsaudit.inference.aggregate import FEATURES
+    from qsaudit.training.calibration import add_priors
+
+    table = _table([("x", "liver", "perfect", 1.0, 0.2), ("x", "spleen", "perfect", 1.0, 0.3)])
+    given = StructurePriors(names={"liver": (0.8, 5)})
+    assert add_priors(table, given) is given
+    prior = table.features[:, FEATURES.index("name_prior")]
+    assert prior[0] == pytest.approx(0.8) and np.isnan(prior[1])
+    assert table.features[0, FEATURES.index("prior_gap")] == pytest.approx(-0.6)
+
+
+def test_with_priors_reads_no_structures_as_unknown():
+    from qsaudit.inference.aggregate import FEATURES, with_priors
+
+    features = np.full((2, len(FEATURES)), np.nan)
+    features[:, FEATURES.index("area_mean")] = 0.5
+    stored = StructurePriors(names={"liver": (0.8, 5)})
+    cal = SimpleNamespace(names=FEATURES, info={PRIORS_KEY: stored.to_json()})
+    out = with_priors(features, None, cal)
+    assert np.isnan(out[:, FEATURES.index("name_prior")]).all()
