@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
             tests.append(("real patients held out of the fit", _subset(table, test)))
             table = _subset(table, ~test)
         priors = add_priors(table)  # as a calibration's fit reads them; the tests take the fit's
-        for _title, tested in tests if priors is not None else ():
-            add_priors(tested, priors)
+        if priors is not None:
+            for _title, tested in tests:
+                add_priors(tested, priors)
         classifier, metrics = fit_errors(table, seed=0)
         print(f"fitted on {args.fit_table} ({len(table)} labels): {classifier.method}; "
               f"cross-validated by patient: top-1 {metrics['errors_top1_bad']:.3f}, "

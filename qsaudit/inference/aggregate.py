@@ -353,9 +353,10 @@ def with_priors(features: np.ndarray, structures: Any, calibration: Calibration)
     if structures is None:
         structures = [None] * out.shape[0]
     area = out[:, FEATURES.index("area_mean")]
+    cols = [FEATURES.index(n) for n in PRIOR_FEATURES]
     for i, structure in enumerate(structures):
         prior = structure_prior(calibration, None if structure is None else str(structure))
-        out[i, [FEATURES.index(n) for n in PRIOR_FEATURES]] = _prior_pair(float(area[i]), prior)
+        out[i, cols] = _prior_pair(float(area[i]), prior)
     return out
 
 

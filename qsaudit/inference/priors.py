@@ -117,6 +117,12 @@ class StructurePriors:
             return median
         return (n * median + SHRINK_PATIENTS * pooled) / (n + SHRINK_PATIENTS)
 
+    def values(self, structures: Any) -> np.ndarray:
+        """The priors (N,) of ``structures`` (N,), each distinct name looked up once."""
+        known: dict[str, float] = {}
+        return np.array([known.setdefault(str(s), self.value(str(s))) if s is not None
+                         else float("nan") for s in structures], dtype=np.float64)
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (kept in a calibration's ``info[PRIORS_KEY]``)."""
         return {"format": PRIOR_FORMAT,
@@ -153,12 +159,6 @@ def leave_patient_out(structures: np.ndarray, patients: np.ndarray, scores: np.n
                            np.asarray(scores, dtype=np.float64)[correct])
     out = np.full(structures.size, np.nan)
     for p in np.unique(patients):
-        priors = StructurePriors.from_medians(medians, exclude=str(p))
         rows = np.flatnonzero(patients == p)
-        cache: dict[str, float] = {}
-        for i in rows:
-            s = structures[i]
-            if s not in cache:
-                cache[s] = priors.value(s)
-            out[i] = cache[s]
+        out[rows] = StructurePriors.from_medians(medians, exclude=str(p)).values(structures[rows])
     return out

@@ -234,6 +234,11 @@ def patient_weights(patients: np.ndarray) -> np.ndarray:
     return w * (w.size / w.sum())
 
 
+def phantom_patients(patients: np.ndarray) -> np.ndarray:
+    """Which labels (G,) belong to phantoms (patient ids ``phantom...``) rather than real CT."""
+    return np.array([str(p).startswith("phantom") for p in patients], dtype=bool)
+
+
 def patient_folds(patients: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
     """The fold (G,) of every label: patients shuffled by ``seed``, dealt round-robin (the Dice
     calibration and the error classifier are cross-validated on the same folds)."""
@@ -327,8 +332,8 @@ def _prior_sources(table: LabelTable) -> tuple[np.ndarray, np.ndarray]:
     the labels structure priors are taken from. A phantom's correct labels are left out: what
     the network scores on a phantom does not say what it scores on a real image (session 24)."""
     score = table.features[:, FEATURES.index("area_mean")]
-    real = np.array([not str(p).startswith("phantom") for p in table.patients], dtype=bool)
-    return score, np.asarray(table.sources == "perfect", dtype=bool) & real
+    return score, np.asarray(table.sources == "perfect", dtype=bool) \
+        & ~phantom_patients(table.patients)
 
 
 def _set_priors(features: np.ndarray, score: np.ndarray, prior: np.ndarray) -> None:
@@ -348,8 +353,7 @@ def add_priors(table: LabelTable, priors: StructurePriors | None = None
         return None
     score, correct = _prior_sources(table)
     if priors is not None:
-        _set_priors(table.features, score, np.array([priors.value(str(s))
-                                                     for s in table.structures]))
+        _set_priors(table.features, score, priors.values(table.structures))
         return priors
     _set_priors(table.features, score,
                 leave_patient_out(table.structures, table.patients, score, correct))
@@ -371,10 +375,7 @@ def _fold_features(table: LabelTable, train: np.ndarray) -> np.ndarray:
                                      score[train], correct[train])
     fold = StructurePriors.fit(table.structures[correct & train],
                                table.patients[correct & train], score[correct & train])
-    cache: dict[str, float] = {}
-    for i in np.flatnonzero(~train):
-        s = str(table.structures[i])
-        prior[i] = cache.setdefault(s, fold.value(s))
+    prior[~train] = fold.values(table.structures[~train])
     _set_priors(features, score, prior)
     return features
 
@@ -462,7 +463,7 @@ def calibrate_table(table: LabelTable, *, ridge: float = 1.0, seed: int = 0,
     cv = cvs[method]
     metrics.update(method=method, label_r_calibrated=_r(cv, table.true),
                    label_mae_calibrated=_mae(cv, table.true))
-    phantom = np.array([str(p).startswith("phantom") for p in table.patients])
+    phantom = phantom_patients(table.patients)
     for name, part in (("phantoms", phantom), ("real", ~phantom)):
         if part.sum() > 2:
             metrics[f"label_r_calibrated_{name}"] = _r(cv[part], table.true[part])

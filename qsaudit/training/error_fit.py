@@ -372,7 +372,7 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     factor when there are enough perfect ones, and each factor reaches its target on all
     perfect labels and its floor on real CT and on phantoms apart (:func:`_decision_rule`).
     """
-    from qsaudit.training.calibration import patient_weights
+    from qsaudit.training.calibration import patient_weights, phantom_patients
 
     if method not in METHODS:
         raise ValueError(f'error classifier method "{method}": choose from {", ".join(METHODS)}')
@@ -389,7 +389,7 @@ def fit_errors(table: Any, *, seed: int = 0, method: str = "auto",
     w = patient_weights(patients)
     known = np.array([k is not None for k in kinds])
     names = np.asarray(ERROR_KINDS, dtype=object)
-    phantom = np.array([str(pt).startswith("phantom") for pt in patients])
+    phantom = phantom_patients(patients)
     targets = target_rows(rows)
     domains = np.where(phantom, "phantoms", "real").astype(object)
     cv: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]] = {}
