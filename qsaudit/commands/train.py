@@ -78,7 +78,8 @@ def train(
         "--derived", help="Structures read off a dataset's CT itself and trained on as extra "
         "labels, comma-separated: lungs, vertebrae (around a labelled spinal cord), "
         "trachea (below a labelled larynx), clavicles (in front of a labelled spinal cord), "
-        "humeri; default lungs; empty: none.")] = None,
+        "humeri, ribs (against the lungs, from a labelled spinal cord); default lungs; "
+        "empty: none.")] = None,
     embeddings: Annotated[Path | None, typer.Option(
         "--embeddings", help="Precomputed name embeddings (python -m "
         "qsaudit.training.embeddings FILE) for machines without the text encoder.")] = None,

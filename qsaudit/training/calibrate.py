@@ -36,7 +36,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                          table_out: str | Path | None = None,
                          method: str = "auto", trunk_phantoms: int = 0,
                          resolution_copies: int = 0, window_copies: int = 0,
-                         phantom_window_copies: int = 0) -> dict[str, Any]:
+                         phantom_window_copies: int = 0,
+                         derived: str | None = None) -> dict[str, Any]:
     """Fit a label calibration for the model file ``model`` and write it (see module doc).
 
     Returns the metrics of :func:`qsaudit.training.calibration.calibrate` plus ``written``
@@ -49,7 +50,10 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     folds are unchanged). ``window_copies`` / ``phantom_window_copies``: add that many
     field-of-view copies of every real case / trunk phantom, cut in z to a drawn window
     (:func:`~qsaudit.training.cases.window_copies`: labels cut by the scan's edge, as real scans
-    cut them). ``table_out``: also save the per-label table (features, their names,
+    cut them). ``derived``: the structures read off the real CT
+    (:func:`qsaudit.training.derived.derived_overrides`, e.g. ``"lungs,vertebrae,ribs"``; an
+    empty string for none) instead of the model's training setting: a calibration may measure
+    the network on real-CT structures it never trained on. ``table_out``: also save the per-label table (features, their names,
     true Dice, patient, candidate source, case) as ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
@@ -93,6 +97,10 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                               if k in SampleConfig.__dataclass_fields__})
     changes = {k: v for k, v in (("snapshot_steps", snapshot_steps),
                                  ("degraded_per_label", degraded_per_label)) if v is not None}
+    if derived is not None:
+        from qsaudit.training.derived import derived_overrides
+
+        changes.update(derived_overrides(derived))
     samples = replace(samples, **changes)
     _, val = build_samples(specs, {s.patient_id for s in specs}, model_config=predictor.config,
                            sample_config=samples, seed=seed, workers=workers)
@@ -113,7 +121,8 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
                         "trunk_phantoms": trunk_phantoms,
                         "resolution_copies": resolution_copies,
                         "window_copies": window_copies,
-                        "phantom_window_copies": phantom_window_copies})
+                        "phantom_window_copies": phantom_window_copies,
+                        "derived": list(samples.derived_sources) if samples.derived else []})
 
 
 def predict_probes(predictor: Any, samples: Any) -> Any:
@@ -229,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                         "labels cut by the scan's field of view")
     parser.add_argument("--phantom-window-copies", type=int, default=0,
                         help="the same for every trunk phantom")
+    parser.add_argument("--derived", default=None,
+                        help="structures read off the real CT, comma-separated (e.g. "
+                        "lungs,vertebrae,trachea,clavicles,humeri,ribs; default: the model's "
+                        "training setting; empty: none)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
@@ -273,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                                            trunk_phantoms=args.trunk_phantoms,
                                            resolution_copies=args.resolution_copies,
                                            window_copies=args.window_copies,
-                                           phantom_window_copies=args.phantom_window_copies)
+                                           phantom_window_copies=args.phantom_window_copies,
+                                           derived=args.derived)
     except QsauditError as exc:
         print(f"Error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1

@@ -34,7 +34,7 @@ class SampleConfig:
     (``qsaudit.training.candidates.wrong_structure_candidates``). ``derived``: add the
     structures a real CT defines by itself (``qsaudit.training.derived``) to dataset cases:
     ``derived_sources`` of them (``lungs``, ``vertebrae``, ``trachea``, ``clavicles``,
-    ``humeri``).
+    ``humeri``, ``ribs``).
     ``resample_fraction``: share of training cases shown at another in-plane pixel size
     (``qsaudit.training.resample``).
     ``phantom_region``: ``"abdomen"`` (the demo's phantoms) or ``"trunk"`` (chest to pelvis,

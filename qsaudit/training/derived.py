@@ -42,6 +42,20 @@ made only where they are unambiguous; anything else is left out:
   at least as tall as wide, of :data:`HUMERUS_ML`; it may end at the scan's upper or lower edge
   (the label then ends with the CT, as a label of that scan would) but not at its in-plane edge. A
   humerus joined to the scapula is not of that shape and is left out; so is a side with two.
+* ``ribs``: the bone of the chest wall where a scan of the neck reaches the chest: bone (above
+  :data:`BONE_HU`, holes filled per slice) within :data:`RIB_BAND_MM` of the lungs (the air
+  regions inside the body of at least :data:`RIB_LUNG_ML`), outside the vertebral column (a
+  box :data:`SPINE_BOX_MM` around the labelled spinal cord's centre on each slice). A rib lies
+  against the pleura, which the scapula, the clavicle and the sternum do not. Each component
+  (26-connected) of a rib's volume (:data:`RIB_ML`) and length (:data:`RIB_SPAN_MM` in-plane),
+  wholly on one side, that starts at the spine (comes within :data:`RIB_SPINE_MM` of the cord's
+  centre: a clavicle, the sternum or a costal cartilage does not) is one rib; they are numbered
+  on each side from the top by their highest slice (rib 1 is the topmost found, so a missed one
+  shifts the numbers below it; two ribs are never each other's wrong-structure candidate, and a
+  slice of one is a slice of a rib). Every second one is kept (ribs 1, 3, 5, ...), so that the
+  ribs do not outnumber the dataset's own labels. A rib joined to the scapula or to the
+  transverse process beside it at coarse pixels is not of that size and is left out. The rib
+  head beside the vertebral body lies in the spine's box and is left out of the mask.
 """
 
 from __future__ import annotations
@@ -75,7 +89,14 @@ CLAVICLE_FRONT_MM = 25.0  # and at least this far in front of the spinal cord
 HUMERUS_ML = (10.0, 120.0)  # the part of a humerus a neck scan reaches
 HUMERUS_WIDTH_MM = (20.0, 70.0)  # a shaft's (or the head's) width, each way in-plane
 HUMERUS_OFFSET_MM = 140.0  # its centroid this far from the midline: beside the chest, not in it
-SOURCES = ("lungs", "vertebrae", "trachea", "clavicles", "humeri")
+RIB_LUNG_ML = 50.0      # the lungs: air regions inside the body at least this large
+RIB_BAND_MM = 12.0      # a rib's bone lies this close to the lung (against the pleura)
+SPINE_BOX_MM = (22.0, 30.0, 60.0)  # the column: this far to either side of the cord's centre,
+#                         behind it and in front of it (the vertebral body, its arch)
+RIB_SPINE_MM = 40.0     # a rib comes this close to the cord's centre (it starts at the spine)
+RIB_ML = (1.0, 25.0)    # the part of one rib a neck scan reaches
+RIB_SPAN_MM = 50.0      # and at least this long in-plane
+SOURCES = ("lungs", "vertebrae", "trachea", "clavicles", "humeri", "ribs")
 """What :func:`derived_structures` can make."""
 CORD = "spinal cord"
 LARYNX = "larynx"
@@ -109,10 +130,11 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
         spacing: voxel size in mm.
         existing: structures the case already has; those are never replaced.
         masks: the case's labels by registry name (``vertebrae`` needs its spinal cord,
-            ``trachea`` its larynx, ``clavicles`` its spinal cord).
+            ``trachea`` its larynx, ``clavicles`` and ``ribs`` its spinal cord).
         sources: which of :data:`SOURCES` to make.
 
-    Returns e.g. ``{"lung_left": mask, "lung_right": mask, "vertebra C3": mask}`` (bool, the
+    Returns e.g. ``{"lung_left": mask, "lung_right": mask, "vertebra C3": mask,
+    "left rib 1": mask}`` (bool, the
     CT's shape) for each structure found unambiguously; an empty dict when none is.
     """
     unknown = set(sources) - set(SOURCES)
@@ -120,7 +142,8 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
         raise ValueError(f"unknown derived source(s) {sorted(unknown)}; known: {SOURCES}")
     ct = np.asarray(ct)
     out: dict[str, np.ndarray] = {}
-    body = _body(ct) if set(sources) & {"lungs", "trachea", "clavicles", "humeri"} else None
+    body = _body(ct) if set(sources) & {"lungs", "trachea", "clavicles", "humeri", "ribs"} \
+        else None
     if "lungs" in sources:
         out.update(_lungs(ct, spacing, body, existing))
     if "vertebrae" in sources and masks is not None and CORD in masks:
@@ -142,6 +165,9 @@ def derived_structures(ct: np.ndarray, spacing: tuple[float, float, float], *,
         if "humeri" in sources:
             out.update({k: v for k, v in _humeri(bones, spacing, ct.shape).items()
                         if k not in existing})
+    if "ribs" in sources and masks is not None and CORD in masks:
+        out.update({k: v for k, v in _ribs(ct, spacing, body, masks[CORD]).items()
+                    if k not in existing})
     return out
 
 
@@ -463,3 +489,69 @@ def _humeri(bones: list[_Bone], spacing: tuple[float, float, float],
                 and height >= max(width, depth) and bone.offset_mm >= HUMERUS_OFFSET_MM:
             found.append(bone)
     return _one_per_side(found, "humerus", shape)
+
+
+def _cord_centres(cord: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cord's centre (voxel x, y) on every slice, that of the nearest slice with cord where
+    a slice has none; None without cord."""
+    zs = np.flatnonzero(cord.any(axis=(0, 1)))
+    if zs.size == 0:
+        return None
+    centres = np.array([np.argwhere(cord[:, :, z]).mean(axis=0) for z in zs])
+    nearest = np.abs(np.arange(cord.shape[2])[:, None] - zs[None, :]).argmin(axis=1)
+    return centres[nearest, 0], centres[nearest, 1]
+
+
+def _ribs(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
+          cord: np.ndarray) -> dict[str, np.ndarray]:
+    """The ribs of :func:`derived_structures` (``left rib 1``, ``left rib 3``, ...,
+    ``right rib 1``, ...; ``body``: :func:`_body` of ``ct``)."""
+    from scipy import ndimage as ndi
+
+    cord = np.asarray(cord, dtype=bool)
+    centres = _cord_centres(cord)
+    if centres is None or not body.any():
+        return {}
+    sx, sy, sz = (float(v) for v in spacing)
+    voxel_ml = sx * sy * sz / 1000.0
+    air, n = ndi.label((ct < LUNG_HU) & body)
+    sizes = np.bincount(air.ravel(), minlength=n + 1) * voxel_ml
+    sizes[0] = 0.0
+    lungs = np.isin(air, np.flatnonzero(sizes >= RIB_LUNG_ML))
+    if not lungs.any():
+        return {}
+    near = _fill_slices(ct > BONE_HU) & (ndi.distance_transform_edt(~lungs, sampling=spacing)
+                                         <= RIB_BAND_MM)
+    dx = (np.arange(ct.shape[0])[:, None, None] - centres[0][None, None, :]) * sx
+    dy = (np.arange(ct.shape[1])[None, :, None] - centres[1][None, None, :]) * sy
+    side_mm, back_mm, front_mm = SPINE_BOX_MM
+    near &= ~((np.abs(dx) <= side_mm) & (dy >= -back_mm) & (dy <= front_mm))
+    labels, _ = ndi.label(near, structure=np.ones((3, 3, 3)))
+    midline = _midline(body)
+    found: dict[str, list[tuple[int, np.ndarray]]] = {"left": [], "right": []}
+    for comp, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        local = labels[box] == comp
+        if not RIB_ML[0] <= float(local.sum()) * voxel_ml <= RIB_ML[1]:
+            continue
+        if max((b.stop - b.start) * d for b, d in zip(box[:2], (sx, sy))) < RIB_SPAN_MM:
+            continue
+        where = np.argwhere(local) + [b.start for b in box]
+        right_share = float((where[:, 0] > midline).mean())
+        if MIN_SIDE_SHARE > right_share > 1.0 - MIN_SIDE_SHARE:
+            continue  # crosses the midline: the sternum, or a rib joined to it
+        z = where[:, 2]
+        reach = np.hypot((where[:, 0] - centres[0][z]) * sx, (where[:, 1] - centres[1][z]) * sy)
+        if reach.min() > RIB_SPINE_MM:
+            continue  # does not start at the spine: a clavicle, the sternum, a cartilage
+        mask = np.zeros(ct.shape, dtype=bool)
+        mask[box] = local
+        found["right" if right_share >= MIN_SIDE_SHARE else "left"].append((box[2].stop, mask))
+    out = {}
+    for side, ribs in found.items():
+        ribs.sort(key=lambda item: -item[0])  # z grows towards the head: the topmost first
+        for number, (_, mask) in enumerate(ribs, start=1):
+            if number % 2:  # every second one: ribs 1, 3, 5, ...
+                out[f"{side} rib {number}"] = mask
+    return out

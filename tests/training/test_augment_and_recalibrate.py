@@ -75,3 +75,10 @@ def test_recalibrate_writes_a_calibration_the_scan_reads(tmp_path):
     assert meta["excluded_cases"] == ["case_34"]
     assert model_calibration(load_checkpoint(model, device="cpu").meta) is None
     assert main([str(model), "--out", str(out)]) == 2  # no data
+    # the structures read off the real CT: the model's own by default, or those asked for
+    assert meta["calibration"]["info"]["derived"] == ["lungs"]  # the training default
+    assert main([str(model), "--data", str(data), "--out", str(out), "--derived", "bones"]) == 2
+    assert main([str(model), "--data", str(data), "--out", str(out), "--workers", "1",
+                 "--snapshot-steps", "", "--derived", "lungs,ribs"]) == 0
+    assert load_checkpoint(out, device="cpu").meta["calibration"]["info"]["derived"] == [
+        "lungs", "ribs"]

@@ -105,7 +105,7 @@ def test_no_vertebrae_without_a_spinal_cord_or_when_not_asked():
     import pytest
 
     with pytest.raises(ValueError, match="unknown derived source"):
-        derived_structures(ct, spacing, sources=("ribs",))
+        derived_structures(ct, spacing, sources=("scapulae",))
 
 
 def _airway(spacing=(2.0, 2.0, 2.5), stoma=False, eso_air=False):
@@ -266,3 +266,63 @@ def test_humeri_are_the_shafts_far_out_on_each_side():
                                   existing={"right humerus"})) == {"left humerus"}
     ct, _, spacing = _arms(joined=True)
     assert set(derived_structures(ct, spacing, sources=("humeri",))) == {"right humerus"}
+
+
+def _ribcage(spacing=(2.0, 2.0, 3.0), ribs=4, cord=True, joined=False):
+    """A chest: two lungs either side of a spinal cord (y grows to the front, x to the right),
+    ``ribs`` ribs a side against the lungs, each from beside the spine round the lung's side
+    (three slices tall, the topmost highest), a scapula on the back of each side well outside the
+    ribs, a sternum on the midline in front and a clavicle against the front of each lung's
+    apex, which does not reach the spine. ``joined``: a plate of bone against the right lung's side joins its ribs.
+    Returns the CT, the cord, each rib by name and the spacing."""
+    shape = (160, 120, 6 * ribs + 6)
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[((x - 80) / 76) ** 2 + ((y - 60) / 56) ** 2 <= 1] = 40.0
+    cord_mask = np.zeros(shape, bool)
+    truth: dict[str, np.ndarray] = {}
+    for side, cx in (("left", 44), ("right", 116)):  # RAS: the right lung at high x
+        lung = ((x - cx) / 22) ** 2 + ((y - 60) / 32) ** 2 <= 1
+        ct[:, :, 1:-1][lung] = -850.0
+        outer = ((x - cx) / 26) ** 2 + ((y - 60) / 36) ** 2 <= 1
+        inner = ((x - cx) / 23) ** 2 + ((y - 60) / 33) ** 2 <= 1
+        toward = 1 if cx < 80 else -1  # towards the midline
+        # from beside the column (its head, in the column's box, left out) round the side
+        arc = outer & ~inner & (y <= 70) & ((toward * (x - cx) <= 0) | (y <= 40)) \
+            & (toward * (x - 80) <= -12)
+        scapula = (np.abs(x - (cx - 30 * toward)) <= 1) & (y >= 14) & (y <= 40)
+        clavicle = outer & ~inner & (y >= 84)  # against the lung's front, far from the spine
+        for k in range(ribs):  # rib 1 at the top (z grows towards the head)
+            z0 = shape[2] - 4 - 6 * (k + 1)
+            rib = np.zeros(shape, bool)
+            rib[:, :, z0:z0 + 3] = arc[:, :, None]
+            truth[f"{side} rib {k + 1}"] = rib
+            ct[rib] = 600.0
+        ct[:, :, 3:-3][scapula] = 500.0
+        ct[:, :, -5:-3][clavicle] = 700.0
+        if joined and side == "right":
+            ct[(x >= cx + 23) & (x <= cx + 25) & (y >= 40) & (y <= 80)] = 500.0
+    ct[:, :, 3:-3][(np.abs(x - 80) <= 6) & (y >= 104) & (y <= 110)] = 600.0  # the sternum
+    if cord:
+        cord_mask[(x - 80) ** 2 + (y - 26) ** 2 <= 9] = True
+    return ct, cord_mask, truth, spacing
+
+
+def test_ribs_are_the_bone_against_the_lungs_that_starts_at_the_spine():
+    ct, cord, truth, spacing = _ribcage()
+    found = derived_structures(ct, spacing, masks={"spinal cord": cord}, sources=("ribs",))
+    # numbered from the top on each side, every second one kept
+    assert set(found) == {"left rib 1", "left rib 3", "right rib 1", "right rib 3"}
+    for name, mask in found.items():
+        assert not (mask & ~truth[name]).any()  # no scapula, sternum, clavicle or other rib
+        assert (mask & truth[name]).sum() / truth[name].sum() > 0.95
+        assert (ct[mask] > 150).all()
+
+
+def test_no_ribs_without_a_cord_nor_where_bone_joins_them_into_more_than_a_rib():
+    ct, cord, _, spacing = _ribcage(cord=False)
+    assert derived_structures(ct, spacing, masks={"spinal cord": cord}, sources=("ribs",)) == {}
+    assert derived_structures(ct, spacing, sources=("ribs",)) == {}
+    ct, cord, _, spacing = _ribcage(joined=True)
+    found = derived_structures(ct, spacing, masks={"spinal cord": cord}, sources=("ribs",))
+    assert set(found) == {"left rib 1", "left rib 3"}  # the right side is one piece of bone
