@@ -77,3 +77,28 @@ def test_the_humeri_are_read_where_the_scan_reaches_the_arms():
     assert abs(right[0] - left[0]) * spacing[0] > 280.0  # far apart, beside the chest
     for mask in found.values():
         assert (ct[mask] > 150).mean() > 0.6  # bone, its marrow filled in
+
+
+
+def test_the_ribs_wrap_the_lungs_from_the_spine_down_the_chest():
+    from scipy import ndimage as ndi
+
+    ct, spacing, masks = _case("train_pt_112", ("spinal cord", "SpinalCord"), *_PAROTIDS)
+    found = derived_structures(ct, spacing, masks=masks, sources=("ribs",))
+    assert {"left rib 1", "left rib 3", "right rib 1", "right rib 3"} <= set(found)
+    assert all(int(name.split()[-1]) % 2 for name in found)  # every second one
+    _on_the_parotids_sides(found, masks, "rib 1")
+    _on_the_parotids_sides(found, masks, "rib 3")
+    for side in ("left", "right"):  # rib 1 above rib 3 (z grows towards the head)
+        tops = [np.flatnonzero(found[f"{side} rib {k}"].any(axis=(0, 1))).max() for k in (1, 3)]
+        assert tops[0] > tops[1]
+    lungs = derived_structures(ct, spacing, sources=("lungs",))
+    assert lungs  # this patient's scan reaches well into the chest
+    near_lung = ndi.distance_transform_edt(~np.logical_or.reduce(list(lungs.values())),
+                                           sampling=spacing) <= 15.0
+    cord_x = np.argwhere(masks["spinal cord"])[:, 0].mean()
+    for mask in found.values():
+        assert (ct[mask] > 150).mean() > 0.9 and 1.0 <= mask.sum() * np.prod(spacing) / 1e3 <= 25.0
+        assert abs(np.argwhere(mask)[:, 0].mean() - cord_x) * spacing[0] > 40.0  # not the column
+    for side in [s for s in ("left", "right") if f"lung_{s}" in lungs]:
+        assert near_lung[found[f"{side} rib 1"]].all()  # against its lung
