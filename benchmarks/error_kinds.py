@@ -113,6 +113,10 @@ def score_tables(model: Path, args) -> list[tuple[str, object]]:
     sample_kw = {k: tuple(v) if isinstance(v, list) else v
                  for k, v in (meta.get("train_config", {}).get("samples", {})).items()
                  if k in SampleConfig.__dataclass_fields__}
+    if args.derived is not None:
+        from qsaudit.training.derived import derived_overrides
+
+        sample_kw.update(derived_overrides(args.derived))
     sample_config = SampleConfig(**sample_kw)
     runs = []
     if args.phantoms > 0:
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--derived", default=None,
+                        help="HU-derived structures added to the held-out OpenKBP labels, e.g. "
+                        "lungs,vertebrae (default: the model's training setting), so that two "
+                        "models are scored on the same labels.")
     args = parser.parse_args(argv)
 
     from qsaudit.training.calibration import LabelTable, add_priors
