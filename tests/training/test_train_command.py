@@ -50,7 +50,7 @@ def test_train_writes_a_loadable_model_and_resumes(tmp_path):
     (["--no-mse", "--no-opr"], "no loss"),
     (["--preset", "huge"], "unknown preset"),
     (["--sample-draw", "-1"], "--sample-draw"),
-    (["--derived", "lungs,ribs"], "unknown source 'ribs'"),
+    (["--derived", "lungs,scapulae"], "unknown source 'scapulae'"),
 ])
 def test_train_rejects_bad_options(tmp_path, extra, message):
     run = CliRunner().invoke(app, ["train", "--phantoms", "1", "--out", str(tmp_path / "m.pt"),
