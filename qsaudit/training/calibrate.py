@@ -53,8 +53,9 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     cut them). ``derived``: the structures read off the real CT
     (:func:`qsaudit.training.derived.derived_overrides`, e.g. ``"lungs,vertebrae,ribs"``; an
     empty string for none) instead of the model's training setting: a calibration may measure
-    the network on real-CT structures it never trained on. ``table_out``: also save the per-label table (features, their names,
-    true Dice, patient, candidate source, case) as ``.npz``, to study other calibrations.
+    the network on real-CT structures it never trained on. ``table_out``: also save the
+    per-label table (features, their names, true Dice, patient, candidate source, case) as
+    ``.npz``, to study other calibrations.
     Raises UsageError without usable data, ModelError for a bad model file.
     """
     from qsaudit.model.checkpoint import load_checkpoint

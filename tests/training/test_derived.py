@@ -273,8 +273,8 @@ def _ribcage(spacing=(2.0, 2.0, 3.0), ribs=4, cord=True, joined=False):
     ``ribs`` ribs a side against the lungs, each from beside the spine round the lung's side
     (three slices tall, the topmost highest), a scapula on the back of each side well outside the
     ribs, a sternum on the midline in front and a clavicle against the front of each lung's
-    apex, which does not reach the spine. ``joined``: a plate of bone against the right lung's side joins its ribs.
-    Returns the CT, the cord, each rib by name and the spacing."""
+    apex, which does not reach the spine. ``joined``: a plate of bone against the right lung's
+    side joins its ribs. Returns the CT, the cord, each rib by name and the spacing."""
     shape = (160, 120, 6 * ribs + 6)
     x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     ct = np.full(shape, -1000.0, np.float32)
