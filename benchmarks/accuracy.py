@@ -187,13 +187,7 @@ def main(argv: list[str] | None = None) -> None:
 
     predictor = load_checkpoint(args.model, device=args.device, precision=args.precision)
     meta = predictor.meta
-    sample_kw = dict(meta.get("train_config", {}).get("samples", {}))
-    sample_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in sample_kw.items()}
-    if args.derived is not None:
-        from qsaudit.training.derived import derived_overrides
-
-        sample_kw.update(derived_overrides(args.derived))
-    sample_config = SampleConfig(**sample_kw)
+    sample_config = SampleConfig.of_model(meta, derived=args.derived)
     print(f"model {args.model} (trained {meta.get('command') or '?'}), {predictor.device} "
           f"{predictor.precision}, calibration: {type(model_calibration(meta)).__name__}")
 

@@ -110,14 +110,7 @@ def score_tables(model: Path, args) -> list[tuple[str, object]]:
 
     predictor = load_checkpoint(model, device=args.device)
     meta = predictor.meta
-    sample_kw = {k: tuple(v) if isinstance(v, list) else v
-                 for k, v in (meta.get("train_config", {}).get("samples", {})).items()
-                 if k in SampleConfig.__dataclass_fields__}
-    if args.derived is not None:
-        from qsaudit.training.derived import derived_overrides
-
-        sample_kw.update(derived_overrides(args.derived))
-    sample_config = SampleConfig(**sample_kw)
+    sample_config = SampleConfig.of_model(meta, derived=args.derived)
     runs = []
     if args.phantoms > 0:
         runs.append(("phantoms", phantom_specs(args.phantoms, seed=args.seed,

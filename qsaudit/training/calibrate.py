@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +91,9 @@ def calibrate_checkpoint(model: str | Path, *, data_dirs: list[str | Path] = (),
     if not specs:
         raise UsageError("no calibration data: give --data DIR (with the model's validation "
                          "patients, or --all-cases) and/or --phantoms N")
-    stored = (meta.get("train_config") or {}).get("samples") or {}
-    samples = SampleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in stored.items()
-                              if k in SampleConfig.__dataclass_fields__})
     changes = {k: v for k, v in (("snapshot_steps", snapshot_steps),
                                  ("degraded_per_label", degraded_per_label)) if v is not None}
-    if derived is not None:
-        from qsaudit.training.derived import derived_overrides
-
-        changes.update(derived_overrides(derived))
-    samples = replace(samples, **changes)
+    samples = SampleConfig.of_model(meta, derived=derived, **changes)
     _, val = build_samples(specs, {s.patient_id for s in specs}, model_config=predictor.config,
                            sample_config=samples, seed=seed, workers=workers)
     if len(val) == 0:

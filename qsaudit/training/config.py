@@ -61,6 +61,23 @@ class SampleConfig:
     resample_fraction: float = 0.3
     phantom_region: str = "abdomen"
 
+    @classmethod
+    def of_model(cls, meta: dict[str, Any], *, derived: str | None = None,
+                 **changes: Any) -> SampleConfig:
+        """The sample settings a model file was trained with (its ``meta``; the defaults for
+        a model that records none), with ``changes`` and, given ``derived`` (a ``--derived``
+        value, :func:`qsaudit.training.derived.derived_overrides`), other structures read off
+        the real CT: what a calibration or a benchmark builds its labels with. Raises
+        UsageError for an unknown derived source."""
+        stored = (meta.get("train_config") or {}).get("samples") or {}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()
+              if k in cls.__dataclass_fields__}
+        if derived is not None:
+            from qsaudit.training.derived import derived_overrides
+
+            kw.update(derived_overrides(derived))
+        return replace(cls(**kw), **changes)
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -82,3 +82,22 @@ def test_recalibrate_writes_a_calibration_the_scan_reads(tmp_path):
                  "--snapshot-steps", "", "--derived", "lungs,ribs"]) == 0
     assert load_checkpoint(out, device="cpu").meta["calibration"]["info"]["derived"] == [
         "lungs", "ribs"]
+
+
+def test_a_models_sample_settings_are_read_back_with_other_derived_structures():
+    import pytest
+
+    from qsaudit.errors import UsageError
+    from qsaudit.training.config import SampleConfig
+
+    meta = {"train_config": {"samples": {"snapshot_steps": [5, 30], "derived": True,
+                                         "derived_sources": ["lungs", "humeri"],
+                                         "setting_of_a_newer_version": 1}}}
+    samples = SampleConfig.of_model(meta)
+    assert samples.snapshot_steps == (5, 30) and samples.derived_sources == ("lungs", "humeri")
+    assert SampleConfig.of_model({}) == SampleConfig()  # a model that records none
+    other = SampleConfig.of_model(meta, derived="lungs,ribs", snapshot_steps=())
+    assert other.derived_sources == ("lungs", "ribs") and other.snapshot_steps == ()
+    assert not SampleConfig.of_model(meta, derived="").derived
+    with pytest.raises(UsageError, match="unknown source 'bones'"):
+        SampleConfig.of_model(meta, derived="lungs,bones")
