@@ -193,6 +193,17 @@ def _prior_pair(area_mean: float, prior: float | None) -> list[float]:
     return [float(prior), area_mean - float(prior)]
 
 
+def set_prior_features(features: np.ndarray, prior: np.ndarray) -> None:
+    """Write the :data:`PRIOR_FEATURES` of label features (N, len(FEATURES)) in place from each
+    label's structure prior (N,), as :func:`label_features` makes them (NaN, NaN where a label
+    has no prior)."""
+    prior = np.asarray(prior, dtype=np.float64)
+    prior = np.where(np.isfinite(prior), prior, np.nan)
+    features[:, FEATURES.index(PRIOR_FEATURES[0])] = prior
+    features[:, FEATURES.index(PRIOR_FEATURES[1])] = \
+        features[:, FEATURES.index("area_mean")] - prior
+
+
 @dataclass(frozen=True)
 class LabelCalibration:
     """Feature vector -> calibrated label Dice in [0, 1] (see the module docstring).
@@ -330,6 +341,13 @@ def structure_prior(calibration: Calibration, structure: str | None) -> float | 
     no :data:`PRIOR_FEATURES` or stores no priors; NaN when it has none for this structure)."""
     if not any(n in PRIOR_FEATURES for n in getattr(calibration, "names", ())):
         return None
+    priors = _stored_priors(calibration)
+    return None if priors is None else priors.value(structure)
+
+
+def _stored_priors(calibration: Calibration) -> Any:
+    """The :class:`~qsaudit.inference.priors.StructurePriors` stored with ``calibration``
+    (None without), read from its JSON once per calibration object."""
     held = _PRIORS.get(id(calibration))
     if held is None or held[0] is not calibration:
         from qsaudit.inference.priors import calibration_priors
@@ -338,7 +356,7 @@ def structure_prior(calibration: Calibration, structure: str | None) -> float | 
             _PRIORS.clear()
         held = (calibration, calibration_priors(calibration))
         _PRIORS[id(calibration)] = held
-    return None if held[1] is None else held[1].value(structure)
+    return held[1]
 
 
 def with_priors(features: np.ndarray, structures: Any, calibration: Calibration) -> np.ndarray:
@@ -350,13 +368,9 @@ def with_priors(features: np.ndarray, structures: Any, calibration: Calibration)
     out = np.array(features, dtype=np.float64, copy=True)
     if not any(n in PRIOR_FEATURES for n in getattr(calibration, "names", ())):
         return out
-    if structures is None:
-        structures = [None] * out.shape[0]
-    area = out[:, FEATURES.index("area_mean")]
-    cols = [FEATURES.index(n) for n in PRIOR_FEATURES]
-    for i, structure in enumerate(structures):
-        prior = structure_prior(calibration, None if structure is None else str(structure))
-        out[i, cols] = _prior_pair(float(area[i]), prior)
+    priors = _stored_priors(calibration)
+    set_prior_features(out, np.full(out.shape[0], np.nan)
+                       if priors is None or structures is None else priors.values(structures))
     return out
 
 

@@ -29,6 +29,7 @@ from qsaudit.inference.aggregate import (
     LabelCalibration,
     aggregate,
     label_features,
+    set_prior_features,
 )
 from qsaudit.inference.intervals import StructureBands, fit_error_bands
 from qsaudit.inference.novelty import feature_ranges
@@ -336,12 +337,6 @@ def _prior_sources(table: LabelTable) -> tuple[np.ndarray, np.ndarray]:
         & ~phantom_patients(table.patients)
 
 
-def _set_priors(features: np.ndarray, score: np.ndarray, prior: np.ndarray) -> None:
-    """Write the :data:`PRIOR_FEATURES` of labels scoring ``score`` with ``prior`` (in place)."""
-    features[:, FEATURES.index(PRIOR_FEATURES[0])] = prior
-    features[:, FEATURES.index(PRIOR_FEATURES[1])] = score - prior
-
-
 def add_priors(table: LabelTable, priors: StructurePriors | None = None
                ) -> StructurePriors | None:
     """Fill the table's :data:`PRIOR_FEATURES` (in place) and return the priors of all its real
@@ -351,12 +346,12 @@ def add_priors(table: LabelTable, priors: StructurePriors | None = None
     unknown, for a table without structure names."""
     if table.structures is None:
         return None
-    score, correct = _prior_sources(table)
     if priors is not None:
-        _set_priors(table.features, score, priors.values(table.structures))
+        set_prior_features(table.features, priors.values(table.structures))
         return priors
-    _set_priors(table.features, score,
-                leave_patient_out(table.structures, table.patients, score, correct))
+    score, correct = _prior_sources(table)
+    set_prior_features(table.features,
+                       leave_patient_out(table.structures, table.patients, score, correct))
     return StructurePriors.fit(table.structures[correct], table.patients[correct], score[correct])
 
 
@@ -376,7 +371,7 @@ def _fold_features(table: LabelTable, train: np.ndarray) -> np.ndarray:
     fold = StructurePriors.fit(table.structures[correct & train],
                                table.patients[correct & train], score[correct & train])
     prior[~train] = fold.values(table.structures[~train])
-    _set_priors(features, score, prior)
+    set_prior_features(features, prior)
     return features
 
 
